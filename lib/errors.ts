@@ -1,0 +1,49 @@
+/**
+ * One error class for the whole library. Every error carries a stable `code`
+ * (listed in docs/errors.md) and, where there is one, the underlying `cause`.
+ */
+export type RedirectErrorCode =
+  | 'ERR_REDIRECT_INVALID_OPTION'
+  | 'ERR_REDIRECT_INVALID_RECORD'
+  | 'ERR_REDIRECT_RESOLVE_FAILED'
+  | 'ERR_REDIRECT_RESOLVE_TIMEOUT'
+  | 'ERR_REDIRECT_NOT_REDIRECTED'
+  | 'ERR_REDIRECT_LOOP_DETECTED'
+  | 'ERR_REDIRECT_MIDDLEWARE'
+  | 'ERR_REDIRECT_CONNECT_TIMEOUT'
+  | 'ERR_REDIRECT_UPSTREAM_REFUSED'
+  | 'ERR_REDIRECT_UPSTREAM_UNREACHABLE'
+  | 'ERR_REDIRECT_UPSTREAM_FAILED'
+  | 'ERR_REDIRECT_IDLE_TIMEOUT'
+  | 'ERR_REDIRECT_SERVER_STATE'
+  | 'ERR_REDIRECT_ADDON_UNAVAILABLE'
+  | 'ERR_REDIRECT_NATIVE'
+  | 'ERR_REDIRECT_PERMISSION'
+  | 'ERR_REDIRECT_PROXY_HEADER'
+  | 'ERR_REDIRECT_UNTRUSTED_SOURCE';
+
+export class RedirectError extends Error {
+  override readonly name = 'RedirectError';
+  readonly code: RedirectErrorCode;
+  /** errno name (e.g. 'ECONNREFUSED') when the error comes from a system call. */
+  readonly syscallCode: string | undefined;
+
+  constructor(code: RedirectErrorCode, message: string, options: { cause?: unknown; syscallCode?: string } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.syscallCode = options.syscallCode ?? errnoOf(options.cause);
+  }
+}
+
+/** Reads the errno name (`code` of a Node system error) off an unknown value. */
+export function errnoOf(err: unknown): string | undefined {
+  if (err !== null && typeof err === 'object' && 'code' in err) {
+    const code = (err as { code: unknown }).code;
+    if (typeof code === 'string') return code;
+  }
+  return undefined;
+}
+
+export function invalidOption(path: string, message: string): RedirectError {
+  return new RedirectError('ERR_REDIRECT_INVALID_OPTION', `options.${path}: ${message}`);
+}

@@ -1,0 +1,225 @@
+import type { Socket } from 'node:net';
+import type { OperatorFunction } from 'rxjs';
+import type { RedirectError } from './errors';
+
+export type AddressFamily = 'IPv4' | 'IPv6';
+
+/** One end of a flow. IPv4-mapped IPv6 addresses are always normalised to IPv4. */
+export interface Endpoint {
+  readonly address: string;
+  readonly port: number;
+  readonly family: AddressFamily;
+}
+
+/**
+ * How a record was obtained. 'static' and 'function' are built in; the rest are
+ * provided by resolvers registered by the platform modules.
+ */
+export type RedirectMechanism =
+  | 'static'
+  | 'function'
+  | 'netfilter'
+  | 'tproxy'
+  | 'proxy-protocol'
+  | 'wfp'
+  | (string & {});
+
+/** A cooperating proxy that handled this flow before us. */
+export interface ChainEntry {
+  /** The proxy's `id` option. */
+  readonly id: string;
+  /** Where the fact came from: 'mark', 'proxy-protocol', 'wfp', … */
+  readonly via?: string;
+}
+
+/** Everything known about where a redirected flow came from and was going. */
+export interface RedirectRecord {
+  readonly mechanism: RedirectMechanism;
+  /** The original client. */
+  readonly source: Endpoint;
+  /** Where the client was trying to go. */
+  readonly destination: Endpoint;
+  /** Cooperating proxies that handled this flow before us, oldest first. */
+  readonly chain: readonly ChainEntry[];
+  /** Opaque platform redirect context (WFP redirect context). */
+  readonly context?: Uint8Array;
+  /** Opaque platform redirect records (WFP redirect records). */
+  readonly records?: Uint8Array;
+  /** Socket mark the flow arrived with (Linux, tcp_fwmark_accept). */
+  readonly mark?: number;
+  /** Mechanism-specific extras (e.g. PROXY protocol TLVs). */
+  readonly extensions?: Readonly<Record<string, unknown>>;
+}
+
+/** Input accepted where a record is built: endpoints may be partial and are normalised. */
+export interface RedirectRecordInit {
+  mechanism?: RedirectMechanism;
+  source?: { address: string; port: number; family?: AddressFamily | undefined };
+  destination: { address: string; port: number; family?: AddressFamily | undefined };
+  chain?: readonly ChainEntry[];
+  context?: Uint8Array;
+  records?: Uint8Array;
+  mark?: number;
+  extensions?: Readonly<Record<string, unknown>>;
+}
+
+export interface TargetAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** Per-connection context handed to every middleware once, before any byte flows. */
+export interface ConnectionContext {
+  readonly id: number;
+  readonly record: RedirectRecord;
+  /** Fires when the connection ends, whatever the reason. */
+  readonly signal: AbortSignal;
+  /** State shared along the chain, e.g. what a sniffer found for a router. */
+  readonly state: Map<string | symbol, unknown>;
+  /** The `id` option of this server. */
+  readonly proxyId: string;
+}
+
+export type ByteOperator = OperatorFunction<Buffer, Buffer>;
+
+export interface MiddlewareOperators {
+  /** client → destination; chains run in array order. */
+  upstream?: ByteOperator;
+  /** destination → client; chains run in reverse array order. */
+  downstream?: ByteOperator;
+}
+
+// biome-ignore lint/suspicious/noConfusingVoidType: a middleware may return nothing.
+export type Middleware = (ctx: ConnectionContext) => MiddlewareOperators | void;
+
+/** Why a connection ended. Stable strings; see docs/errors.md. */
+export type CloseReason =
+  | 'client-end'
+  | 'upstream-end'
+  | 'client-reset'
+  | 'upstream-reset'
+  | 'client-error'
+  | 'upstream-error'
+  | 'upstream-refused'
+  | 'upstream-unreachable'
+  | 'connect-timeout'
+  | 'idle-timeout'
+  | 'resolve-failed'
+  | 'not-redirected'
+  | 'middleware-error'
+  | 'loop-detected'
+  | 'server-shutdown'
+  | 'max-connections'
+  | 'destroyed';
+
+/** Which data path carried a direction. */
+export type DataPath = 'js' | 'zero-copy' | 'none';
+
+export interface DirectionSummary {
+  /** Bytes read from the sending socket. */
+  readonly bytesRead: number;
+  /** Bytes written to the receiving socket (after middleware). */
+  readonly bytesWritten: number;
+  /** Highest number of bytes held between the two sockets at once. */
+  readonly peakBuffered: number;
+  /** Times reading from the sender was stopped for flow control. */
+  readonly pauses: number;
+  readonly path: DataPath;
+}
+
+export interface CloseSummary {
+  readonly id: number;
+  readonly record: RedirectRecord | undefined;
+  readonly target: TargetAddress | undefined;
+  readonly reason: CloseReason;
+  readonly error: RedirectError | undefined;
+  readonly durationMs: number;
+  readonly upstream: DirectionSummary;
+  readonly downstream: DirectionSummary;
+  /** 'js', 'zero-copy', 'mixed' or 'none' when no byte moved through a relay. */
+  readonly path: DataPath | 'mixed';
+}
+
+/** A resolver finds the record of an accepted socket before any byte reaches middleware. */
+export interface ResolveResult {
+  readonly record: RedirectRecord;
+  /** Bytes the resolver had to read past what it consumed (e.g. after a PROXY header). */
+  readonly leftover?: Buffer;
+}
+
+export interface ResolverContext {
+  /** The accepted socket, paused: nothing has been read from it unless the resolver reads. */
+  readonly socket: Socket;
+  /** The listener's own address, to recognise flows that were not redirected. */
+  readonly listenAddress: Endpoint | undefined;
+  readonly signal: AbortSignal;
+}
+
+export interface Resolver {
+  readonly name: RedirectMechanism;
+  resolve(ctx: ResolverContext): Promise<ResolveResult>;
+  /** Called once at listen(): check capabilities, configure the listener. May throw a coded error. */
+  prepareListener?(server: import('node:net').Server): void | Promise<void>;
+}
+
+export type ResolveOption =
+  | TargetAddress
+  | ((socket: Socket) => RedirectRecordInit | RedirectRecord | Promise<RedirectRecordInit | RedirectRecord>)
+  | Resolver;
+
+export type TargetOption = TargetAddress | ((record: RedirectRecord) => TargetAddress);
+
+/**
+ * Egress plugins pass the record on to the next hop. Each hook is optional;
+ * they run in array order.
+ */
+export interface EgressPlugin {
+  readonly name: string;
+  /** Checked once at listen(); throw a coded error if the plugin cannot work here. */
+  check?(): void | Promise<void>;
+  /**
+   * Makes the outbound socket (e.g. with a mark set before connect). Only one
+   * plugin may provide it. The socket must not be connected yet.
+   */
+  createSocket?(target: ResolvedTarget, record: RedirectRecord): Socket;
+  /** Bytes written to the upstream before any payload (e.g. a PROXY header). */
+  preamble?(record: RedirectRecord, target: ResolvedTarget): Buffer | undefined;
+}
+
+/** A target with its host already a literal IP address. */
+export interface ResolvedTarget {
+  readonly host: string;
+  readonly port: number;
+  readonly family: AddressFamily;
+}
+
+export interface Limits {
+  /** Connections above this are reset at accept. Default: Infinity. */
+  maxConnections?: number;
+  /** Upstream connect deadline. Default 10 000 ms. */
+  connectTimeoutMs?: number;
+  /** No byte either way for this long ends the connection. Default: 0 (off). */
+  idleTimeoutMs?: number;
+  /** Bytes held per direction before reading from the sender stops. Default 512 KiB. */
+  highWaterMark?: number;
+  /** Deadline for finding a record. Default 5 000 ms. */
+  resolveTimeoutMs?: number;
+  /** How long close() lets live connections finish before destroying them. Default 5 000 ms. */
+  closeTimeoutMs?: number;
+}
+
+export interface RedirectServerOptions {
+  resolve: ResolveOption;
+  target?: TargetOption;
+  middleware?: readonly Middleware[];
+  limits?: Limits;
+  /** This proxy's name in redirect chains. Default 'rxredirect'. */
+  id?: string;
+  egress?: EgressOptions;
+}
+
+export interface EgressOptions {
+  plugins?: readonly EgressPlugin[];
+  /** Bind the outbound socket to this local address. */
+  localAddress?: string;
+}
