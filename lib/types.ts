@@ -145,6 +145,8 @@ export interface ResolveResult {
   readonly record: RedirectRecord;
   /** Bytes the resolver had to read past what it consumed (e.g. after a PROXY header). */
   readonly leftover?: Buffer;
+  /** Overrides the `target` option for this flow (e.g. a fallback for flows that were not redirected). */
+  readonly target?: TargetAddress;
 }
 
 export interface ResolverContext {
@@ -158,7 +160,11 @@ export interface ResolverContext {
 export interface Resolver {
   readonly name: RedirectMechanism;
   resolve(ctx: ResolverContext): Promise<ResolveResult>;
-  /** Called once at listen(): check capabilities, configure the listener. May throw a coded error. */
+  /**
+   * Called once by listen(), right after the listener is bound and before
+   * listen() resolves: check capabilities, configure the listening socket
+   * (e.g. IP_TRANSPARENT). A coded error thrown here fails listen().
+   */
   prepareListener?(server: import('node:net').Server): void | Promise<void>;
 }
 
