@@ -10,7 +10,15 @@
       "cflags_cc": ["-std=c++17", "-Wall", "-Wextra"],
       "conditions": [
         ["OS=='linux'", {
-          "sources": []
+          "sources": [
+            "native/sys-error.cc",
+            "native/sockaddr.cc",
+            "native/socket-info.cc",
+            "native/original-destination.cc",
+            "native/transparent.cc",
+            "native/marked-socket.cc",
+            "native/capabilities.cc"
+          ]
         }]
       ]
     }

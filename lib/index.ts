@@ -1,2 +1,24 @@
-export * from './errors';
+export { createAddressMatcher, parseCidr } from './cidr';
+export { both, compose, downstream, upstream } from './compose';
+export { Connection } from './connection';
+export { formatDoctor, runDoctor } from './doctor';
+export { chainFromMark, type CooperatingMarks, type MarkEgressOptions, markEgress } from './egress-mark';
+export { errnoOf, RedirectError, type RedirectErrorCode } from './errors';
+export { type Capabilities, native, requireNative } from './native';
+export { DEFAULT_LIMITS } from './options';
+export * from './proxy-header';
+export { createRecord, normaliseAddress } from './record';
+export { type AutoResolverOptions, autoResolver } from './resolve-auto';
+export { type NetfilterResolverOptions, netfilterResolver } from './resolve-netfilter';
+export { type TproxyResolverOptions, tproxyResolver } from './resolve-tproxy';
+export { functionResolver, staticResolver } from './resolvers';
+export { formatCommand, formatRules, generateRules, type RuleSet, type RulesOptions } from './rules';
+export {
+  createRedirectServer,
+  type ListenOptions,
+  RedirectServer,
+  type RedirectServerEvents,
+  type ServerStats,
+} from './server';
+export { SocketTransport, type Transport, type TransportHandlers } from './transport';
 export type * from './types';

@@ -215,17 +215,33 @@ export interface Limits {
 }
 
 export interface RedirectServerOptions {
-  resolve: ResolveOption;
+  /**
+   * How a socket's record is found: `{ host, port }` (static), a function,
+   * a Resolver object, or a mechanism name: 'netfilter', 'tproxy', 'auto' (Linux).
+   */
+  resolve: ResolveOption | 'netfilter' | 'tproxy' | 'auto';
   target?: TargetOption;
   middleware?: readonly Middleware[];
   limits?: Limits;
   /** This proxy's name in redirect chains. Default 'rxredirect'. */
   id?: string;
   egress?: EgressOptions;
+  /**
+   * Cooperating proxies and their socket-mark bits (Linux, with
+   * net.ipv4.tcp_fwmark_accept=1): `{ 'proxy-a': 0x1, 'proxy-b': 0x2 }`.
+   * Include our own `id` with the bit of `egress.mark`.
+   */
+  cooperating?: Readonly<Record<string, number>>;
+  /** Flows that were not redirected (netfilter, tproxy, auto): refuse them (default) or send them here. */
+  notRedirected?: 'refuse' | TargetAddress;
+  /** 'tproxy' and 'auto': set IP_TRANSPARENT on the listener (default true for 'tproxy', 'try' for 'auto'). */
+  transparent?: boolean | 'try';
 }
 
 export interface EgressOptions {
   plugins?: readonly EgressPlugin[];
+  /** Linux: SO_MARK for outbound sockets, set before connect (needs CAP_NET_ADMIN). */
+  mark?: number;
   /** Bind the outbound socket to this local address. */
   localAddress?: string;
 }

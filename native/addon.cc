@@ -2,6 +2,14 @@
 // concern lives in its own file.
 #include <napi.h>
 
+#if defined(__linux__)
+#include "capabilities.h"
+#include "marked-socket.h"
+#include "original-destination.h"
+#include "socket-info.h"
+#include "transparent.h"
+#endif
+
 #define RXREDIRECT_ADDON_VERSION "0.1.0"
 
 namespace {
@@ -12,6 +20,17 @@ Napi::Value Version(const Napi::CallbackInfo& info) {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("version", Napi::Function::New(env, Version, "version"));
+#if defined(__linux__)
+  exports.Set("platform", Napi::String::New(env, "linux"));
+  exports.Set("originalDestination", Napi::Function::New(env, rxredirect::OriginalDestination, "originalDestination"));
+  exports.Set("localAddress", Napi::Function::New(env, rxredirect::LocalAddress, "localAddress"));
+  exports.Set("peerAddress", Napi::Function::New(env, rxredirect::PeerAddress, "peerAddress"));
+  exports.Set("getMark", Napi::Function::New(env, rxredirect::GetMark, "getMark"));
+  exports.Set("setTransparent", Napi::Function::New(env, rxredirect::SetTransparent, "setTransparent"));
+  exports.Set("isTransparent", Napi::Function::New(env, rxredirect::IsTransparent, "isTransparent"));
+  exports.Set("createMarkedSocket", Napi::Function::New(env, rxredirect::CreateMarkedSocket, "createMarkedSocket"));
+  exports.Set("capabilities", Napi::Function::New(env, rxredirect::Capabilities, "capabilities"));
+#endif
   return exports;
 }
 

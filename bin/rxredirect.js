@@ -1,0 +1,3 @@
+#!/usr/bin/env node
+
+require('../dist/lib/cli.js').run();

@@ -1,0 +1,148 @@
+import { closeSync } from 'node:fs';
+import { isIP, Socket, type SocketConstructorOpts } from 'node:net';
+import { invalidOption, RedirectError } from './errors';
+import { nativeError, requireLinux } from './native';
+import type { ChainEntry, EgressPlugin, RedirectRecord, ResolvedTarget } from './types';
+
+/**
+ * Loop-safe egress on Linux: the outbound socket carries SO_MARK from before
+ * connect(), so a rule `-m mark --mark M/M -j RETURN` lets our own SYN pass the
+ * REDIRECT/TPROXY rule that brought the client to us. See docs/linux.md.
+ */
+
+/** Cooperating proxies by id, each with its own mark bit: `{ 'proxy-a': 0x1, 'proxy-b': 0x2 }`. */
+export type CooperatingMarks = Readonly<Record<string, number>>;
+
+export interface MarkEgressOptions {
+  /** This proxy's mark (1 – 0xffffffff); its bits are set on every outbound socket. */
+  mark: number;
+  /**
+   * Every proxy that may handle a flow before or after this one. The bits of
+   * these (and only these) that the arriving flow carried are kept on the
+   * outbound socket, so proxies upstream of us still recognise the flow.
+   */
+  cooperating?: CooperatingMarks;
+}
+
+export const PERMISSION_REMEDY =
+  'Setting SO_MARK and IP_TRANSPARENT needs CAP_NET_ADMIN (SO_MARK also accepts CAP_NET_RAW on Linux >= 5.17): ' +
+  'run the proxy as root, with ' +
+  '`setcap cap_net_admin+ep <node binary>`, or under systemd with AmbientCapabilities=CAP_NET_ADMIN. ' +
+  'Without it, skip the proxy by owner instead of by mark: run it as a dedicated user and use ' +
+  '`iptables ... -m owner --uid-owner <user> -j RETURN` (see docs/linux.md)';
+
+const ID_PATTERN = /^[A-Za-z0-9._:-]{1,64}$/;
+
+export function checkMark(value: unknown, path: string): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 0xffffffff) {
+    throw invalidOption(path, `must be an integer 1 – 0xffffffff, got ${String(value)}`);
+  }
+  return value;
+}
+
+/** Validates a cooperating map: ids like server ids, each a distinct single bit. */
+export function checkCooperating(value: unknown, path: string): CooperatingMarks {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw invalidOption(path, "must be an object { id: bit }, e.g. { 'proxy-a': 0x1, 'proxy-b': 0x2 }");
+  }
+  const seen = new Map<number, string>();
+  for (const [id, bit] of Object.entries(value)) {
+    if (!ID_PATTERN.test(id)) throw invalidOption(path, `"${id}" is not a valid proxy id`);
+    checkMark(bit, `${path}.${id}`);
+    if ((bit & (bit - 1)) !== 0) {
+      throw invalidOption(`${path}.${id}`, `must be a single bit (a power of two), got 0x${bit.toString(16)}`);
+    }
+    const other = seen.get(bit);
+    if (other !== undefined) throw invalidOption(`${path}.${id}`, `uses the same bit as "${other}"`);
+    seen.set(bit, id);
+  }
+  return Object.freeze({ ...(value as Record<string, number>) });
+}
+
+/** All cooperating bits together. */
+export function cooperatingMask(cooperating: CooperatingMarks | undefined): number {
+  let mask = 0;
+  for (const bit of Object.values(cooperating ?? {})) mask = (mask | bit) >>> 0;
+  return mask;
+}
+
+/**
+ * The cooperating proxies whose bit the flow arrived with, one entry each, in
+ * ascending bit order. Give proxies bits in the order they see a flow (the
+ * first proxy the lowest bit) and this is also oldest-first.
+ */
+export function chainFromMark(mark: number | undefined, cooperating: CooperatingMarks | undefined): ChainEntry[] {
+  if (mark === undefined || mark === 0 || cooperating === undefined) return [];
+  return Object.entries(cooperating)
+    .filter(([, bit]) => (mark & bit) >>> 0 !== 0)
+    .sort(([, a], [, b]) => a - b)
+    .map(([id]) => ({ id, via: 'mark' }));
+}
+
+/**
+ * Egress plugin that creates every outbound socket with SO_MARK set before
+ * connect: mark = (the flow's cooperating bits) | options.mark.
+ */
+export function markEgress(options: MarkEgressOptions): EgressPlugin {
+  if (options === null || typeof options !== 'object') throw invalidOption('egress', 'markEgress needs { mark }');
+  const mark = checkMark(options.mark, 'egress.mark');
+  const cooperating =
+    options.cooperating === undefined ? undefined : checkCooperating(options.cooperating, 'egress.cooperating');
+  const inheritable = cooperatingMask(cooperating);
+
+  return {
+    name: 'mark',
+    check() {
+      const addon = requireLinux('Marked egress (egress.mark)');
+      // A throw-away socket proves SO_MARK is allowed here before any flow depends on it.
+      let fd: number;
+      try {
+        fd = addon.createMarkedSocket(4, mark);
+      } catch (err) {
+        throw nativeError(err, `cannot set SO_MARK 0x${mark.toString(16)}`, PERMISSION_REMEDY);
+      }
+      closeSync(fd);
+    },
+    createSocket(target: ResolvedTarget, record: RedirectRecord): Socket {
+      const version = isIP(target.host);
+      if (version === 0) {
+        throw new RedirectError('ERR_REDIRECT_INVALID_OPTION', `egress target "${target.host}" must be an IP literal`);
+      }
+      const addon = requireLinux('Marked egress (egress.mark)');
+      const socketMark = (((record.mark ?? 0) & inheritable) | mark) >>> 0;
+      let fd: number;
+      try {
+        fd = addon.createMarkedSocket(version === 6 ? 6 : 4, socketMark);
+      } catch (err) {
+        throw nativeError(
+          err,
+          `cannot create an outbound socket with mark 0x${socketMark.toString(16)}`,
+          PERMISSION_REMEDY,
+        );
+      }
+      return wrapUnconnected(fd);
+    },
+  };
+}
+
+/**
+ * Wraps an unconnected fd for the core to connect. `manualStart` (a Node
+ * internal option) keeps the constructor from starting to read: reading an
+ * unconnected socket fails with ENOTCONN on the next loop turn, and a later
+ * connect() would then silently open a new, unmarked socket.
+ */
+function wrapUnconnected(fd: number): Socket {
+  const options: SocketConstructorOpts & { manualStart: boolean } = {
+    fd,
+    allowHalfOpen: true,
+    readable: true,
+    writable: true,
+    manualStart: true,
+  };
+  try {
+    return new Socket(options);
+  } catch (err) {
+    closeSync(fd);
+    throw nativeError(err, 'cannot wrap the outbound socket');
+  }
+}

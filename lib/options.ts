@@ -1,0 +1,179 @@
+import { invalidOption } from './errors';
+import { checkCooperating, markEgress } from './egress-mark';
+import { createResolver } from './resolvers';
+import type {
+  EgressPlugin,
+  Limits,
+  Middleware,
+  RedirectRecord,
+  RedirectServerOptions,
+  Resolver,
+  TargetAddress,
+  TargetOption,
+} from './types';
+
+export interface ServerConfig {
+  readonly id: string;
+  readonly resolver: Resolver;
+  readonly target: ((record: RedirectRecord) => TargetAddress) | undefined;
+  readonly middleware: readonly Middleware[];
+  readonly limits: Required<Limits>;
+  readonly egress: readonly EgressPlugin[];
+  readonly localAddress: string | undefined;
+}
+
+export const DEFAULT_LIMITS: Readonly<Required<Limits>> = Object.freeze({
+  maxConnections: Number.POSITIVE_INFINITY,
+  connectTimeoutMs: 10_000,
+  idleTimeoutMs: 0,
+  highWaterMark: 512 * 1024,
+  resolveTimeoutMs: 5_000,
+  closeTimeoutMs: 5_000,
+});
+
+const KNOWN_OPTIONS = new Set([
+  'resolve',
+  'target',
+  'middleware',
+  'limits',
+  'id',
+  'egress',
+  'cooperating',
+  'notRedirected',
+  'transparent',
+]);
+const KNOWN_LIMITS = new Set(Object.keys(DEFAULT_LIMITS));
+const KNOWN_EGRESS = new Set(['plugins', 'localAddress', 'mark']);
+
+/** Checks every option at once and throws a coded error that says what to fix. */
+export function normaliseOptions(options: RedirectServerOptions): ServerConfig {
+  if (options === null || typeof options !== 'object') {
+    throw invalidOption('', 'createRedirectServer(options) needs an options object with at least `resolve`');
+  }
+  for (const key of Object.keys(options)) {
+    if (!KNOWN_OPTIONS.has(key)) throw invalidOption(key, `unknown option (known: ${[...KNOWN_OPTIONS].join(', ')})`);
+  }
+  const id = options.id ?? 'rxredirect';
+  if (typeof id !== 'string' || !/^[A-Za-z0-9._:-]{1,64}$/.test(id)) {
+    throw invalidOption('id', 'must be 1–64 characters of A–Z a–z 0–9 . _ : -');
+  }
+  const localAddress = normaliseEgress(options.egress);
+  const cooperating =
+    options.cooperating === undefined ? undefined : checkCooperating(options.cooperating, 'cooperating');
+  const egress = [...normaliseEgressPlugins(options.egress?.plugins)];
+  if (options.egress?.mark !== undefined) {
+    if (egress.some((p) => p.createSocket)) {
+      throw invalidOption('egress.mark', 'cannot be combined with an egress plugin that creates the socket');
+    }
+    egress.unshift(markEgress({ mark: options.egress.mark, ...(cooperating ? { cooperating } : {}) }));
+  }
+  return {
+    id,
+    resolver: createResolver(options.resolve, {
+      id,
+      cooperating,
+      notRedirected: options.notRedirected,
+      transparent: options.transparent,
+    }),
+    target: normaliseTarget(options.target),
+    middleware: normaliseMiddleware(options.middleware),
+    limits: normaliseLimits(options.limits),
+    egress: Object.freeze(egress),
+    localAddress,
+  };
+}
+
+export function checkTargetAddress(value: unknown, path: string): TargetAddress {
+  if (value === null || typeof value !== 'object') throw invalidOption(path, 'must be { host, port }');
+  const { host, port } = value as { host?: unknown; port?: unknown };
+  if (typeof host !== 'string' || host.length === 0) throw invalidOption(`${path}.host`, 'must be a non-empty string');
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) {
+    throw invalidOption(`${path}.port`, `must be an integer 1–65535, got ${String(port)}`);
+  }
+  return { host, port };
+}
+
+function normaliseTarget(target: TargetOption | undefined): ServerConfig['target'] {
+  if (target === undefined) return undefined;
+  if (typeof target === 'function') {
+    return (record) => checkTargetAddress(target(record), 'target(record)');
+  }
+  const fixed = checkTargetAddress(target, 'target');
+  return () => fixed;
+}
+
+function normaliseMiddleware(middleware: readonly Middleware[] | undefined): readonly Middleware[] {
+  if (middleware === undefined) return [];
+  if (!Array.isArray(middleware)) throw invalidOption('middleware', 'must be an array of middleware functions');
+  middleware.forEach((m, i) => {
+    if (typeof m !== 'function') {
+      throw invalidOption(
+        `middleware[${i}]`,
+        'must be a function (ctx) => ({ upstream?, downstream? }); wrap a plain RxJS operator with upstream(op), downstream(op) or both(op)',
+      );
+    }
+  });
+  return Object.freeze([...middleware]);
+}
+
+function normaliseLimits(limits: Limits | undefined): Required<Limits> {
+  if (limits === undefined) return { ...DEFAULT_LIMITS };
+  if (limits === null || typeof limits !== 'object') throw invalidOption('limits', 'must be an object');
+  for (const key of Object.keys(limits)) {
+    if (!KNOWN_LIMITS.has(key))
+      throw invalidOption(`limits.${key}`, `unknown limit (known: ${[...KNOWN_LIMITS].join(', ')})`);
+  }
+  const out = { ...DEFAULT_LIMITS, ...stripUndefined(limits) };
+  const positive = (key: keyof Limits, allowZero: boolean, allowInfinity: boolean): void => {
+    const v = out[key];
+    const ok =
+      typeof v === 'number' &&
+      (Number.isInteger(v) || (allowInfinity && v === Number.POSITIVE_INFINITY)) &&
+      (allowZero ? v >= 0 : v > 0);
+    if (!ok) {
+      throw invalidOption(
+        `limits.${key}`,
+        `must be ${allowZero ? 'a non-negative' : 'a positive'} integer${allowInfinity ? ' or Infinity' : ''}, got ${String(v)}`,
+      );
+    }
+  };
+  positive('maxConnections', false, true);
+  positive('connectTimeoutMs', false, false);
+  positive('idleTimeoutMs', true, false);
+  positive('highWaterMark', false, false);
+  positive('resolveTimeoutMs', false, false);
+  positive('closeTimeoutMs', true, false);
+  if (out.highWaterMark < 1024) throw invalidOption('limits.highWaterMark', 'must be at least 1024 bytes');
+  return out;
+}
+
+function normaliseEgressPlugins(plugins: readonly EgressPlugin[] | undefined): readonly EgressPlugin[] {
+  if (plugins === undefined) return [];
+  if (!Array.isArray(plugins)) throw invalidOption('egress.plugins', 'must be an array');
+  let makers = 0;
+  plugins.forEach((p, i) => {
+    if (p === null || typeof p !== 'object' || typeof p.name !== 'string') {
+      throw invalidOption(`egress.plugins[${i}]`, 'must be an object with a name and optional hooks');
+    }
+    if (p.createSocket) makers++;
+  });
+  if (makers > 1) throw invalidOption('egress.plugins', 'only one plugin may create the outbound socket');
+  return Object.freeze([...plugins]);
+}
+
+function normaliseEgress(egress: RedirectServerOptions['egress']): string | undefined {
+  if (egress === undefined) return undefined;
+  if (egress === null || typeof egress !== 'object') throw invalidOption('egress', 'must be an object');
+  for (const key of Object.keys(egress)) {
+    if (!KNOWN_EGRESS.has(key))
+      throw invalidOption(`egress.${key}`, `unknown option (known: ${[...KNOWN_EGRESS].join(', ')})`);
+  }
+  if (egress.localAddress !== undefined && typeof egress.localAddress !== 'string') {
+    throw invalidOption('egress.localAddress', 'must be an IP address string');
+  }
+  return egress.localAddress;
+}
+
+function stripUndefined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

@@ -1,0 +1,113 @@
+import { lookup } from 'node:dns/promises';
+import { isIP, type Socket } from 'node:net';
+import { invalidOption, RedirectError } from './errors';
+import { createRecord } from './record';
+import { autoResolver } from './resolve-auto';
+import { netfilterResolver } from './resolve-netfilter';
+import { tproxyResolver } from './resolve-tproxy';
+import type {
+  Endpoint,
+  RedirectRecord,
+  RedirectRecordInit,
+  ResolveOption,
+  Resolver,
+  ResolveResult,
+  TargetAddress,
+} from './types';
+
+/** Server options the named resolvers take. */
+export interface NamedResolverOptions {
+  id: string;
+  cooperating: Readonly<Record<string, number>> | undefined;
+  notRedirected: 'refuse' | TargetAddress | undefined;
+  transparent: boolean | 'try' | undefined;
+}
+
+/** Resolvers known by name; the Linux ones load the addon only when used. */
+const named: Record<string, (o: NamedResolverOptions) => Resolver> = {
+  netfilter: (o) => netfilterResolver(linuxOptions(o)),
+  tproxy: (o) => tproxyResolver({ ...linuxOptions(o), transparent: o.transparent !== false }),
+  auto: (o) => autoResolver({ ...linuxOptions(o), transparent: o.transparent ?? 'try' }),
+};
+
+function linuxOptions(o: NamedResolverOptions) {
+  return {
+    ...(o.notRedirected !== undefined ? { notRedirected: o.notRedirected } : {}),
+    ...(o.cooperating !== undefined ? { cooperating: o.cooperating, id: o.id } : {}),
+  };
+}
+
+/** Turns the `resolve` option into a Resolver, or throws a coded error. */
+export function createResolver(
+  option: ResolveOption | string | undefined,
+  options: NamedResolverOptions = {
+    id: 'rxredirect',
+    cooperating: undefined,
+    notRedirected: undefined,
+    transparent: undefined,
+  },
+): Resolver {
+  if (option === undefined || option === null) {
+    throw invalidOption('resolve', 'is required: { host, port }, a function (socket) => record, or a resolver');
+  }
+  if (typeof option === 'string') {
+    const factory = Object.hasOwn(named, option) ? named[option] : undefined;
+    if (!factory) {
+      const known = ['{ host, port }', 'a function', 'a resolver object', ...Object.keys(named)].join(', ');
+      throw invalidOption('resolve', `"${option}" is not a known mechanism here (known: ${known})`);
+    }
+    return factory(options);
+  }
+  if (typeof option === 'function') return functionResolver(option);
+  if (typeof option === 'object' && typeof (option as Resolver).resolve === 'function') return option as Resolver;
+  if (typeof option === 'object' && 'host' in option) return staticResolver(option.host, option.port);
+  throw invalidOption('resolve', 'must be { host, port }, a function (socket) => record, or a resolver object');
+}
+
+/** Every flow goes to one fixed destination (mechanism 'static'). */
+export function staticResolver(host: string, port: number): Resolver {
+  if (typeof host !== 'string' || host === '') throw invalidOption('resolve.host', 'must be a non-empty string');
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    throw invalidOption('resolve.port', `must be an integer 1–65535, got ${String(port)}`);
+  }
+  let address = isIP(host) ? host : undefined;
+  return {
+    name: 'static',
+    async prepareListener() {
+      // A host name is looked up once, at listen(), so every flow sees the same record.
+      if (address === undefined) {
+        try {
+          address = (await lookup(host)).address;
+        } catch (err) {
+          throw new RedirectError('ERR_REDIRECT_INVALID_OPTION', `options.resolve.host: cannot look up "${host}"`, {
+            cause: err,
+          });
+        }
+      }
+    },
+    async resolve({ socket }) {
+      if (address === undefined) address = (await lookup(host)).address;
+      return { record: createRecord({ mechanism: 'static', destination: { address, port } }, peerOf(socket)) };
+    },
+  };
+}
+
+type RecordFunction = (
+  socket: Socket,
+) => RedirectRecordInit | RedirectRecord | Promise<RedirectRecordInit | RedirectRecord>;
+
+/** A user function finds the record (mechanism 'function' unless it says otherwise). */
+export function functionResolver(fn: RecordFunction): Resolver {
+  return {
+    name: 'function',
+    async resolve({ socket }): Promise<ResolveResult> {
+      const init = await fn(socket);
+      return { record: createRecord(init, peerOf(socket)) };
+    },
+  };
+}
+
+export function peerOf(socket: Socket): Endpoint | undefined {
+  if (socket.remoteAddress === undefined || socket.remotePort === undefined) return undefined;
+  return createRecord({ destination: { address: socket.remoteAddress, port: socket.remotePort } }).destination;
+}

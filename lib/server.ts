@@ -1,0 +1,266 @@
+import { createServer, type Server, type Socket } from 'node:net';
+import { EventEmitter } from 'eventemitter3';
+import { Connection, type ConnectionHost } from './connection';
+import { RedirectError } from './errors';
+import { normaliseOptions, type ServerConfig } from './options';
+import { normaliseAddress } from './record';
+import type { CloseReason, CloseSummary, Endpoint, RedirectServerOptions } from './types';
+
+export interface ListenOptions {
+  port?: number;
+  host?: string;
+  /** Listen on an existing listening fd (e.g. one made by the addon). */
+  fd?: number;
+  backlog?: number;
+  ipv6Only?: boolean;
+}
+
+export interface ServerStats {
+  readonly live: { readonly connections: number; readonly bytesUpstream: number; readonly bytesDownstream: number };
+  readonly total: {
+    readonly accepted: number;
+    readonly connections: number;
+    readonly closed: number;
+    readonly bytesUpstream: number;
+    readonly bytesDownstream: number;
+  };
+  /** Closed connections by reason. */
+  readonly reasons: Readonly<Partial<Record<CloseReason, number>>>;
+  /** Closed connections whose reason is a fault, by reason. */
+  readonly errors: Readonly<Partial<Record<CloseReason, number>>>;
+  /** Connections by the data path that carried them. */
+  readonly paths: Readonly<Record<string, number>>;
+}
+
+export interface RedirectServerEvents {
+  /** A flow with its record, before any byte is relayed. */
+  connection: [conn: Connection];
+  /** A flow ended before it became a connection (resolve failed, loop, limit). */
+  rejected: [summary: CloseSummary];
+  /** Every closed flow, connection or not. */
+  closed: [summary: CloseSummary];
+  listening: [address: Endpoint];
+  /** A listener fault (e.g. EMFILE on accept); the server keeps running. */
+  error: [err: Error];
+}
+
+const GRACEFUL = new Set<CloseReason>(['client-end', 'upstream-end']);
+
+/** A listener that turns each redirected connection into a middleware pipeline. */
+export class RedirectServer extends EventEmitter<RedirectServerEvents> {
+  readonly config: ServerConfig;
+  private readonly net: Server;
+  private readonly live = new Set<Connection>();
+  private readonly egressEndpoints = new Set<string>();
+  private nextId = 1;
+  private state: 'idle' | 'listening' | 'closing' | 'closed' = 'idle';
+  private address: Endpoint | undefined;
+  private closing: Promise<void> | undefined;
+  private readonly counters = { accepted: 0, connections: 0, closed: 0, bytesUpstream: 0, bytesDownstream: 0 };
+  private readonly reasons: Partial<Record<CloseReason, number>> = {};
+  private readonly paths: Record<string, number> = {};
+  private readonly host: ConnectionHost;
+
+  constructor(options: RedirectServerOptions) {
+    super();
+    this.config = normaliseOptions(options);
+    this.net = createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (socket) =>
+      this.accept(socket),
+    );
+    this.net.on('error', (err) => {
+      if (this.state === 'listening') this.emit('error', err);
+    });
+    const server = this;
+    this.host = {
+      config: this.config,
+      get listenAddress() {
+        return server.address;
+      },
+      egressEndpoints: this.egressEndpoints,
+      pendingConnects: 0,
+      opened: (conn) => {
+        this.counters.connections++;
+        this.emit('connection', conn);
+      },
+      closed: (conn, summary) => this.connectionClosed(conn, summary),
+    };
+  }
+
+  /** Binds and resolves with the bound address. */
+  async listen(options: ListenOptions = {}): Promise<Endpoint> {
+    if (this.state !== 'idle') {
+      throw new RedirectError('ERR_REDIRECT_SERVER_STATE', `listen() called on a server that is ${this.state}`);
+    }
+    validateListen(options);
+    for (const plugin of this.config.egress) await plugin.check?.();
+    this.state = 'listening';
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const onError = (err: Error): void => reject(err);
+        this.net.once('error', onError);
+        const done = (): void => {
+          this.net.off('error', onError);
+          resolve();
+        };
+        if (options.fd !== undefined) this.net.listen({ fd: options.fd, backlog: options.backlog }, done);
+        else
+          this.net.listen(
+            {
+              port: options.port ?? 0,
+              host: options.host ?? '127.0.0.1',
+              backlog: options.backlog,
+              ipv6Only: options.ipv6Only,
+            },
+            done,
+          );
+      });
+      const bound = this.net.address();
+      if (bound === null || typeof bound === 'string') throw new Error('the listener has no IP address');
+      const { address, family } = normaliseAddress(bound.address);
+      this.address = Object.freeze({ address, port: bound.port, family });
+      await this.config.resolver.prepareListener?.(this.net);
+    } catch (err) {
+      this.state = 'closed';
+      this.net.close();
+      if (err instanceof RedirectError) throw err;
+      throw new RedirectError('ERR_REDIRECT_SERVER_STATE', `cannot listen: ${(err as Error).message}`, { cause: err });
+    }
+    this.emit('listening', this.address);
+    return this.address;
+  }
+
+  /**
+   * Stops accepting, lets live connections finish for `timeoutMs` (default
+   * limits.closeTimeoutMs), then resets what is left with reason 'server-shutdown'.
+   */
+  close(options: { timeoutMs?: number } = {}): Promise<void> {
+    if (this.closing) return this.closing;
+    const timeoutMs = options.timeoutMs ?? this.config.limits.closeTimeoutMs;
+    this.state = 'closing';
+    this.closing = (async () => {
+      // net.Server's close callback waits for every accepted socket, so it is
+      // awaited last, after live connections had their chance and the rest were reset.
+      const listenerClosed = new Promise<void>((resolve) => {
+        if (!this.net.listening) return resolve();
+        this.net.close(() => resolve());
+      });
+      if (this.live.size > 0) {
+        const allClosed = new Promise<void>((resolve) => {
+          const check = (): void => {
+            if (this.live.size === 0) resolve();
+          };
+          for (const conn of this.live) conn.once('close', check);
+          // Connections still resolving are not in `once` yet; poll for them too.
+          const poll = setInterval(() => {
+            if (this.live.size === 0) {
+              clearInterval(poll);
+              resolve();
+            }
+          }, 50);
+          poll.unref();
+        });
+        let timer: NodeJS.Timeout | undefined;
+        const deadline = new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, timeoutMs);
+        });
+        await Promise.race([allClosed, deadline]);
+        clearTimeout(timer);
+        if (this.live.size > 0) {
+          const rest = [...this.live];
+          const gone = Promise.all(rest.map((c) => (c.closed ? undefined : new Promise((r) => c.once('close', r)))));
+          for (const conn of rest) {
+            conn.destroy('server-shutdown', new RedirectError('ERR_REDIRECT_SERVER_STATE', 'the server shut down'));
+          }
+          await gone;
+        }
+      }
+      await listenerClosed;
+      this.state = 'closed';
+    })();
+    return this.closing;
+  }
+
+  get listening(): boolean {
+    return this.state === 'listening';
+  }
+
+  /** Live and total counters. */
+  stats(): ServerStats {
+    let up = 0;
+    let down = 0;
+    for (const conn of this.live) {
+      const b = conn.bytes;
+      up += b.upstream;
+      down += b.downstream;
+    }
+    const errors: Partial<Record<CloseReason, number>> = {};
+    for (const [reason, n] of Object.entries(this.reasons) as [CloseReason, number][]) {
+      if (!GRACEFUL.has(reason)) errors[reason] = n;
+    }
+    return {
+      live: { connections: this.live.size, bytesUpstream: up, bytesDownstream: down },
+      total: { ...this.counters },
+      reasons: { ...this.reasons },
+      errors,
+      paths: { ...this.paths },
+    };
+  }
+
+  private accept(socket: Socket): void {
+    this.counters.accepted++;
+    const conn = new Connection(this.host, socket, this.nextId++);
+    this.live.add(conn);
+    if (this.state !== 'listening') {
+      conn.destroy('server-shutdown', new RedirectError('ERR_REDIRECT_SERVER_STATE', 'the server is closing'));
+      return;
+    }
+    if (this.live.size > this.config.limits.maxConnections) {
+      conn.destroy(
+        'max-connections',
+        new RedirectError(
+          'ERR_REDIRECT_SERVER_STATE',
+          `limits.maxConnections (${this.config.limits.maxConnections}) reached`,
+        ),
+      );
+      return;
+    }
+    conn.run().catch((err: unknown) => {
+      // run() turns every failure into a close reason; anything here is our bug. Keep serving.
+      conn.destroy('destroyed', new RedirectError('ERR_REDIRECT_SERVER_STATE', `internal error: ${String(err)}`));
+    });
+  }
+
+  private connectionClosed(conn: Connection, summary: CloseSummary): void {
+    this.live.delete(conn);
+    this.counters.closed++;
+    this.counters.bytesUpstream += summary.upstream.bytesRead;
+    this.counters.bytesDownstream += summary.downstream.bytesRead;
+    this.reasons[summary.reason] = (this.reasons[summary.reason] ?? 0) + 1;
+    this.paths[summary.path] = (this.paths[summary.path] ?? 0) + 1;
+    if (!conn.opened) this.emit('rejected', summary);
+    this.emit('closed', summary);
+  }
+}
+
+export function createRedirectServer(options: RedirectServerOptions): RedirectServer {
+  return new RedirectServer(options);
+}
+
+function validateListen(options: ListenOptions): void {
+  if (options === null || typeof options !== 'object') {
+    throw new RedirectError('ERR_REDIRECT_INVALID_OPTION', 'listen(options): options must be { port, host }');
+  }
+  const { port, fd } = options;
+  if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) {
+    throw new RedirectError(
+      'ERR_REDIRECT_INVALID_OPTION',
+      `listen(): port must be an integer 0–65535, got ${String(port)}`,
+    );
+  }
+  if (fd !== undefined && (!Number.isInteger(fd) || fd < 0)) {
+    throw new RedirectError(
+      'ERR_REDIRECT_INVALID_OPTION',
+      `listen(): fd must be a non-negative integer, got ${String(fd)}`,
+    );
+  }
+}

@@ -1,0 +1,153 @@
+import type { Socket } from 'node:net';
+import { normaliseAddress } from './record';
+import type { Endpoint } from './types';
+
+/**
+ * The seam between the core and a socket. Everything the core does to a
+ * connection goes through here, so a platform where Node cannot expose the
+ * socket (Windows with WFP) can plug in a native-backed transport.
+ */
+export interface TransportHandlers {
+  data(chunk: Buffer): void;
+  /** The peer sent FIN. */
+  end(): void;
+  /** A socket fault (ECONNRESET, EPIPE, …). */
+  error(err: Error): void;
+  /** Fully closed; nothing more will be emitted. */
+  close(): void;
+}
+
+export interface Transport {
+  readonly localEndpoint: Endpoint | undefined;
+  readonly remoteEndpoint: Endpoint | undefined;
+  /** Bytes written and not yet taken by the kernel. */
+  readonly writableLength: number;
+  readonly destroyed: boolean;
+  attach(handlers: TransportHandlers): void;
+  /** Starts (or restarts) reading at the OS level. */
+  startReading(): void;
+  /** Stops reading at the OS level: the kernel buffer fills and TCP closes the window. */
+  stopReading(): void;
+  /** Queues bytes; `flushed` runs once the kernel has taken them. */
+  write(chunk: Buffer, flushed: (err?: Error | null) => void): void;
+  /** Sends FIN after everything queued. */
+  end(): void;
+  /** Aborts with RST. */
+  reset(): void;
+  /** Closes without sending anything more (FIN if the kernel has nothing unread). */
+  destroy(): void;
+}
+
+interface LibuvStreamHandle {
+  reading?: boolean;
+  readStop?(): number;
+  readStart?(): number;
+}
+
+/** Transport over a Node `net.Socket` (Linux, macOS, and Windows without WFP). */
+export class SocketTransport implements Transport {
+  readonly socket: Socket;
+  private handlers: TransportHandlers | undefined;
+  private wantReading = false;
+  /** We stopped the libuv handle ourselves, so we must restart it. */
+  private stoppedHandle = false;
+
+  constructor(socket: Socket) {
+    this.socket = socket;
+    // Reading is driven by startReading/stopReading only.
+    socket.pause();
+  }
+
+  get localEndpoint(): Endpoint | undefined {
+    return endpointOf(this.socket.localAddress, this.socket.localPort);
+  }
+
+  get remoteEndpoint(): Endpoint | undefined {
+    return endpointOf(this.socket.remoteAddress, this.socket.remotePort);
+  }
+
+  get writableLength(): number {
+    return this.socket.writableLength;
+  }
+
+  get destroyed(): boolean {
+    return this.socket.destroyed;
+  }
+
+  attach(handlers: TransportHandlers): void {
+    this.handlers = handlers;
+    const s = this.socket;
+    s.on('data', handlers.data);
+    s.on('end', handlers.end);
+    s.on('error', handlers.error);
+    s.on('close', handlers.close);
+  }
+
+  startReading(): void {
+    if (this.wantReading) return;
+    this.wantReading = true;
+    const s = this.socket;
+    s.resume();
+    // After our own readStop, Node's stream may still believe a read is
+    // pending and never call readStart again: restart the handle ourselves.
+    // A socket still connecting is started by Node once it connects.
+    if (!this.stoppedHandle) return;
+    this.stoppedHandle = false;
+    const handle = handleOf(s);
+    if (handle && !handle.reading && !s.connecting && !s.destroyed && typeof handle.readStart === 'function') {
+      handle.reading = true;
+      handle.readStart();
+    }
+  }
+
+  stopReading(): void {
+    if (!this.wantReading) return;
+    this.wantReading = false;
+    const s = this.socket;
+    s.pause();
+    // pause() alone only stops 'data' events; libuv keeps reading into the
+    // stream buffer until its own high-water mark. Stop the handle now so the
+    // kernel buffer fills and the sender's window closes.
+    const handle = handleOf(s);
+    if (handle?.reading && typeof handle.readStop === 'function' && !s.destroyed) {
+      handle.reading = false;
+      handle.readStop();
+      this.stoppedHandle = true;
+    }
+  }
+
+  write(chunk: Buffer, flushed: (err?: Error | null) => void): void {
+    this.socket.write(chunk, flushed);
+  }
+
+  end(): void {
+    if (!this.socket.destroyed) this.socket.end();
+  }
+
+  reset(): void {
+    const s = this.socket;
+    if (s.destroyed) return;
+    // resetAndDestroy on a socket still connecting waits for 'connect' (which
+    // may never come); there is no peer to reset yet, so just close it.
+    if (handleOf(s) && !s.connecting) s.resetAndDestroy();
+    else s.destroy();
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  get attached(): boolean {
+    return this.handlers !== undefined;
+  }
+}
+
+function handleOf(s: Socket): LibuvStreamHandle | null | undefined {
+  return (s as unknown as { _handle?: LibuvStreamHandle | null })._handle;
+}
+
+function endpointOf(address: string | undefined, port: number | undefined): Endpoint | undefined {
+  if (address === undefined || port === undefined) return undefined;
+  const { address: a, family } = normaliseAddress(address);
+  return { address: a, port, family };
+}

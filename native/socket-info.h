@@ -1,0 +1,17 @@
+// Read-only facts about an existing socket fd: its local and peer endpoints
+// and its SO_MARK (which an accepted socket inherits from the SYN when
+// net.ipv4.tcp_fwmark_accept=1).
+#pragma once
+
+#include <napi.h>
+
+namespace rxredirect {
+
+// localAddress(fd) -> {address, port, family}
+Napi::Value LocalAddress(const Napi::CallbackInfo& info);
+// peerAddress(fd) -> {address, port, family}
+Napi::Value PeerAddress(const Napi::CallbackInfo& info);
+// getMark(fd) -> number (unsigned 32 bit)
+Napi::Value GetMark(const Napi::CallbackInfo& info);
+
+}  // namespace rxredirect
