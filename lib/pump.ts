@@ -36,7 +36,13 @@ export class Pump {
   private backlog = 0;
   /** Input chunk sizes not yet paid back, oldest first (asynchronous chains only). */
   private pendingSizes: number[] = [];
-  private asyncChain = false;
+  /**
+   * What the chain has shown so far: 'unknown' until its first output,
+   * 'sync' once it answered inside a feeding call, 'async' once it emitted
+   * outside one. See the design doc.
+   */
+  private mode: 'unknown' | 'sync' | 'async' = 'unknown';
+  private probing = false;
   private feeding = false;
   private emittedWhileFeeding = false;
   private stoppedForFlow = false;
@@ -107,7 +113,7 @@ export class Pump {
       return;
     }
     this.backlog += chunk.length;
-    if (this.asyncChain) this.pendingSizes.push(chunk.length);
+    if (this.mode !== 'sync') this.pendingSizes.push(chunk.length);
     this.feeding = true;
     this.emittedWhileFeeding = false;
     try {
@@ -117,7 +123,8 @@ export class Pump {
     }
     // A chain that answers inside the feeding call has dealt with everything
     // fed so far: what it did not emit it dropped or holds by design.
-    if (!this.asyncChain || this.emittedWhileFeeding) {
+    if (this.emittedWhileFeeding && this.mode === 'unknown') this.mode = 'sync';
+    if (this.mode === 'sync' || this.emittedWhileFeeding) {
       this.backlog = 0;
       this.pendingSizes.length = 0;
     }
@@ -176,10 +183,7 @@ export class Pump {
 
   /** An output arrived outside a feeding call: the chain is asynchronous. */
   private payBack(outputBytes: number): void {
-    if (!this.asyncChain) {
-      this.asyncChain = true;
-      return;
-    }
+    this.mode = 'async';
     let paid = 0;
     do {
       const size = this.pendingSizes.shift();
@@ -208,7 +212,26 @@ export class Pump {
       this.stoppedForFlow = true;
       this.pauses++;
       this.source.stopReading();
+      if (this.mode === 'unknown' && !this.probing) this.probeSilentChain();
     }
+  }
+
+  /**
+   * A chain that has emitted nothing yet and holds a high-water mark of input
+   * is either slow to start or dropping everything. If nothing comes out
+   * within a turn of the event loop, treat it as synchronous (dropping), so
+   * it cannot stall the sender for good.
+   */
+  private probeSilentChain(): void {
+    this.probing = true;
+    setImmediate(() => {
+      this.probing = false;
+      if (this.stopped || this.mode !== 'unknown') return;
+      this.mode = 'sync';
+      this.backlog = 0;
+      this.pendingSizes.length = 0;
+      this.maybeResume();
+    });
   }
 
   private maybeResume(): void {

@@ -1,0 +1,90 @@
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
+import test from 'ava';
+import { createRecord, createRedirectServer, RedirectError, type RedirectServerOptions } from '../lib/index';
+
+const ok: RedirectServerOptions = { resolve: { host: '127.0.0.1', port: 80 } };
+
+const bad: Array<[string, unknown, RegExp]> = [
+  ['no options', undefined, /options object/],
+  ['no resolve', {}, /resolve: is required/],
+  ['unknown option', { ...ok, limit: {} }, /options\.limit: unknown option/],
+  ['unknown mechanism', { resolve: 'magic' }, /"magic" is not a known mechanism/],
+  ['bad static port', { resolve: { host: 'x', port: 70000 } }, /resolve\.port/],
+  ['bad target', { ...ok, target: { host: '', port: 1 } }, /target\.host/],
+  ['middleware not an array', { ...ok, middleware: () => {} }, /middleware: must be an array/],
+  ['middleware entry not a function', { ...ok, middleware: [42] }, /middleware\[0\]: must be a function/],
+  ['negative timeout', { ...ok, limits: { connectTimeoutMs: -1 } }, /limits\.connectTimeoutMs/],
+  ['tiny highWaterMark', { ...ok, limits: { highWaterMark: 10 } }, /limits\.highWaterMark/],
+  ['unknown limit', { ...ok, limits: { foo: 1 } }, /limits\.foo: unknown limit/],
+  ['bad id', { ...ok, id: 'has spaces' }, /options\.id/],
+  ['bad egress key', { ...ok, egress: { nope: 1 } }, /egress\.nope/],
+  [
+    'two socket makers',
+    {
+      ...ok,
+      egress: {
+        plugins: [
+          { name: 'a', createSocket() {} },
+          { name: 'b', createSocket() {} },
+        ],
+      },
+    },
+    /only one plugin/,
+  ],
+];
+
+for (const [name, options, message] of bad) {
+  test(`bad options throw synchronously with a code: ${name}`, (t) => {
+    const err = t.throws(() => createRedirectServer(options as RedirectServerOptions), { instanceOf: RedirectError });
+    t.is(err?.code, 'ERR_REDIRECT_INVALID_OPTION');
+    t.regex(err?.message ?? '', message);
+  });
+}
+
+test('listen() rejects bad arguments and a second call with coded errors', async (t) => {
+  const server = createRedirectServer(ok);
+  await t.throwsAsync(server.listen({ port: -1 }), { code: 'ERR_REDIRECT_INVALID_OPTION' } as never);
+  await server.listen({ port: 0 });
+  await t.throwsAsync(server.listen({ port: 0 }), { code: 'ERR_REDIRECT_SERVER_STATE' } as never);
+  await server.close();
+});
+
+test('records normalise IPv4-mapped addresses and are frozen; bad records are coded errors', (t) => {
+  const r = createRecord({
+    destination: { address: '::FFFF:192.0.2.7', port: 443 },
+    source: { address: '2001:DB8::1', port: 5000 },
+  });
+  t.deepEqual(r.destination, { address: '192.0.2.7', port: 443, family: 'IPv4' });
+  t.deepEqual(r.source, { address: '2001:db8::1', port: 5000, family: 'IPv6' });
+  t.true(Object.isFrozen(r) && Object.isFrozen(r.destination) && Object.isFrozen(r.chain));
+  t.throws(() => createRecord({ destination: { address: '1.2.3.4', port: 99999 } }), {
+    code: 'ERR_REDIRECT_INVALID_RECORD',
+  } as never);
+  t.throws(() => createRecord({ destination: { address: '1.2.3.4', port: 1 }, chain: [{ id: '' }] }), {
+    code: 'ERR_REDIRECT_INVALID_RECORD',
+  } as never);
+});
+
+test('the package loads through require and import, with the middleware subpath', (t) => {
+  const root = join(__dirname, '..', '..');
+  const cjs = execFileSync(
+    process.execPath,
+    [
+      '-e',
+      "const r = require('rxredirect'); const m = require('rxredirect/middleware'); console.log(typeof r.createRedirectServer, typeof m.compose)",
+    ],
+    { cwd: root },
+  ).toString();
+  t.is(cjs.trim(), 'function function');
+  const esm = execFileSync(
+    process.execPath,
+    [
+      '--input-type=module',
+      '-e',
+      "import { createRedirectServer, RedirectError } from 'rxredirect'; import { upstream } from 'rxredirect/middleware'; console.log(typeof createRedirectServer, typeof RedirectError, typeof upstream)",
+    ],
+    { cwd: root },
+  ).toString();
+  t.is(esm.trim(), 'function function function');
+});
