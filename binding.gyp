@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "rxredirect",
-      "sources": ["native/addon.cc"],
+      "sources": ["native/addon.cc", "native/wfp-logic.cc", "native/wfp-napi.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],
       "cflags!": ["-fno-exceptions"],
@@ -17,8 +17,20 @@
             "native/original-destination.cc",
             "native/transparent.cc",
             "native/marked-socket.cc",
-            "native/capabilities.cc"
+            "native/capabilities.cc",
+            "native/splice-engine.cc",
+            "native/splice-relay.cc"
           ]
+        }],
+        ["OS=='win'", {
+          "sources": [
+            "native/win/win-error.cc",
+            "native/win/wfp-query.cc",
+            "native/win/wfp-engine.cc",
+            "native/win/wfp-exports.cc"
+          ],
+          "libraries": ["-lws2_32"],
+          "msvs_settings": { "VCCLCompilerTool": { "ExceptionHandling": 1 } }
         }]
       ]
     }

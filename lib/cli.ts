@@ -4,7 +4,7 @@ import { RedirectError } from './errors';
 import { formatCommand, formatRules, generateRules, type RulesOptions } from './rules';
 
 /**
- * `rxredirect <command>`: doctor, rules. Each subcommand is one entry in
+ * `rxredirect <command>`: doctor, rules, bench. Each subcommand is one entry in
  * COMMANDS (a later `bench` is one more). Exit codes: 0 ok, 1 failed, 2 bad usage.
  */
 
@@ -41,6 +41,18 @@ const RULES_USAGE = `rxredirect rules --port P [--mark M] [--tproxy] [--ipv6] [-
   --table N           TPROXY routing table (default 100)
   --fwmark-accept     add sysctl net.ipv4.tcp_fwmark_accept=1 (cooperating proxies)
   --setup | --teardown  print only that half`;
+
+const BENCH_USAGE = `rxredirect bench [--quick] [--middleware FILE] [options]
+
+  --quick               short runs (2–3 minutes with every subject) instead of the full set
+  --middleware FILE     your chain: FILE exports \`middleware: Middleware[]\` (or a default)
+  --runs N              runs per subject (default 3 quick, 5 full)
+  --subjects A,B        direct, plain, rx, rx-map3, rx-zc, haproxy-splice, haproxy, socat (with --middleware: direct, plain, rx, user)
+  --scenarios A,B       bulk-up, bulk-down, streams-64, connrate, idle-rss, slow-reader
+  --generator G         auto (iperf3 when installed), iperf3 or node
+  --out DIR             results directory (default ./benchmarks/results)
+  --report FILE         Markdown report there (SVG next to it) instead of DIR/report.md
+  --note TEXT           a sentence for the report (e.g. what else was running)`;
 
 const COMMANDS: Record<string, Subcommand> = {
   doctor: {
@@ -106,6 +118,32 @@ const COMMANDS: Record<string, Subcommand> = {
       if (values.setup) io.stdout.write(`${set.setup.map(formatCommand).join('\n')}\n`);
       else if (values.teardown) io.stdout.write(`${set.teardown.map(formatCommand).join('\n')}\n`);
       else io.stdout.write(formatRules(set));
+      return 0;
+    },
+  },
+  bench: {
+    summary: 'throughput, connection rate and memory against a plain Node relay (or of your --middleware chain)',
+    usage: BENCH_USAGE,
+    async run(args, io) {
+      // Loaded on use: the harness (dist/benchmarks) is not needed by anything else.
+      let bench: typeof import('../benchmarks/run');
+      try {
+        bench = require('../benchmarks/run') as typeof import('../benchmarks/run');
+      } catch (err) {
+        throw new Error(`the benchmark harness is not installed with this package (${(err as Error).message})`);
+      }
+      let options: ReturnType<typeof bench.parseBenchArgs>;
+      try {
+        options = bench.parseBenchArgs(args);
+      } catch (err) {
+        throw isParseArgsError(err) ? err : new UsageError((err as Error).message);
+      }
+      const { reportPath, jsonPath } = await bench.runBench({
+        ...options,
+        command: ['rxredirect', 'bench', ...args].join(' '),
+        log: (line) => io.stderr.write(`${line}\n`),
+      });
+      io.stdout.write(`${reportPath}\n${jsonPath}\n`);
       return 0;
     },
   },

@@ -2,12 +2,15 @@ import { lookup } from 'node:dns/promises';
 import { isIP, Socket } from 'node:net';
 import { EventEmitter } from 'eventemitter3';
 import { buildChain } from './compose';
+import { DeferredSink } from './deferred-sink';
 import { errnoOf, RedirectError } from './errors';
 import type { ServerConfig } from './options';
-import { Pump } from './pump';
+import { Pump, type PumpHooks } from './pump';
 import { endpointKey, normaliseAddress } from './record';
 import { SocketTransport, type Transport } from './transport';
+import { closeAfterRelay, ZeroCopyLink, zeroCopyEngine } from './zero-copy';
 import type {
+  BypassDirection,
   CloseReason,
   CloseSummary,
   ConnectionContext,
@@ -22,10 +25,8 @@ import type {
 export interface ConnectionHost {
   readonly config: ServerConfig;
   readonly listenAddress: Endpoint | undefined;
-  /** Local endpoints of our own live upstream sockets, for loop detection. */
+  /** `local>remote` of our own live upstream sockets, for loop detection. */
   readonly egressEndpoints: Set<string>;
-  /** Upstream connects in flight (their local endpoints are not known yet). */
-  pendingConnects: number;
   opened(conn: Connection): void;
   closed(conn: Connection, summary: CloseSummary): void;
 }
@@ -72,6 +73,8 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   private idleTimer: NodeJS.Timeout | undefined;
   private lastActivity = 0;
   private summaryValue: CloseSummary | undefined;
+  private bypassUp = false;
+  private bypassDown = false;
 
   constructor(host: ConnectionHost, socket: Socket, id: number) {
     super();
@@ -132,11 +135,6 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     if (this.done) return;
     this.record = resolved.record;
 
-    // Our own looping connect and its accept can land in the same event-loop
-    // turn, accept first: let pending connect callbacks record their local
-    // endpoints before we compare.
-    if (this.host.pendingConnects > 0) await new Promise((r) => setImmediate(r));
-    if (this.done) return;
     const loop = this.detectLoop(resolved.record);
     if (loop) {
       this.terminate('loop-detected', new RedirectError('ERR_REDIRECT_LOOP_DETECTED', loop), 'reset');
@@ -145,17 +143,40 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     this.opened = true;
     this.host.opened(this);
 
+    // ctx.deferConnect(): the connect waits until every deferral is released.
+    let building = true;
+    let deferrals = 0;
+    let routed: TargetAddress | undefined;
+    let released: () => void = () => {};
     const ctx: ConnectionContext = {
       id: this.id,
       record: this.record,
       signal: this.abort.signal,
       state: new Map(),
       proxyId: config.id,
+      bypass: (direction) => this.requestBypass(direction ?? 'both'),
+      deferConnect: () => {
+        if (!building) {
+          throw new RedirectError(
+            'ERR_REDIRECT_SERVER_STATE',
+            'deferConnect() is only allowed while the chain is built',
+          );
+        }
+        deferrals++;
+        let done = false;
+        return (to?: TargetAddress) => {
+          if (done) return;
+          if (to !== undefined) routed = checkTarget(to);
+          done = true;
+          if (--deferrals === 0) released();
+        };
+      },
     };
     let chain: ReturnType<typeof buildChain>;
     let target: TargetAddress;
     try {
       chain = buildChain(config.middleware, ctx);
+      building = false;
       target = resolved.target ??
         config.target?.(this.record) ?? {
           host: this.record.destination.address,
@@ -165,7 +186,38 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       this.terminate('middleware-error', asRedirectError(err, 'ERR_REDIRECT_MIDDLEWARE', 'middleware failed'), 'reset');
       return;
     }
+    building = false;
     if (this.done) return;
+    let deferred: DeferredSink | undefined;
+    if (deferrals > 0) {
+      deferred = new DeferredSink();
+      const sink = deferred;
+      const wait = new Promise<void>((resolve) => {
+        released = resolve;
+      });
+      this.upPump = new Pump(this.client, sink, chain.upstream, config.limits.highWaterMark, {
+        activity: () => {
+          this.lastActivity = performance.now();
+        },
+        failed: (err) => this.terminate('middleware-error', err, 'reset'),
+        finished: () => this.directionFinished(),
+      });
+      this.connectTimer = setTimeout(() => {
+        this.terminate(
+          'connect-timeout',
+          new RedirectError(
+            'ERR_REDIRECT_CONNECT_TIMEOUT',
+            `no upstream target was chosen within ${config.limits.connectTimeoutMs} ms`,
+          ),
+          'reset',
+        );
+      }, config.limits.connectTimeoutMs);
+      this.upPump.start(resolved.leftover);
+      await wait;
+      clearTimeout(this.connectTimer);
+      if (this.done) return;
+    }
+    if (routed !== undefined) target = routed;
     this.target = target;
 
     let resolvedTarget: ResolvedTarget;
@@ -198,7 +250,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
         return;
       }
     }
-    this.connectUpstream(resolvedTarget, chain, resolved.leftover);
+    this.connectUpstream(resolvedTarget, chain, deferred ? undefined : resolved.leftover, deferred);
   }
 
   private async resolveRecord(): Promise<ResolveResult> {
@@ -231,13 +283,21 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     if (record.chain.some((entry) => entry.id === id)) {
       return `this flow already passed through "${id}" (chain: ${record.chain.map((e) => e.id).join(' → ')})`;
     }
-    if (this.host.egressEndpoints.has(endpointKey(record.source))) {
-      return `this flow comes from our own outbound connection ${endpointKey(record.source)}`;
+    // Both ends must match: on loopback the kernel reuses a local port for
+    // connections to different destinations, so the source alone is not ours.
+    const key = flowKey(record.source, record.destination);
+    if (this.host.egressEndpoints.has(key)) {
+      return `this flow is our own outbound connection ${key} coming back`;
     }
     return undefined;
   }
 
-  private connectUpstream(target: ResolvedTarget, chain: ReturnType<typeof buildChain>, leftover?: Buffer): void {
+  private connectUpstream(
+    target: ResolvedTarget,
+    chain: ReturnType<typeof buildChain>,
+    leftover?: Buffer,
+    deferred?: DeferredSink,
+  ): void {
     const { config } = this.host;
     let socket: Socket;
     try {
@@ -264,24 +324,11 @@ export class Connection extends EventEmitter<ConnectionEvents> {
         this.maybeFinish();
       },
     });
-    this.host.pendingConnects++;
-    let pending = true;
-    const settle = (): void => {
-      if (pending) {
-        pending = false;
-        this.host.pendingConnects--;
-      }
-    };
-    socket.once('close', settle);
+    const egressTo: Endpoint = { address: target.host, port: target.port, family: target.family };
     socket.once('connect', () => {
-      settle();
       this.connected = true;
       clearTimeout(this.connectTimer);
-      const local = upstream.localEndpoint;
-      if (local) {
-        this.egressKey = endpointKey(local);
-        this.host.egressEndpoints.add(this.egressKey);
-      }
+      this.registerEgress(upstream, egressTo);
     });
     this.connectTimer = setTimeout(() => {
       if (!this.connected) {
@@ -303,17 +350,18 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       autoSelectFamily: false,
       ...(config.localAddress ? { localAddress: config.localAddress } : {}),
     });
+    // Node issues connect(2) on the next tick; right after it the kernel has
+    // bound our local port, and the SYN's own accept (if it loops back to us)
+    // cannot be handled before this tick ends. So loop detection is exact.
+    process.nextTick(() => this.registerEgress(upstream, egressTo));
     try {
       for (const plugin of config.egress) {
         const preamble = plugin.preamble?.(this.record, target);
         if (preamble && preamble.length > 0) socket.write(preamble);
       }
     } catch (err) {
-      this.terminate(
-        'upstream-error',
-        asRedirectError(err, 'ERR_REDIRECT_UPSTREAM_FAILED', 'an egress plugin failed'),
-        'reset',
-      );
+      const e = asRedirectError(err, 'ERR_REDIRECT_UPSTREAM_FAILED', 'an egress plugin failed');
+      this.terminate(e.code === 'ERR_REDIRECT_LOOP_DETECTED' ? 'loop-detected' : 'upstream-error', e, 'reset');
       return;
     }
 
@@ -322,11 +370,85 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       this.lastActivity = performance.now();
     };
     const failed = (err: RedirectError): void => this.terminate('middleware-error', err, 'reset');
-    this.upPump = new Pump(this.client, upstream, chain.upstream, hwm, { activity, failed, finished: () => {} });
-    this.downPump = new Pump(upstream, this.client, chain.downstream, hwm, { activity, failed, finished: () => {} });
+    // A deferred connect already runs the upstream pump into a queue: hand it the socket.
+    if (deferred) deferred.connectTo(upstream);
+    // zeroCopy 'auto': a direction without a chain (or bypassed) is handed to the splice engine.
+    const engine = config.zeroCopy === 'auto' ? zeroCopyEngine() : undefined;
+    const upLink = engine && !deferred ? new ZeroCopyLink(engine, this.client.socket, socket) : undefined;
+    const downLink = engine ? new ZeroCopyLink(engine, socket, this.client.socket) : undefined;
+    if (upLink && downLink) upLink.pair(downLink);
+    const finished = (): void => this.directionFinished();
+    if (!deferred) {
+      this.upPump = new Pump(
+        this.client,
+        upstream,
+        chain.upstream,
+        hwm,
+        { activity, failed, finished, ...this.relayHooks('client') },
+        upLink,
+      );
+    }
+    this.downPump = new Pump(
+      upstream,
+      this.client,
+      chain.downstream,
+      hwm,
+      { activity, failed, finished, ...this.relayHooks('upstream') },
+      downLink,
+    );
+    this.applyBypass();
     this.armIdleTimer();
-    this.upPump.start(leftover);
+    if (!deferred) this.upPump?.start(leftover);
     this.downPump.start();
+  }
+
+  /** ctx.bypass(): applied now, or as soon as the pumps exist. */
+  private requestBypass(direction: BypassDirection): void {
+    if (direction !== 'upstream' && direction !== 'downstream' && direction !== 'both') {
+      throw new RedirectError('ERR_REDIRECT_INVALID_OPTION', "bypass(direction): 'upstream', 'downstream' or 'both'");
+    }
+    if (direction !== 'downstream') this.bypassUp = true;
+    if (direction !== 'upstream') this.bypassDown = true;
+    this.applyBypass();
+  }
+
+  private applyBypass(): void {
+    if (this.bypassUp) this.upPump?.bypass();
+    if (this.bypassDown) this.downPump?.bypass();
+  }
+
+  /** Zero-copy hooks of the pump whose source is `side`. */
+  private relayHooks(side: 'client' | 'upstream'): Pick<PumpHooks, 'sourceEnded' | 'relayFailed'> {
+    return {
+      sourceEnded: () => {
+        if (this.firstEnd === undefined) this.firstEnd = side === 'client' ? 'client-end' : 'upstream-end';
+      },
+      relayFailed: (err, which) => {
+        const other = side === 'client' ? 'upstream' : 'client';
+        this.fault(which === 'source' ? side : other, err);
+      },
+    };
+  }
+
+  /**
+   * Both directions sent their FIN. Node closes a socket by itself only after
+   * seeing its FIN; a source the engine read never shows one, so close here.
+   */
+  private directionFinished(): void {
+    const up = this.upPump;
+    const down = this.downPump;
+    if (!up?.ended || !down?.ended || (!up.handedOff && !down.handedOff)) return;
+    closeAfterRelay(this.client.socket);
+    if (this.upstreamTransport instanceof SocketTransport) closeAfterRelay(this.upstreamTransport.socket);
+  }
+
+  /** Remembers `local>remote` of our outbound socket, to recognise it if it comes back to us. */
+  private registerEgress(upstream: SocketTransport, to: Endpoint): void {
+    if (this.egressKey !== undefined || this.done) return;
+    const local = upstream.boundEndpoint();
+    if (local === undefined || local.port === 0) return; // not bound yet: 'connect' will register it
+    this.egressKey = flowKey(local, to);
+    this.host.egressEndpoints.add(this.egressKey);
   }
 
   private sourceEnded(side: 'client' | 'upstream'): void {
@@ -381,7 +503,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       this.client.destroy();
       this.upstreamTransport?.destroy();
     }
-    if (!this.abort.signal.aborted) this.abort.abort(error ?? new RedirectError('ERR_REDIRECT_SERVER_STATE', reason));
+    if (!this.abort.signal.aborted) this.abort.abort(error ?? reason);
     this.maybeFinish();
   }
 
@@ -397,7 +519,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     }
     this.done = true;
     this.clearTimers();
-    if (!this.abort.signal.aborted) this.abort.abort(new RedirectError('ERR_REDIRECT_SERVER_STATE', this.reason));
+    if (!this.abort.signal.aborted) this.abort.abort(this.reason);
     const up = this.upPump?.summary() ?? EMPTY_DIRECTION;
     const down = this.downPump?.summary() ?? EMPTY_DIRECTION;
     const paths = new Set([up.path, down.path].filter((p) => p !== 'none'));
@@ -429,6 +551,9 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     if (idle <= 0) return;
     this.lastActivity = performance.now();
     const check = (): void => {
+      // Spliced bytes are reported with a lag: ask the engine before deciding.
+      this.upPump?.pollSpliced();
+      this.downPump?.pollSpliced();
       const quiet = performance.now() - this.lastActivity;
       if (quiet >= idle) {
         this.terminate(
@@ -455,6 +580,7 @@ const EMPTY_DIRECTION = Object.freeze({
   peakBuffered: 0,
   pauses: 0,
   path: 'none' as const,
+  zeroCopyBytes: 0,
 });
 
 function coded(code: RedirectError['code'], message: string, cause: Error): RedirectError {
@@ -466,6 +592,26 @@ function asRedirectError(err: unknown, code: RedirectError['code'], message: str
   if (err instanceof RedirectError) return err;
   const detail = err instanceof Error ? err.message : String(err);
   return new RedirectError(code, `${message}: ${detail}`, { cause: err });
+}
+
+/** Checks a target handed to a deferConnect() release; a bad one throws into the middleware that gave it. */
+function checkTarget(to: TargetAddress): TargetAddress {
+  if (
+    to === null ||
+    typeof to !== 'object' ||
+    typeof to.host !== 'string' ||
+    to.host === '' ||
+    !Number.isInteger(to.port) ||
+    to.port < 1 ||
+    to.port > 65535
+  ) {
+    throw new RedirectError('ERR_REDIRECT_INVALID_OPTION', 'a deferred connect target must be { host, port }');
+  }
+  return { host: to.host, port: to.port };
+}
+
+function flowKey(from: Endpoint, to: Endpoint): string {
+  return `${endpointKey(from)}>${endpointKey(to)}`;
 }
 
 function isWildcard(address: string): boolean {

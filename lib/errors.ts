@@ -20,7 +20,10 @@ export type RedirectErrorCode =
   | 'ERR_REDIRECT_NATIVE'
   | 'ERR_REDIRECT_PERMISSION'
   | 'ERR_REDIRECT_PROXY_HEADER'
-  | 'ERR_REDIRECT_UNTRUSTED_SOURCE';
+  | 'ERR_REDIRECT_UNTRUSTED_SOURCE'
+  | 'ERR_REDIRECT_DENIED'
+  | 'ERR_REDIRECT_MAX_DURATION'
+  | 'ERR_REDIRECT_FRAMING';
 
 export class RedirectError extends Error {
   override readonly name = 'RedirectError';

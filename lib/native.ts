@@ -44,7 +44,51 @@ export interface LinuxAddon {
   /** Non-blocking, close-on-exec TCP socket with SO_MARK set; returns the fd. Needs CAP_NET_ADMIN. */
   createMarkedSocket(family: 4 | 6, mark: number, bind?: MarkedSocketBind): number;
   capabilities(): { netAdmin: boolean; netRaw: boolean; splice: boolean };
+  /** Registers the one callback that receives the splice engine's reports (once per process). */
+  spliceInit(onReport: SpliceReportCallback): void;
+  /** Sets the splice budget; `threads` only applies before the first relay starts. */
+  spliceConfigure(budget: SpliceBudget): void;
+  /**
+   * dup()s both fds and relays src → dst in the kernel; returns the relay id, or 0 when the budget
+   * is spent. `pairWith`: the relay of the other direction (same thread; an error stops both).
+   */
+  spliceStart(srcFd: number, dstFd: number, pairWith?: number): number;
+  /** Stops a relay and closes its dups before returning: [bytesIn, bytesOut], or undefined if it already finished. */
+  spliceAbort(id: number): [number, number] | undefined;
+  spliceStats(): SpliceEngineStats;
+  /** Totals of a running relay, read now (reports lag by up to 100 ms): [bytesIn, bytesOut], or undefined. */
+  spliceProgress(id: number): [number, number] | undefined;
 }
+
+/** Budget of the splice engine (native/splice-engine.h). */
+export interface SpliceBudget {
+  readonly threads: number;
+  readonly maxPipes: number;
+  readonly maxPipeBytes: number;
+  readonly pipeSize: number;
+}
+
+export interface SpliceEngineStats {
+  /** Engine threads running (0 until the first relay). */
+  readonly threads: number;
+  readonly relays: number;
+  readonly pipes: number;
+  readonly pipeBytes: number;
+  readonly maxThreads: number;
+  readonly maxPipes: number;
+  readonly maxPipeBytes: number;
+  readonly pipeSize: number;
+}
+
+/** kind: 0 progress, 1 end (FIN passed on), 2 error; side: 0 source, 1 sink. */
+export type SpliceReportCallback = (
+  id: number,
+  kind: 0 | 1 | 2,
+  bytesIn: number,
+  bytesOut: number,
+  errno: string | undefined,
+  side: 0 | 1,
+) => void;
 
 /** Whatever the addon exports on this platform: always `version`, the rest per OS. */
 export type RxredirectAddon = { version(): string; readonly platform?: string } & Partial<Omit<LinuxAddon, 'platform'>>;

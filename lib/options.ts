@@ -1,5 +1,6 @@
 import { invalidOption } from './errors';
 import { checkCooperating, markEgress } from './egress-mark';
+import { type ProxyProtocolEgressOptions, proxyProtocolEgress } from './egress-proxy-protocol';
 import { createResolver } from './resolvers';
 import type {
   EgressPlugin,
@@ -20,6 +21,7 @@ export interface ServerConfig {
   readonly limits: Required<Limits>;
   readonly egress: readonly EgressPlugin[];
   readonly localAddress: string | undefined;
+  readonly zeroCopy: 'auto' | 'off';
 }
 
 export const DEFAULT_LIMITS: Readonly<Required<Limits>> = Object.freeze({
@@ -41,9 +43,11 @@ const KNOWN_OPTIONS = new Set([
   'cooperating',
   'notRedirected',
   'transparent',
+  'proxyProtocol',
+  'zeroCopy',
 ]);
 const KNOWN_LIMITS = new Set(Object.keys(DEFAULT_LIMITS));
-const KNOWN_EGRESS = new Set(['plugins', 'localAddress', 'mark']);
+const KNOWN_EGRESS = new Set(['plugins', 'localAddress', 'mark', 'proxyProtocol']);
 
 /** Checks every option at once and throws a coded error that says what to fix. */
 export function normaliseOptions(options: RedirectServerOptions): ServerConfig {
@@ -67,6 +71,14 @@ export function normaliseOptions(options: RedirectServerOptions): ServerConfig {
     }
     egress.unshift(markEgress({ mark: options.egress.mark, ...(cooperating ? { cooperating } : {}) }));
   }
+  if (options.egress?.proxyProtocol !== undefined) egress.push(proxyProtocolEgressOf(options.egress.proxyProtocol, id));
+  checkEgressProxyIds(options.egress?.plugins ?? [], id);
+  if (options.proxyProtocol !== undefined && options.resolve !== 'proxy-protocol') {
+    throw invalidOption(
+      'proxyProtocol',
+      "is only read with resolve: 'proxy-protocol' (a proxyProtocolResolver({ … }) object takes its own options)",
+    );
+  }
   return {
     id,
     resolver: createResolver(options.resolve, {
@@ -74,12 +86,14 @@ export function normaliseOptions(options: RedirectServerOptions): ServerConfig {
       cooperating,
       notRedirected: options.notRedirected,
       transparent: options.transparent,
+      proxyProtocol: options.proxyProtocol,
     }),
     target: normaliseTarget(options.target),
     middleware: normaliseMiddleware(options.middleware),
     limits: normaliseLimits(options.limits),
     egress: Object.freeze(egress),
     localAddress,
+    zeroCopy: normaliseZeroCopy(options.zeroCopy),
   };
 }
 
@@ -174,6 +188,40 @@ function normaliseEgress(egress: RedirectServerOptions['egress']): string | unde
   return egress.localAddress;
 }
 
+function normaliseZeroCopy(value: unknown): 'auto' | 'off' {
+  if (value === undefined) return 'auto';
+  if (value !== 'auto' && value !== 'off') {
+    throw invalidOption('zeroCopy', `must be 'auto' or 'off', got ${String(value)}`);
+  }
+  return value;
+}
+
 function stripUndefined<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+/** The `egress.proxyProtocol` shorthand: the plugin, writing this server's id. */
+function proxyProtocolEgressOf(option: unknown, id: string): EgressPlugin {
+  if (option === 'v1' || option === 'v2') return proxyProtocolEgress({ version: option, id });
+  if (option === null || typeof option !== 'object') {
+    throw invalidOption('egress.proxyProtocol', "must be 'v1', 'v2' or { version: 'v1' | 'v2', … }");
+  }
+  const given = option as ProxyProtocolEgressOptions;
+  if (given.id !== undefined && given.id !== id) {
+    throw invalidOption('egress.proxyProtocol.id', 'is taken from the server `id` option; leave it out');
+  }
+  return proxyProtocolEgress({ ...given, id });
+}
+
+/** A plugin that writes a proxy id into headers must write ours, or loop detection breaks. */
+function checkEgressProxyIds(plugins: readonly EgressPlugin[], id: string): void {
+  plugins.forEach((p, i) => {
+    const proxyId = (p as { proxyId?: unknown }).proxyId;
+    if (proxyId !== undefined && proxyId !== id) {
+      throw invalidOption(
+        `egress.plugins[${i}]`,
+        `writes proxy id "${String(proxyId)}" but this server's id is "${id}"; pass id: "${id}" to the plugin`,
+      );
+    }
+  });
 }

@@ -2,6 +2,7 @@ import { Observable, type Subscriber, type Subscription } from 'rxjs';
 import { RedirectError } from './errors';
 import type { Transport } from './transport';
 import type { ByteOperator, DataPath, DirectionSummary } from './types';
+import type { RelayHandlers, ZeroCopyLink } from './zero-copy';
 
 export interface PumpHooks {
   /** Bytes moved (re-arms the idle timer). */
@@ -10,6 +11,10 @@ export interface PumpHooks {
   failed(err: RedirectError): void;
   /** The sink has been sent FIN after everything the chain emitted. */
   finished(): void;
+  /** Zero-copy path: the engine saw the source's FIN (and passed it on). */
+  sourceEnded?(): void;
+  /** Zero-copy path: the engine hit a socket error on the source or the sink. */
+  relayFailed?(err: Error, side: 'source' | 'sink'): void;
 }
 
 /**
@@ -22,6 +27,10 @@ export class Pump {
   peakBuffered = 0;
   pauses = 0;
   path: DataPath = 'none';
+  /** Bytes the zero-copy engine moved (included in bytesWritten). */
+  zeroCopyBytes = 0;
+  /** The engine took this direction over at some point. */
+  handedOff = false;
 
   private readonly source: Transport;
   private readonly sink: Transport;
@@ -50,6 +59,16 @@ export class Pump {
   private chainDone = false;
   private stopped = false;
   private endedSink = false;
+  private heldForBypass: Buffer[] = [];
+  /** Zero-copy: undefined when this direction must stay on the JS path. */
+  private readonly link: ZeroCopyLink | undefined;
+  private handingOff = false;
+  /** The source's FIN arrived while the chain was finishing for a bypass, or during a handoff. */
+  private endPending = false;
+  private bypassRequested = false;
+  /** After a bypass without the engine: bytes go straight to the sink, past the finished chain. */
+  private passthrough = false;
+  private splicedIn = 0;
 
   constructor(
     source: Transport,
@@ -57,6 +76,7 @@ export class Pump {
     operator: ByteOperator | undefined,
     highWaterMark: number,
     hooks: PumpHooks,
+    link?: ZeroCopyLink,
   ) {
     this.source = source;
     this.sink = sink;
@@ -64,6 +84,7 @@ export class Pump {
     this.highWaterMark = highWaterMark;
     this.lowWaterMark = Math.floor(highWaterMark / 2);
     this.hooks = hooks;
+    this.link = link;
   }
 
   /** Wires the chain, feeds bytes a resolver already read, then starts reading. */
@@ -95,8 +116,32 @@ export class Pump {
     if (leftover && leftover.length > 0) this.onData(leftover);
     if (this.stopped) return;
     this.path = 'js';
+    if (this.bypassRequested) {
+      // bypassed before the first byte: the chain completes at once, then the raw path starts
+      if (!this.chainDone) this.input?.complete();
+      return;
+    }
     this.reading = true;
+    if (!this.operator && this.link) {
+      void this.handOff();
+      return;
+    }
     if (!this.stoppedForFlow) this.source.startReading();
+  }
+
+  /**
+   * ctx.bypass(): the chain gets no more bytes; once it completes (after
+   * flushing what it emitted) the rest flows raw, in the kernel when a link
+   * is available. A no-op on a direction without a chain or whose chain ended.
+   */
+  bypass(): void {
+    if (this.stopped || this.bypassRequested || this.chainDone || !this.operator) return;
+    this.bypassRequested = true;
+    this.reading = false;
+    this.source.stopReading();
+    // Inside a feeding call the chain is still handling the current chunk:
+    // onData completes the input once that returns.
+    if (!this.feeding) this.input?.complete();
   }
 
   /** A chunk from the source. */
@@ -104,7 +149,17 @@ export class Pump {
     if (this.stopped) return;
     this.bytesRead += chunk.length;
     this.hooks.activity();
-    if (this.chainDone) return; // the chain finished early (e.g. take): the rest is discarded
+    if (this.chainDone) {
+      if (!this.passthrough) return; // the chain finished early (e.g. take): the rest is discarded
+      this.write(chunk);
+      this.checkHigh();
+      return;
+    }
+    if (this.bypassRequested && this.input !== undefined) {
+      // Bytes Node had buffered before the bypass: they belong after the chain's output.
+      this.heldForBypass.push(chunk);
+      return;
+    }
     const input = this.input;
     if (input === undefined) {
       // No middleware on this direction: straight to the sink.
@@ -121,6 +176,7 @@ export class Pump {
     } finally {
       this.feeding = false;
     }
+    if (this.bypassRequested) this.input?.complete();
     // A chain that answers inside the feeding call has dealt with everything
     // fed so far: what it did not emit it dropped or holds by design.
     if (this.emittedWhileFeeding && this.mode === 'unknown') this.mode = 'sync';
@@ -134,6 +190,14 @@ export class Pump {
   /** The source sent FIN. */
   onSourceEnd(): void {
     if (this.stopped) return;
+    if (this.handingOff || (this.bypassRequested && !this.chainDone)) {
+      this.endPending = true;
+      return;
+    }
+    if (this.passthrough) {
+      this.finishSink();
+      return;
+    }
     if (this.input) this.input.complete();
     else if (!this.operator) this.chainCompleted();
   }
@@ -144,6 +208,9 @@ export class Pump {
     this.stopped = true;
     this.subscription?.unsubscribe();
     this.input = undefined;
+    // Closes the engine's dups now: a reset or destroy that follows must reach the real socket.
+    const moved = this.link?.abort();
+    if (moved) this.spliced(moved[0], moved[1]);
   }
 
   get ended(): boolean {
@@ -160,7 +227,8 @@ export class Pump {
       bytesWritten: this.bytesWritten,
       peakBuffered: this.peakBuffered,
       pauses: this.pauses,
-      path: this.path,
+      path: this.handedOff ? (this.bytesWritten > this.zeroCopyBytes ? 'mixed' : 'zero-copy') : this.path,
+      zeroCopyBytes: this.zeroCopyBytes,
     };
   }
 
@@ -246,10 +314,117 @@ export class Pump {
     this.chainDone = true;
     this.backlog = 0;
     this.pendingSizes.length = 0;
+    if (this.bypassRequested) {
+      this.continueRaw();
+      return;
+    }
+    this.finishSink();
+  }
+
+  private finishSink(): void {
+    if (this.endedSink) return;
     this.maybeResume();
     this.endedSink = true;
     this.sink.end();
     this.hooks.finished();
+  }
+
+  /** The bypassed chain has completed: the rest of the stream flows raw. */
+  private continueRaw(): void {
+    this.passthrough = true;
+    const held = this.heldForBypass;
+    this.heldForBypass = [];
+    for (const chunk of held) this.write(chunk);
+    if (this.link) {
+      void this.handOff();
+      return;
+    }
+    if (this.endPending) {
+      this.endPending = false;
+      this.finishSink();
+      return;
+    }
+    this.reading = true;
+    if (this.stoppedForFlow) return; // maybeResume restarts it
+    this.source.startReading();
+    this.checkHigh();
+  }
+
+  /**
+   * The lossless switch to the engine (docs/zero-copy.md): stop the source at
+   * libuv level, send what Node buffered through the JS path, wait until the
+   * sink's JS queue is empty, then hand both fds over. Anything that makes the
+   * engine refuse leaves the direction on the JS path.
+   */
+  private async handOff(): Promise<void> {
+    const link = this.link;
+    if (!link || this.stopped) return;
+    this.handingOff = true;
+    this.source.stopReading();
+    link.drainSource();
+    await link.flushed();
+    this.handingOff = false;
+    if (this.stopped) return;
+    if (!this.endPending && !link.sourceEnded() && !this.sink.destroyed) {
+      let started = false;
+      try {
+        started = link.start(this.relayHandlers);
+      } catch {
+        started = false; // e.g. EBADF on a socket closing under us: the JS path reports it
+      }
+      if (started) {
+        this.handedOff = true;
+        this.reading = false;
+        return;
+      }
+    }
+    if (this.endPending) {
+      this.endPending = false;
+      this.onSourceEnd();
+      return;
+    }
+    // Restart reading for real (the handle may be stopped behind Node's back);
+    // checkHigh stops it again properly if the sink is still full.
+    this.reading = true;
+    this.stoppedForFlow = false;
+    this.source.startReading();
+    link.resumeSource();
+    this.checkHigh();
+  }
+
+  private readonly relayHandlers: RelayHandlers = {
+    progress: (bytesIn, bytesOut) => this.spliced(bytesIn, bytesOut),
+    end: (bytesIn, bytesOut) => {
+      this.spliced(bytesIn, bytesOut);
+      if (this.stopped) return;
+      this.chainDone = true;
+      this.endedSink = true;
+      this.hooks.sourceEnded?.();
+      this.hooks.finished();
+    },
+    error: (err, side, bytesIn, bytesOut) => {
+      this.spliced(bytesIn, bytesOut);
+      if (this.stopped) return;
+      this.hooks.relayFailed?.(err, side);
+    },
+  };
+
+  /** Reads the engine's totals now (the idle timer calls this before it decides). */
+  pollSpliced(): void {
+    const moved = this.link?.poll();
+    if (moved) this.spliced(moved[0], moved[1]);
+  }
+
+  /** Engine totals for this relay → the direction's counters. */
+  private spliced(bytesIn: number, bytesOut: number): void {
+    const dIn = bytesIn - this.splicedIn;
+    const dOut = bytesOut - this.zeroCopyBytes;
+    if (dIn <= 0 && dOut <= 0) return;
+    this.splicedIn = bytesIn;
+    this.zeroCopyBytes = bytesOut;
+    this.bytesRead += Math.max(0, dIn);
+    this.bytesWritten += Math.max(0, dOut);
+    this.hooks.activity();
   }
 
   private fail(err: unknown): void {

@@ -4,6 +4,7 @@ import { invalidOption, RedirectError } from './errors';
 import { createRecord } from './record';
 import { autoResolver } from './resolve-auto';
 import { netfilterResolver } from './resolve-netfilter';
+import { type ProxyProtocolResolverOptions, proxyProtocolResolver } from './resolve-proxy-protocol';
 import { tproxyResolver } from './resolve-tproxy';
 import type {
   Endpoint,
@@ -21,6 +22,8 @@ export interface NamedResolverOptions {
   cooperating: Readonly<Record<string, number>> | undefined;
   notRedirected: 'refuse' | TargetAddress | undefined;
   transparent: boolean | 'try' | undefined;
+  /** The top-level `proxyProtocol` option, for 'proxy-protocol'. */
+  proxyProtocol?: ProxyProtocolResolverOptions | undefined;
 }
 
 /** Resolvers known by name; the Linux ones load the addon only when used. */
@@ -28,6 +31,15 @@ const named: Record<string, (o: NamedResolverOptions) => Resolver> = {
   netfilter: (o) => netfilterResolver(linuxOptions(o)),
   tproxy: (o) => tproxyResolver({ ...linuxOptions(o), transparent: o.transparent !== false }),
   auto: (o) => autoResolver({ ...linuxOptions(o), transparent: o.transparent ?? 'try' }),
+  'proxy-protocol': (o) => {
+    if (o.proxyProtocol === undefined) {
+      throw invalidOption(
+        'proxyProtocol.trust',
+        "resolve: 'proxy-protocol' needs proxyProtocol: { trust: ['10.0.0.0/8', …] } listing the load balancers allowed to send a header",
+      );
+    }
+    return proxyProtocolResolver(o.proxyProtocol, 'proxyProtocol');
+  },
 };
 
 function linuxOptions(o: NamedResolverOptions) {

@@ -30,6 +30,16 @@ export interface ServerStats {
   readonly errors: Readonly<Partial<Record<CloseReason, number>>>;
   /** Connections by the data path that carried them. */
   readonly paths: Readonly<Record<string, number>>;
+  /**
+   * Closed connections' directions by the path that carried them ('js',
+   * 'zero-copy', 'mixed', 'none'), and the bytes written on each path.
+   */
+  readonly dataPaths: {
+    readonly upstream: Readonly<Record<string, number>>;
+    readonly downstream: Readonly<Record<string, number>>;
+    readonly jsBytes: number;
+    readonly zeroCopyBytes: number;
+  };
 }
 
 export interface RedirectServerEvents {
@@ -59,6 +69,12 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
   private readonly counters = { accepted: 0, connections: 0, closed: 0, bytesUpstream: 0, bytesDownstream: 0 };
   private readonly reasons: Partial<Record<CloseReason, number>> = {};
   private readonly paths: Record<string, number> = {};
+  private readonly dataPaths = {
+    upstream: {} as Record<string, number>,
+    downstream: {} as Record<string, number>,
+    jsBytes: 0,
+    zeroCopyBytes: 0,
+  };
   private readonly host: ConnectionHost;
 
   constructor(options: RedirectServerOptions) {
@@ -77,7 +93,6 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
         return server.address;
       },
       egressEndpoints: this.egressEndpoints,
-      pendingConnects: 0,
       opened: (conn) => {
         this.counters.connections++;
         this.emit('connection', conn);
@@ -203,6 +218,12 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
       reasons: { ...this.reasons },
       errors,
       paths: { ...this.paths },
+      dataPaths: {
+        upstream: { ...this.dataPaths.upstream },
+        downstream: { ...this.dataPaths.downstream },
+        jsBytes: this.dataPaths.jsBytes,
+        zeroCopyBytes: this.dataPaths.zeroCopyBytes,
+      },
     };
   }
 
@@ -237,6 +258,13 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
     this.counters.bytesDownstream += summary.downstream.bytesRead;
     this.reasons[summary.reason] = (this.reasons[summary.reason] ?? 0) + 1;
     this.paths[summary.path] = (this.paths[summary.path] ?? 0) + 1;
+    for (const side of ['upstream', 'downstream'] as const) {
+      const d = summary[side];
+      const counts = this.dataPaths[side];
+      counts[d.path] = (counts[d.path] ?? 0) + 1;
+      this.dataPaths.zeroCopyBytes += d.zeroCopyBytes;
+      this.dataPaths.jsBytes += d.bytesWritten - d.zeroCopyBytes;
+    }
     if (!conn.opened) this.emit('rejected', summary);
     this.emit('closed', summary);
   }

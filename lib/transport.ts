@@ -66,6 +66,21 @@ export class SocketTransport implements Transport {
     return endpointOf(this.socket.remoteAddress, this.socket.remotePort);
   }
 
+  /**
+   * The local endpoint as the kernel has it now, read fresh (Node caches
+   * `localAddress` on first use, which is wrong before connect(2) binds).
+   */
+  boundEndpoint(): Endpoint | undefined {
+    const handle = handleOf(this.socket) as
+      | (LibuvStreamHandle & { getsockname?(out: object): number })
+      | null
+      | undefined;
+    if (!handle?.getsockname) return undefined;
+    const out: { address?: string; port?: number } = {};
+    if (handle.getsockname(out) !== 0) return undefined;
+    return endpointOf(out.address, out.port);
+  }
+
   get writableLength(): number {
     return this.socket.writableLength;
   }
@@ -91,7 +106,7 @@ export class SocketTransport implements Transport {
     // After our own readStop, Node's stream may still believe a read is
     // pending and never call readStart again: restart the handle ourselves.
     // A socket still connecting is started by Node once it connects.
-    if (!this.stoppedHandle) return;
+    if (!this.stoppedHandle && !stoppedOutside.delete(s)) return;
     this.stoppedHandle = false;
     const handle = handleOf(s);
     if (handle && !handle.reading && !s.connecting && !s.destroyed && typeof handle.readStart === 'function') {
@@ -139,6 +154,25 @@ export class SocketTransport implements Transport {
 
   get attached(): boolean {
     return this.handlers !== undefined;
+  }
+}
+
+/** Sockets whose libuv handle was stopped by stopSocketReading (not by their transport). */
+const stoppedOutside = new WeakSet<Socket>();
+
+/**
+ * Stops reading a socket at the libuv level, for code that reads before a transport
+ * takes over (a resolver reading a PROXY header). pause() alone lets libuv keep
+ * filling the stream buffer; the socket's SocketTransport restarts the handle in
+ * startReading().
+ */
+export function stopSocketReading(s: Socket): void {
+  s.pause();
+  const handle = handleOf(s);
+  if (handle?.reading && typeof handle.readStop === 'function' && !s.destroyed) {
+    handle.reading = false;
+    handle.readStop();
+    stoppedOutside.add(s);
   }
 }
 

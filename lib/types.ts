@@ -72,13 +72,33 @@ export interface TargetAddress {
 export interface ConnectionContext {
   readonly id: number;
   readonly record: RedirectRecord;
-  /** Fires when the connection ends, whatever the reason. */
+  /**
+   * Fires when the connection ends, whatever the reason. `signal.reason` is the
+   * RedirectError of a failed flow, or the CloseReason string of a graceful one.
+   */
   readonly signal: AbortSignal;
   /** State shared along the chain, e.g. what a sniffer found for a router. */
   readonly state: Map<string | symbol, unknown>;
   /** The `id` option of this server. */
   readonly proxyId: string;
+  /**
+   * Defers the upstream connect until the returned function is called, optionally with the
+   * target to connect to (e.g. chosen from sniffed bytes). Only callable while the middleware is
+   * being built; the connect happens once every deferral is released. While deferred, client
+   * bytes run through the upstream chain and are held by the core's flow control; the
+   * `connectTimeoutMs` deadline covers the wait. Connect-at-accept stays the default.
+   */
+  readonly deferConnect?: () => (target?: TargetAddress) => void;
+  /**
+   * Hands the rest of a direction over after its head was inspected: the
+   * chain gets no more bytes, completes after flushing what it emitted, and
+   * the rest flows raw (spliced in the kernel when `zeroCopy` allows).
+   * Default 'both'. Optional only so hand-built contexts (test harnesses) stay valid.
+   */
+  readonly bypass?: (direction?: BypassDirection) => void;
 }
+
+export type BypassDirection = 'upstream' | 'downstream' | 'both';
 
 export type ByteOperator = OperatorFunction<Buffer, Buffer>;
 
@@ -124,7 +144,10 @@ export interface DirectionSummary {
   readonly peakBuffered: number;
   /** Times reading from the sender was stopped for flow control. */
   readonly pauses: number;
-  readonly path: DataPath;
+  /** 'mixed': some bytes went through JS (a head, Node's buffer) before the kernel took over. */
+  readonly path: DataPath | 'mixed';
+  /** Bytes of bytesWritten that the zero-copy engine moved (never seen by JS). */
+  readonly zeroCopyBytes: number;
 }
 
 export interface CloseSummary {
@@ -219,7 +242,7 @@ export interface RedirectServerOptions {
    * How a socket's record is found: `{ host, port }` (static), a function,
    * a Resolver object, or a mechanism name: 'netfilter', 'tproxy', 'auto' (Linux).
    */
-  resolve: ResolveOption | 'netfilter' | 'tproxy' | 'auto';
+  resolve: ResolveOption | 'netfilter' | 'tproxy' | 'auto' | 'proxy-protocol';
   target?: TargetOption;
   middleware?: readonly Middleware[];
   limits?: Limits;
@@ -236,6 +259,14 @@ export interface RedirectServerOptions {
   notRedirected?: 'refuse' | TargetAddress;
   /** 'tproxy' and 'auto': set IP_TRANSPARENT on the listener (default true for 'tproxy', 'try' for 'auto'). */
   transparent?: boolean | 'try';
+  /**
+   * Linux: directions with no middleware (or bypassed) are relayed in the
+   * kernel with splice(2) when the addon is loaded ('auto', the default);
+   * 'off' keeps every byte on the JS path. See docs/zero-copy.md.
+   */
+  zeroCopy?: 'auto' | 'off';
+  /** With `resolve: 'proxy-protocol'`: who may send a header, and limits (docs/proxy-protocol.md). */
+  proxyProtocol?: import('./resolve-proxy-protocol').ProxyProtocolResolverOptions;
 }
 
 export interface EgressOptions {
@@ -244,4 +275,6 @@ export interface EgressOptions {
   mark?: number;
   /** Bind the outbound socket to this local address. */
   localAddress?: string;
+  /** Write a PROXY header to the upstream: 'v1', 'v2' or options (the server's `id` is filled in). */
+  proxyProtocol?: 'v1' | 'v2' | Omit<import('./egress-proxy-protocol').ProxyProtocolEgressOptions, 'id'>;
 }

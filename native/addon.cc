@@ -2,12 +2,18 @@
 // concern lives in its own file.
 #include <napi.h>
 
+#include "wfp-napi.h"
+
 #if defined(__linux__)
 #include "capabilities.h"
 #include "marked-socket.h"
 #include "original-destination.h"
 #include "socket-info.h"
+#include "splice-relay.h"
 #include "transparent.h"
+#endif
+#if defined(_WIN32)
+#include "win/wfp-exports.h"
 #endif
 
 #define RXREDIRECT_ADDON_VERSION "0.1.0"
@@ -30,7 +36,19 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("isTransparent", Napi::Function::New(env, rxredirect::IsTransparent, "isTransparent"));
   exports.Set("createMarkedSocket", Napi::Function::New(env, rxredirect::CreateMarkedSocket, "createMarkedSocket"));
   exports.Set("capabilities", Napi::Function::New(env, rxredirect::Capabilities, "capabilities"));
+  exports.Set("spliceInit", Napi::Function::New(env, rxredirect::SpliceInit, "spliceInit"));
+  exports.Set("spliceConfigure", Napi::Function::New(env, rxredirect::SpliceConfigure, "spliceConfigure"));
+  exports.Set("spliceStart", Napi::Function::New(env, rxredirect::SpliceStart, "spliceStart"));
+  exports.Set("spliceAbort", Napi::Function::New(env, rxredirect::SpliceAbort, "spliceAbort"));
+  exports.Set("spliceStats", Napi::Function::New(env, rxredirect::SpliceStats, "spliceStats"));
+  exports.Set("spliceProgress", Napi::Function::New(env, rxredirect::SpliceProgress, "spliceProgress"));
 #endif
+#if defined(_WIN32)
+  exports.Set("platform", Napi::String::New(env, "win32"));
+  rxredirect::RegisterWfpExports(env, exports);
+#endif
+  // Portable WFP logic, exported on every OS so tests run it (test-only).
+  rxredirect::RegisterWfpTestExports(env, exports);
   return exports;
 }
 

@@ -1,0 +1,80 @@
+// One relay under test, alone in its process so its CPU and RSS can be read from /proc.
+// argv[2]: JSON RelayConfig. Answers 'start' with the port, or { unavailable } for a
+// subject this build cannot run (zero-copy before the option exists).
+import { createServer, type AddressInfo, connect, type Socket } from 'node:net';
+import { type CloseSummary, createRedirectServer, type RedirectServerOptions } from '../lib/index';
+import { loadMiddleware } from './chain';
+import { serve } from './proc';
+
+export interface RelayConfig {
+  kind: 'plain' | 'rx';
+  target: { host: string; port: number };
+  /** 'none', 'map3' (three pass-through maps each way) or a module path exporting `middleware` or default. */
+  middleware?: string;
+  zeroCopy?: boolean;
+  highWaterMark?: number;
+}
+
+const config = JSON.parse(process.argv[2] ?? '{}') as RelayConfig;
+
+let peakBuffered = 0;
+let closed = 0;
+const reasons: Record<string, number> = {};
+let stats: () => Record<string, unknown> = () => ({});
+
+function startPlain(): Promise<number> {
+  // The reference every README shows: pipe both ways, tear both down on error.
+  const server = createServer((c: Socket) => {
+    const u = connect(config.target.port, config.target.host);
+    const kill = (): void => {
+      c.destroy();
+      u.destroy();
+    };
+    c.on('error', kill);
+    u.on('error', kill);
+    c.pipe(u);
+    u.pipe(c);
+  });
+  return new Promise((r) =>
+    server.listen({ port: 0, host: '127.0.0.1', backlog: 4096 }, () => r((server.address() as AddressInfo).port)),
+  );
+}
+
+async function startRx(): Promise<number | { unavailable: string }> {
+  const options: Record<string, unknown> = {
+    resolve: config.target,
+    middleware: loadMiddleware(config.middleware),
+    limits: config.highWaterMark ? { highWaterMark: config.highWaterMark } : undefined,
+  };
+  // The JS subjects ask for zeroCopy 'off' so a build whose default is 'auto' still measures
+  // the JS path; a build without the option runs them as they are.
+  options.zeroCopy = config.zeroCopy ? 'auto' : 'off';
+  let server: ReturnType<typeof createRedirectServer>;
+  try {
+    server = createRedirectServer(options as unknown as RedirectServerOptions);
+  } catch (err) {
+    const unknownOption = /zeroCopy/.test((err as Error).message);
+    if (config.zeroCopy || !unknownOption) {
+      if (config.zeroCopy) return { unavailable: `zeroCopy option rejected: ${(err as Error).message}` };
+      throw err;
+    }
+    delete options.zeroCopy;
+    server = createRedirectServer(options as unknown as RedirectServerOptions);
+  }
+  server.on('closed', (s: CloseSummary) => {
+    closed++;
+    reasons[s.reason] = (reasons[s.reason] ?? 0) + 1;
+    peakBuffered = Math.max(peakBuffered, s.upstream.peakBuffered, s.downstream.peakBuffered);
+  });
+  stats = () => ({ paths: server.stats().paths, highWaterMark: server.config.limits.highWaterMark });
+  const address = await server.listen({ port: 0, host: '127.0.0.1', backlog: 4096 });
+  return address.port;
+}
+
+serve({
+  start: async () => {
+    const port = config.kind === 'plain' ? await startPlain() : await startRx();
+    return typeof port === 'number' ? { port } : port;
+  },
+  stats: () => ({ peakBuffered, closed, reasons, ...stats() }),
+});

@@ -1,0 +1,298 @@
+// `npm run bench` / `rxredirect bench`: every subject through every scenario, side by side.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { DEFAULT_LIMITS } from '../lib/index';
+import { loadMiddleware } from './chain';
+import { machineInfo } from './proc';
+import { type BenchResults, evaluateGoals, renderMarkdown, renderSvg, type SubjectSummary, summarise } from './report';
+import {
+  measure,
+  Peers,
+  SCENARIO_INFO,
+  SCENARIOS,
+  type Measurement,
+  type ScenarioName,
+  scenarioTarget,
+  type Settings,
+} from './scenarios';
+import {
+  ALL_SUBJECTS,
+  type RunningSubject,
+  type SubjectSpec,
+  startSubject,
+  toolVersion,
+  userSubjects,
+  which,
+} from './subjects';
+
+export interface BenchOptions {
+  quick?: boolean;
+  runs?: number;
+  /** Subject names (see ALL_SUBJECTS); default all. */
+  subjects?: string[];
+  scenarios?: ScenarioName[];
+  /** A user's chain module: runs it against the references instead of the built-in subjects. */
+  middleware?: string;
+  generator?: 'auto' | 'iperf3' | 'node';
+  /** Directory for the JSON (and the report unless `report` is given). */
+  outDir?: string;
+  /** Where to write the Markdown report; the SVG goes next to it. */
+  report?: string;
+  /** Overrides of the mode's settings (tests use tiny ones). */
+  settings?: Partial<Settings>;
+  /** A sentence for the report, e.g. "other builds were running". */
+  note?: string;
+  command?: string;
+  log?: (line: string) => void;
+}
+
+export const BENCH_USAGE = `rxredirect bench [--quick] [--middleware FILE] [options]
+
+  --quick               short runs (2–3 minutes with every subject) instead of the full set
+  --middleware FILE     benchmark your chain: FILE exports \`middleware: Middleware[]\` or a default
+  --runs N              runs per subject (default 3 quick, 5 full; at least 3 for min–max)
+  --subjects A,B        subjects to run (${ALL_SUBJECTS.map((s) => s.name).join(', ')})
+  --scenarios A,B       scenarios to run (${SCENARIOS.join(', ')})
+  --generator G         auto (iperf3 when installed), iperf3 or node
+  --out DIR             results directory (default ./benchmarks/results)
+  --report FILE         write the Markdown report there (SVG next to it) instead of DIR/report.md
+  --note TEXT           a sentence for the report (e.g. what else was running)`;
+
+// Quick: iperf3 runs whole seconds, so throughput dominates (3 scenarios × 3 runs × subjects).
+const QUICK: Omit<Settings, 'generator'> = {
+  seconds: 1,
+  connrateSeconds: 0.5,
+  concurrency: 50,
+  requestBytes: 64,
+  idleConnections: 500,
+  slowSeconds: 1,
+  slowRateBytes: 5 * 1024 * 1024,
+};
+const FULL: Omit<Settings, 'generator'> = {
+  seconds: 5,
+  connrateSeconds: 5,
+  concurrency: 50,
+  requestBytes: 64,
+  idleConnections: 5000,
+  slowSeconds: 5,
+  slowRateBytes: 5 * 1024 * 1024,
+};
+
+/** Parses `bench` arguments; throws (ERR_PARSE_ARGS_… or a plain Error) on bad usage. */
+export function parseBenchArgs(args: string[]): BenchOptions {
+  const { values } = parseArgs({
+    args,
+    strict: true,
+    options: {
+      quick: { type: 'boolean' },
+      middleware: { type: 'string' },
+      runs: { type: 'string' },
+      subjects: { type: 'string' },
+      scenarios: { type: 'string' },
+      generator: { type: 'string' },
+      out: { type: 'string' },
+      report: { type: 'string' },
+      note: { type: 'string' },
+    },
+  });
+  const options: BenchOptions = { quick: values.quick ?? false };
+  if (values.middleware !== undefined) options.middleware = values.middleware;
+  if (values.runs !== undefined) {
+    const runs = Number(values.runs);
+    if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs must be a positive integer, got "${values.runs}"`);
+    options.runs = runs;
+  }
+  if (values.subjects !== undefined) {
+    const known = values.middleware !== undefined ? ['direct', 'plain', 'rx', 'user'] : ALL_SUBJECTS.map((s) => s.name);
+    options.subjects = values.subjects.split(',');
+    for (const name of options.subjects) {
+      if (!known.includes(name)) throw new Error(`unknown subject "${name}" (known: ${known.join(', ')})`);
+    }
+  }
+  if (values.scenarios !== undefined) {
+    const list = values.scenarios.split(',');
+    for (const s of list) {
+      if (!SCENARIOS.includes(s as ScenarioName))
+        throw new Error(`unknown scenario "${s}" (known: ${SCENARIOS.join(', ')})`);
+    }
+    options.scenarios = list as ScenarioName[];
+  }
+  if (values.generator !== undefined) {
+    if (!['auto', 'iperf3', 'node'].includes(values.generator))
+      throw new Error('--generator must be auto, iperf3 or node');
+    options.generator = values.generator as BenchOptions['generator'];
+  }
+  if (values.out !== undefined) options.outDir = values.out;
+  if (values.report !== undefined) options.report = values.report;
+  if (values.note !== undefined) options.note = values.note;
+  return options;
+}
+
+function chooseSubjects(options: BenchOptions): SubjectSpec[] {
+  if (options.middleware !== undefined) {
+    loadMiddleware(options.middleware); // fail now, not in every child
+    const list = userSubjects(resolve(options.middleware));
+    return options.subjects ? list.filter((s) => options.subjects?.includes(s.name)) : list;
+  }
+  if (!options.subjects) return [...ALL_SUBJECTS];
+  for (const name of options.subjects) {
+    if (!ALL_SUBJECTS.some((s) => s.name === name)) {
+      throw new Error(`unknown subject "${name}" (known: ${ALL_SUBJECTS.map((s) => s.name).join(', ')})`);
+    }
+  }
+  return ALL_SUBJECTS.filter((s) => options.subjects?.includes(s.name));
+}
+
+export async function runBench(
+  options: BenchOptions = {},
+): Promise<{ results: BenchResults; jsonPath: string; reportPath: string; svgPath: string }> {
+  const started = Date.now();
+  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const generator =
+    options.generator === 'node' ? 'node' : options.generator === 'iperf3' || which('iperf3') ? 'iperf3' : 'node';
+  if (generator === 'iperf3' && !which('iperf3')) throw new Error('--generator iperf3: iperf3 is not installed');
+  const settings: Settings = { ...(options.quick ? QUICK : FULL), generator, ...options.settings };
+  const runs = options.runs ?? (options.quick ? 3 : 5);
+  const scenarios = options.scenarios ?? [...SCENARIOS];
+  const specs = chooseSubjects(options);
+  const highWaterMark = DEFAULT_LIMITS.highWaterMark;
+  const machine = machineInfo();
+  const results: BenchResults = {
+    version: 1,
+    date: new Date().toISOString(),
+    mode: options.settings ? 'custom' : options.quick ? 'quick' : 'full',
+    command:
+      options.command ??
+      `node ${process.argv
+        .slice(1)
+        .map((a) => a.replace(`${process.cwd()}/`, ''))
+        .map((a) => (/[\s"'$]/.test(a) ? `'${a.replace(/'/g, `'\\''`)}'` : a))
+        .join(' ')}`,
+    note: options.note,
+    machine,
+    tools: { haproxy: toolVersion('haproxy'), socat: toolVersion('socat'), iperf3: toolVersion('iperf3') },
+    generator,
+    settings: { ...settings, runs, highWaterMark },
+    subjects: specs.map((s) => ({ name: s.name, label: s.label, status: 'ok' })),
+    scenarios: {},
+    goals: [],
+    durationSeconds: 0,
+  };
+  const unavailable = (name: string, reason: string): void => {
+    const entry = results.subjects.find((s) => s.name === name);
+    if (entry && entry.status === 'ok') {
+      entry.status = 'unavailable';
+      entry.reason = reason;
+      log(`  ${name}: not available (${reason})`);
+    }
+  };
+  log(
+    `rxredirect bench: ${results.mode} mode, ${runs} runs, generator ${generator}, load average ${machine.loadAverage.join(' ')} on ${machine.cpus} CPUs`,
+  );
+  let iperfPort = 5201 + (process.pid % 1000);
+
+  for (const scenario of scenarios) {
+    const info = SCENARIO_INFO[scenario];
+    log(`${scenario}: ${info.title}`);
+    const peers = new Peers();
+    const runsBySubject = new Map<string, Measurement[]>();
+    try {
+      const target = await scenarioTarget(scenario, peers, settings, iperfPort++);
+      const eligible = specs.filter(
+        (s) =>
+          !(info.memory && s.kind === 'direct') && results.subjects.find((x) => x.name === s.name)?.status === 'ok',
+      );
+      const start = async (spec: SubjectSpec): Promise<RunningSubject | undefined> => {
+        let r: Awaited<ReturnType<typeof startSubject>>;
+        try {
+          r = await startSubject(spec, target, { highWaterMark });
+        } catch (err) {
+          r = { unavailable: `failed to start: ${(err as Error).message}` };
+        }
+        if ('unavailable' in r) {
+          unavailable(spec.name, r.unavailable);
+          return undefined;
+        }
+        return r;
+      };
+      // Throughput and rate: one process per subject for the whole scenario; memory: a fresh one per run.
+      const running = new Map<string, RunningSubject>();
+      if (!info.memory) {
+        for (const spec of eligible) {
+          const r = await start(spec);
+          if (r) running.set(spec.name, r);
+        }
+      }
+      try {
+        for (let run = 1; run <= runs; run++) {
+          for (const spec of eligible) {
+            let subject = running.get(spec.name);
+            const fresh = info.memory ? await start(spec) : undefined;
+            if (info.memory) subject = fresh;
+            if (!subject) continue;
+            try {
+              const m = await measure(scenario, subject, peers, settings);
+              const list = runsBySubject.get(spec.name) ?? [];
+              list.push(m);
+              runsBySubject.set(spec.name, list);
+              const extra =
+                scenario === 'connrate'
+                  ? ` p50 ${m.extra?.p50Ms !== undefined ? Number(m.extra.p50Ms).toFixed(2) : '?'} ms p99 ${m.extra?.p99Ms !== undefined ? Number(m.extra.p99Ms).toFixed(2) : '?'} ms`
+                  : '';
+              const cpu = m.cpuPercent !== undefined ? `, relay CPU ${m.cpuPercent.toFixed(0)}%` : '';
+              log(`  run ${run}/${runs} ${spec.name.padEnd(15)} ${m.value.toFixed(2)} ${info.unit}${extra}${cpu}`);
+            } catch (err) {
+              log(`  run ${run}/${runs} ${spec.name.padEnd(15)} failed: ${(err as Error).message}`);
+            } finally {
+              if (fresh) await fresh.stop();
+            }
+          }
+        }
+      } finally {
+        for (const r of running.values()) await r.stop();
+      }
+    } finally {
+      await peers.stop();
+    }
+    const summary: Record<string, SubjectSummary> = {};
+    for (const spec of specs) {
+      const list = runsBySubject.get(spec.name);
+      if (list?.length) summary[spec.name] = summarise(list);
+    }
+    results.scenarios[scenario] = summary;
+  }
+
+  results.goals = evaluateGoals(results);
+  results.durationSeconds = (Date.now() - started) / 1000;
+  const outDir = resolve(options.outDir ?? join(process.cwd(), 'benchmarks', 'results'));
+  mkdirSync(outDir, { recursive: true });
+  const jsonPath = join(outDir, `bench-${results.date.replace(/[:.]/g, '-')}.json`);
+  writeFileSync(jsonPath, `${JSON.stringify(results, null, 2)}\n`);
+  const reportPath = resolve(options.report ?? join(outDir, 'report.md'));
+  const svgPath = `${reportPath.replace(/\.md$/, '')}.svg`;
+  mkdirSync(dirname(reportPath), { recursive: true });
+  writeFileSync(svgPath, renderSvg(results));
+  writeFileSync(reportPath, renderMarkdown(results, basename(svgPath)));
+  log(`results: ${jsonPath}\nreport:  ${reportPath} (chart ${svgPath})`);
+  for (const g of results.goals)
+    log(`goal ${g.met === undefined ? '–' : g.met ? 'met' : 'MISSED'}: ${g.goal}: ${g.measured}`);
+  return { results, jsonPath, reportPath, svgPath };
+}
+
+if (require.main === module) {
+  let options: BenchOptions;
+  try {
+    options = parseBenchArgs(process.argv.slice(2));
+  } catch (err) {
+    process.stderr.write(`bench: ${(err as Error).message}\nusage: ${BENCH_USAGE}\n`);
+    process.exit(2);
+  }
+  runBench(options).then(
+    () => process.exit(0),
+    (err: unknown) => {
+      process.stderr.write(`bench: ${err instanceof Error ? err.stack : String(err)}\n`);
+      process.exit(1);
+    },
+  );
+}

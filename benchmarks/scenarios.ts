@@ -1,0 +1,288 @@
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { sleep, treeCpuSeconds as cpuSeconds, treeRssBytes as rssBytes, Worker } from './proc';
+import type { RunningSubject } from './subjects';
+
+export type ScenarioName = 'bulk-up' | 'bulk-down' | 'streams-64' | 'connrate' | 'idle-rss' | 'slow-reader';
+
+export const SCENARIOS: readonly ScenarioName[] = [
+  'bulk-up',
+  'bulk-down',
+  'streams-64',
+  'connrate',
+  'idle-rss',
+  'slow-reader',
+];
+
+export interface ScenarioInfo {
+  readonly title: string;
+  readonly unit: string;
+  /** Whether more is better (throughput) or worse (memory). */
+  readonly higherIsBetter: boolean;
+  /** Memory scenarios get a fresh relay process per run and have no direct subject. */
+  readonly memory: boolean;
+}
+
+export const SCENARIO_INFO: Record<ScenarioName, ScenarioInfo> = {
+  'bulk-up': {
+    title: 'Bulk throughput, 1 stream client → server',
+    unit: 'Gbit/s',
+    higherIsBetter: true,
+    memory: false,
+  },
+  'bulk-down': {
+    title: 'Bulk throughput, 1 stream server → client',
+    unit: 'Gbit/s',
+    higherIsBetter: true,
+    memory: false,
+  },
+  'streams-64': {
+    title: 'Aggregate throughput, 64 streams client → server',
+    unit: 'Gbit/s',
+    higherIsBetter: true,
+    memory: false,
+  },
+  connrate: {
+    title: 'Connection rate (request/response, fixed concurrency)',
+    unit: 'conn/s',
+    higherIsBetter: true,
+    memory: false,
+  },
+  'idle-rss': { title: 'RSS per idle relayed connection', unit: 'KiB/conn', higherIsBetter: false, memory: true },
+  'slow-reader': { title: 'RSS growth, fast sender → slow reader', unit: 'MiB', higherIsBetter: false, memory: true },
+};
+
+export interface Settings {
+  /** Seconds per throughput run (iperf3 rounds up to whole seconds). */
+  seconds: number;
+  connrateSeconds: number;
+  concurrency: number;
+  requestBytes: number;
+  idleConnections: number;
+  slowSeconds: number;
+  slowRateBytes: number;
+  generator: 'iperf3' | 'node';
+}
+
+export interface Measurement {
+  value: number;
+  /** CPU the relay used, in % of one core over the run. */
+  cpuPercent?: number;
+  rssBytes?: number;
+  extra?: Record<string, unknown>;
+}
+
+/** The peers a scenario needs, started once per scenario and shared by every subject. */
+export class Peers {
+  readonly server = new Worker(join(__dirname, 'peer.js'));
+  readonly client = new Worker(join(__dirname, 'peer.js'));
+  private iperf: ChildProcess | undefined;
+  iperfPort = 0;
+
+  async listen(mode: string, rate = 0): Promise<number> {
+    return (await this.server.request<{ port: number }>('listen', { mode, rate })).port;
+  }
+
+  async startIperf(port: number): Promise<void> {
+    this.iperfPort = port;
+    this.iperf = spawn('iperf3', ['-s', '-p', String(port), '-B', '127.0.0.1'], { stdio: 'ignore' });
+    await sleep(300);
+  }
+
+  async stop(): Promise<void> {
+    this.iperf?.kill('SIGTERM');
+    await Promise.all([this.server.stop(), this.client.stop()]);
+  }
+}
+
+/** What a scenario points its subjects at. */
+export async function scenarioTarget(
+  name: ScenarioName,
+  peers: Peers,
+  settings: Settings,
+  iperfPort: number,
+): Promise<number> {
+  if (SCENARIO_INFO[name].title.includes('throughput') && settings.generator === 'iperf3') {
+    if (!peers.iperfPort) await peers.startIperf(iperfPort);
+    return peers.iperfPort;
+  }
+  switch (name) {
+    case 'bulk-up':
+    case 'streams-64':
+      return peers.listen('sink');
+    case 'bulk-down':
+      return peers.listen('source');
+    case 'connrate':
+      return peers.listen('echo');
+    case 'idle-rss':
+      return peers.listen('hold');
+    case 'slow-reader':
+      return peers.listen('slow', settings.slowRateBytes);
+  }
+}
+
+function iperf3(args: string[], timeoutMs: number): Promise<{ bitsPerSecond: number; retransmits?: number }> {
+  return new Promise((resolve, reject) => {
+    execFile('iperf3', args, { timeout: timeoutMs, maxBuffer: 64 * 1024 * 1024 }, (err, stdout) => {
+      let json: { error?: string; end?: { sum_received?: { bits_per_second?: number } } } = {};
+      try {
+        json = JSON.parse(stdout) as typeof json;
+      } catch {}
+      const bps = json.end?.sum_received?.bits_per_second;
+      if (typeof bps === 'number') resolve({ bitsPerSecond: bps });
+      else reject(new Error(`iperf3 ${args.join(' ')}: ${json.error ?? err?.message ?? 'no result'}`));
+    });
+  });
+}
+
+/** Runs one measurement of one scenario against one subject. */
+export async function measure(
+  name: ScenarioName,
+  subject: RunningSubject,
+  peers: Peers,
+  settings: Settings,
+): Promise<Measurement> {
+  const pid = subject.pid;
+  const cpu0 = pid ? cpuSeconds(pid) : Number.NaN;
+  const t0 = process.hrtime.bigint();
+  const cpu = (): number | undefined => {
+    if (!pid) return undefined;
+    const wall = Number(process.hrtime.bigint() - t0) / 1e9;
+    return ((cpuSeconds(pid) - cpu0) / wall) * 100;
+  };
+  const rss = (): number | undefined => (pid ? rssBytes(pid) : undefined);
+  const done = (value: number, extra?: Record<string, unknown>): Measurement => {
+    const m: Measurement = { value };
+    const c = cpu();
+    const r = rss();
+    if (c !== undefined) m.cpuPercent = c;
+    if (r !== undefined) m.rssBytes = r;
+    if (extra) m.extra = extra;
+    return m;
+  };
+
+  if (name === 'bulk-up' || name === 'bulk-down' || name === 'streams-64') {
+    const streams = name === 'streams-64' ? 64 : 1;
+    if (settings.generator === 'iperf3') {
+      const seconds = Math.max(1, Math.round(settings.seconds));
+      const args = ['-c', '127.0.0.1', '-p', String(subject.port), '-t', String(seconds), '-J', '-P', String(streams)];
+      if (name === 'bulk-down') args.push('-R');
+      let result: { bitsPerSecond: number };
+      try {
+        result = await iperf3(args, seconds * 1000 + 30_000);
+      } catch {
+        // The iperf3 server refuses a test for a moment after the previous one ends.
+        await sleep(1000);
+        result = await iperf3(args, seconds * 1000 + 30_000);
+      }
+      return done(result.bitsPerSecond / 1e9, await subject.stats());
+    }
+    const direction = name === 'bulk-down' ? 'down' : 'up';
+    await peers.server.request('reset');
+    const r = await peers.client.request<{ bytes: number; seconds: number }>('throughput', {
+      port: subject.port,
+      direction,
+      streams,
+      seconds: settings.seconds,
+    });
+    let bytes = r.bytes;
+    if (direction === 'up') {
+      await sleep(100);
+      bytes = (await peers.server.request<{ received: number }>('count')).received;
+    }
+    return done((bytes * 8) / r.seconds / 1e9, await subject.stats());
+  }
+
+  if (name === 'connrate') {
+    const r = await peers.client.request<{
+      completed: number;
+      errors: number;
+      seconds: number;
+      p50: number;
+      p99: number;
+    }>('connrate', {
+      port: subject.port,
+      concurrency: settings.concurrency,
+      seconds: settings.connrateSeconds,
+      size: settings.requestBytes,
+    });
+    const relayStats = await subject.stats();
+    return done(r.completed / r.seconds, { p50Ms: r.p50, p99Ms: r.p99, errors: r.errors, ...relayStats });
+  }
+
+  if (name === 'idle-rss') {
+    if (!pid) throw new Error('idle-rss needs a relay process');
+    await peers.server.request('reset');
+    await sleep(300);
+    const before = rssBytes(pid);
+    const n = settings.idleConnections;
+    const held = await peers.client.request<{ opened: number; errors: number }>('hold', {
+      port: subject.port,
+      count: n,
+    });
+    // Wait until the relay has opened its side to the peer for every connection
+    // (or stopped making progress: a relay may refuse some).
+    let last = -1;
+    for (let i = 0, still = 0; i < 200 && still < 5; i++) {
+      const c = await peers.server.request<{ accepted: number }>('count');
+      if (c.accepted >= held.opened) break;
+      still = c.accepted === last ? still + 1 : 0;
+      last = c.accepted;
+      await sleep(100);
+    }
+    await sleep(500);
+    const after = rssBytes(pid);
+    const accepted = (await peers.server.request<{ accepted: number }>('count')).accepted;
+    const relayStats = await subject.stats();
+    // Per connection actually relayed: a relay that refuses some (e.g. a false loop
+    // detection) must not look cheaper for it. The peer also saw the start-up probe.
+    const relayed = Math.min(held.opened, accepted);
+    const m = done((after - before) / Math.max(1, relayed) / 1024, {
+      connections: held.opened,
+      relayed,
+      upstreamAccepted: accepted,
+      rssBefore: before,
+      rssAfter: after,
+      clientErrors: held.errors,
+      ...relayStats,
+    });
+    await peers.client.request('release');
+    await peers.server.request('release');
+    return m;
+  }
+
+  // slow-reader: sample the relay's RSS while one connection is flooded.
+  if (!pid) throw new Error('slow-reader needs a relay process');
+  await sleep(300);
+  const before = rssBytes(pid);
+  let peak = before;
+  const sampler = setInterval(() => {
+    const r = rssBytes(pid);
+    if (r > peak) peak = r;
+  }, 50);
+  const samples: number[] = [];
+  const trace = setInterval(() => samples.push(rssBytes(pid)), 250);
+  let flood: { written: number };
+  try {
+    flood = await peers.client.request<{ written: number }>('flood', {
+      port: subject.port,
+      seconds: settings.slowSeconds,
+    });
+  } finally {
+    clearInterval(sampler);
+    clearInterval(trace);
+  }
+  // Destroying the slow reader's side ends the relayed connection at once, so its
+  // summary (peakBuffered) is in the relay's stats.
+  await peers.server.request('release');
+  await sleep(300);
+  const stats = await subject.stats();
+  return done((peak - before) / 1024 / 1024, {
+    rssBefore: before,
+    rssPeak: peak,
+    senderWroteBytes: flood.written,
+    readerRateBytesPerSecond: settings.slowRateBytes,
+    rssTraceMiB: samples.map((s) => Math.round(((s - before) / 1024 / 1024) * 10) / 10),
+    ...stats,
+  });
+}

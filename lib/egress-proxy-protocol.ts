@@ -1,0 +1,202 @@
+/**
+ * Outbound PROXY protocol: an egress plugin whose preamble tells the next hop who the
+ * original client was and where it was going, and (v2) which proxies already handled
+ * the flow, ours included, in a custom TLV. Format and rules: docs/proxy-protocol.md.
+ */
+import { randomUUID } from 'node:crypto';
+import { invalidOption, RedirectError } from './errors';
+import {
+  encodeProxyHeaderV1,
+  encodeProxyHeaderV2,
+  type ProxyHeader,
+  ProxyHeaderError,
+  type ProxyTlvInit,
+  ProxyTlvType,
+} from './proxy-header';
+import type { ChainEntry, EgressPlugin, RedirectRecord } from './types';
+
+/** Default TLV type of the chain TLV (first of the spec's custom range 0xE0–0xEF). */
+export const DEFAULT_CHAIN_TLV_TYPE = 0xe0;
+/** Default most proxies a flow may have passed through before us. */
+export const DEFAULT_HOP_LIMIT = 8;
+/** The chain TLV's format version (first byte of its value). */
+const CHAIN_FORMAT = 1;
+/** Proxy ids follow the `id` option's rule. */
+const ID_PATTERN = /^[A-Za-z0-9._:-]{1,64}$/;
+
+export interface ProxyProtocolEgressOptions {
+  version: 'v1' | 'v2';
+  /**
+   * This proxy's id, written last in the chain TLV. Must equal the server's `id`
+   * option (checked at createRedirectServer). The string form
+   * `egress: { proxyProtocol }` fills it in. Default 'rxredirect'.
+   */
+  id?: string;
+  /** v2: TLV type of the chain, 0xE0–0xEF. Default 0xE0. */
+  chainTlvType?: number;
+  /**
+   * v2: PP2_TYPE_UNIQUE_ID. `true` passes on the inbound unique id when the flow came
+   * with one, else writes a random UUID; a function returns the bytes (at most 128).
+   */
+  uniqueId?: boolean | ((record: RedirectRecord) => Buffer);
+  /** v2: PP2_TYPE_AUTHORITY (the host name the client asked for). */
+  authority?: string | ((record: RedirectRecord) => string | undefined);
+  /** v2: inbound TLV types (from a PROXY-protocol record) to copy to the next hop. */
+  passTlvs?: readonly number[];
+  /** Most proxies the chain may name, ours included. Default 8. */
+  hopLimit?: number;
+}
+
+/** The egress plugin, with the proxy id it writes (checked against the server's `id`). */
+export interface ProxyProtocolEgressPlugin extends EgressPlugin {
+  readonly name: 'proxy-protocol';
+  readonly proxyId: string;
+}
+
+const KNOWN = new Set(['version', 'id', 'chainTlvType', 'uniqueId', 'authority', 'passTlvs', 'hopLimit']);
+
+/**
+ * An egress plugin that writes a PROXY header before any payload.
+ *
+ * @example
+ * createRedirectServer({ resolve: 'netfilter', id: 'edge-1',
+ *   egress: { plugins: [proxyProtocolEgress({ version: 'v2', id: 'edge-1' })] } });
+ */
+export function proxyProtocolEgress(
+  options: ProxyProtocolEgressOptions,
+  path = 'egress.proxyProtocol',
+): ProxyProtocolEgressPlugin {
+  if (options === null || typeof options !== 'object') {
+    throw invalidOption(path, "must be 'v1', 'v2' or { version, … }");
+  }
+  for (const key of Object.keys(options)) {
+    if (!KNOWN.has(key)) throw invalidOption(`${path}.${key}`, `unknown option (known: ${[...KNOWN].join(', ')})`);
+  }
+  const { version } = options;
+  if (version !== 'v1' && version !== 'v2') throw invalidOption(`${path}.version`, "must be 'v1' or 'v2'");
+  const id = options.id ?? 'rxredirect';
+  if (typeof id !== 'string' || !ID_PATTERN.test(id)) {
+    throw invalidOption(`${path}.id`, 'must be 1–64 characters of A–Z a–z 0–9 . _ : - (the server id)');
+  }
+  const chainTlvType = checkChainTlvType(options.chainTlvType, `${path}.chainTlvType`);
+  const hopLimit = checkHopLimit(options.hopLimit, `${path}.hopLimit`);
+  const { uniqueId, authority } = options;
+  const passTlvs = options.passTlvs ?? [];
+  if (version === 'v1') {
+    for (const key of ['chainTlvType', 'uniqueId', 'authority', 'passTlvs'] as const) {
+      if (options[key] !== undefined) {
+        throw invalidOption(`${path}.${key}`, "v1 headers carry no TLVs; use version: 'v2'");
+      }
+    }
+  }
+  if (uniqueId !== undefined && typeof uniqueId !== 'boolean' && typeof uniqueId !== 'function') {
+    throw invalidOption(`${path}.uniqueId`, 'must be a boolean or a function (record) => Buffer');
+  }
+  if (authority !== undefined && typeof authority !== 'string' && typeof authority !== 'function') {
+    throw invalidOption(`${path}.authority`, 'must be a string or a function (record) => string | undefined');
+  }
+  if (!Array.isArray(passTlvs)) throw invalidOption(`${path}.passTlvs`, 'must be an array of TLV types');
+  passTlvs.forEach((type, i) => {
+    if (!Number.isInteger(type) || type < 0 || type > 0xff) {
+      throw invalidOption(`${path}.passTlvs[${i}]`, 'must be a TLV type 0..255');
+    }
+    if (type === chainTlvType || type === ProxyTlvType.CRC32C) {
+      throw invalidOption(`${path}.passTlvs[${i}]`, 'the chain and CRC32C TLVs are written by us, not copied');
+    }
+  });
+  const pass = new Set(passTlvs);
+
+  return {
+    name: 'proxy-protocol',
+    proxyId: id,
+    preamble(record) {
+      const chain = [...record.chain.map((e) => e.id), id];
+      if (chain.length > hopLimit) {
+        throw new RedirectError(
+          'ERR_REDIRECT_LOOP_DETECTED',
+          `the chain would name ${chain.length} proxies, more than hopLimit ${hopLimit} (${chain.join(' → ')})`,
+        );
+      }
+      const source = { address: record.source.address, port: record.source.port };
+      const destination = { address: record.destination.address, port: record.destination.port };
+      if (version === 'v1') return encodeProxyHeaderV1({ source, destination });
+      const inbound = inboundHeader(record);
+      const unique =
+        typeof uniqueId === 'function'
+          ? uniqueId(record)
+          : uniqueId === true
+            ? (inbound?.uniqueId ?? Buffer.from(randomUUID(), 'latin1'))
+            : undefined;
+      const host = typeof authority === 'function' ? authority(record) : authority;
+      const ours = new Set<number>([chainTlvType]);
+      if (unique !== undefined) ours.add(ProxyTlvType.UNIQUE_ID);
+      if (host !== undefined) ours.add(ProxyTlvType.AUTHORITY);
+      const copied: ProxyTlvInit[] = (inbound?.tlvs ?? [])
+        .filter((t) => pass.has(t.type) && !ours.has(t.type))
+        .map((t) => ({ type: t.type, value: t.value }));
+      return encodeProxyHeaderV2({
+        source,
+        destination,
+        ...(unique !== undefined ? { uniqueId: unique } : {}),
+        ...(host !== undefined ? { authority: host } : {}),
+        tlvs: [...copied, { type: chainTlvType, value: encodeChainTlv(chain) }],
+      });
+    },
+  };
+}
+
+/** The header a PROXY-protocol resolver put in the record, if any. */
+function inboundHeader(record: RedirectRecord): ProxyHeader | undefined {
+  const ext = record.extensions?.proxyProtocol as ProxyHeader | undefined;
+  return ext !== null && typeof ext === 'object' && Array.isArray(ext.tlvs) ? ext : undefined;
+}
+
+/**
+ * Chain TLV value: format byte (1), count byte, then per proxy, oldest first, a length
+ * byte and that many bytes of its id (US-ASCII, the `id` option's characters).
+ */
+export function encodeChainTlv(ids: readonly string[]): Buffer {
+  if (ids.length > 0xff) throw invalidOption('chain', 'at most 255 proxies fit in a chain TLV');
+  const parts: Buffer[] = [Buffer.from([CHAIN_FORMAT, ids.length])];
+  for (const id of ids) {
+    if (!ID_PATTERN.test(id)) throw invalidOption('chain', `"${id}" is not a valid proxy id`);
+    parts.push(Buffer.from([id.length]), Buffer.from(id, 'latin1'));
+  }
+  return Buffer.concat(parts);
+}
+
+/** Parses a chain TLV value; a malformed one is a bad header ('tlv-bad-value'). */
+export function decodeChainTlv(value: Buffer): ChainEntry[] {
+  const bad = (why: string) => new ProxyHeaderError('tlv-bad-value', `chain TLV: ${why}`);
+  if (value.length < 2) throw bad('shorter than its 2-byte head');
+  if (value[0] !== CHAIN_FORMAT) throw bad(`unknown format ${value[0]}`);
+  const count = value[1]!;
+  const out: ChainEntry[] = [];
+  let at = 2;
+  for (let i = 0; i < count; i++) {
+    const len = value[at];
+    if (len === undefined || at + 1 + len > value.length) throw bad(`entry ${i} runs past the end`);
+    const id = value.toString('latin1', at + 1, at + 1 + len);
+    if (!ID_PATTERN.test(id)) throw bad(`entry ${i} is not a valid proxy id`);
+    out.push({ id, via: 'proxy-protocol' });
+    at += 1 + len;
+  }
+  if (at !== value.length) throw bad(`${value.length - at} bytes after the last entry`);
+  return out;
+}
+
+export function checkChainTlvType(value: unknown, path: string): number {
+  if (value === undefined) return DEFAULT_CHAIN_TLV_TYPE;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0xe0 || value > 0xef) {
+    throw invalidOption(path, 'must be a custom TLV type 0xE0–0xEF');
+  }
+  return value;
+}
+
+export function checkHopLimit(value: unknown, path: string): number {
+  if (value === undefined) return DEFAULT_HOP_LIMIT;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 255) {
+    throw invalidOption(path, 'must be an integer 1–255');
+  }
+  return value;
+}

@@ -1,0 +1,23 @@
+// N-API face of the zero-copy relay engine (splice-engine.h): start, abort,
+// budget and stats, and one ThreadSafeFunction that carries the engine's
+// progress and completion reports to the JS thread.
+#pragma once
+
+#include <napi.h>
+
+namespace rxredirect {
+
+// spliceInit(onReport): onReport(id, kind, bytesIn, bytesOut, errno?, side)
+Napi::Value SpliceInit(const Napi::CallbackInfo& info);
+// spliceConfigure({ threads, maxPipes, maxPipeBytes, pipeSize })
+Napi::Value SpliceConfigure(const Napi::CallbackInfo& info);
+// spliceStart(srcFd, dstFd, pairWith?) -> id (> 0), or 0 when the pipe budget is spent
+Napi::Value SpliceStart(const Napi::CallbackInfo& info);
+// spliceAbort(id) -> [bytesIn, bytesOut], or undefined when already finished
+Napi::Value SpliceAbort(const Napi::CallbackInfo& info);
+// spliceProgress(id) -> [bytesIn, bytesOut] of a running relay, or undefined
+Napi::Value SpliceProgress(const Napi::CallbackInfo& info);
+// spliceStats() -> { threads, relays, pipes, pipeBytes, maxPipes, maxPipeBytes, pipeSize }
+Napi::Value SpliceStats(const Napi::CallbackInfo& info);
+
+}  // namespace rxredirect

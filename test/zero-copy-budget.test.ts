@@ -1,0 +1,96 @@
+import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import test from 'ava';
+import { configureZeroCopy, DEFAULT_ZERO_COPY_BUDGET, type RedirectError, zeroCopyStats } from '../lib/index';
+import { dial, drain, echoUpstream, sendRandom, sha256, startRedirect } from './helpers/net';
+
+// Own worker: the budget is process-wide.
+const available = zeroCopyStats() !== undefined;
+const zcTest = available ? test.serial : test.skip;
+
+test.after.always(() => {
+  if (available) configureZeroCopy(DEFAULT_ZERO_COPY_BUDGET);
+});
+
+test('configureZeroCopy() checks its fields with a code', (t) => {
+  const bad = [{ threads: 0 }, { pipeSize: 100 }, { maxPipes: -1 }, { colour: 1 }, { maxPipeBytes: 1.5 }];
+  for (const budget of bad) {
+    const err = t.throws<RedirectError>(() => configureZeroCopy(budget as never));
+    t.is(err?.code, 'ERR_REDIRECT_INVALID_OPTION');
+  }
+});
+
+zcTest('when the pipe budget runs out mid-load, connections stay on the JS path and still succeed', async (t) => {
+  t.timeout(30_000);
+  configureZeroCopy({ maxPipes: 12 });
+  const up = await echoUpstream(t);
+  const { server, port } = await startRedirect(t, { resolve: { host: '127.0.0.1', port: up.port } });
+  let peakPipes = 0;
+  const watcher = setInterval(() => {
+    peakPipes = Math.max(peakPipes, zeroCopyStats()?.pipes ?? 0);
+  }, 2);
+  // All 40 connections are open and have moved bytes before any of them ends,
+  // so 80 directions want a pipe while 12 exist.
+  let opened = 0;
+  let allOpen: () => void = () => {};
+  const barrier = new Promise<void>((resolve) => {
+    allOpen = resolve;
+    // never hang the suite: a connection that failed shows up in the assertions below
+    setTimeout(resolve, 5000).unref();
+  });
+  const runs = Array.from({ length: 40 }, async (_, i) => {
+    const c = await dial(port);
+    const got = drain(c);
+    const data = randomBytes(576 * 1024 + i * 101);
+    c.write(data.subarray(0, 64 * 1024));
+    // the head's echo is back: both directions of this connection are set up
+    await new Promise<void>((resolve) => {
+      let n = 0;
+      const onData = (d: Buffer): void => {
+        n += d.length;
+        if (n >= 64 * 1024) {
+          c.off('data', onData);
+          resolve();
+        }
+      };
+      c.on('data', onData);
+      c.once('close', () => resolve());
+    });
+    if (++opened === 40) allOpen();
+    await barrier;
+    c.end(data.subarray(64 * 1024));
+    const r = await got;
+    return r.sha256 === sha256(data) && r.bytes === data.length;
+  });
+  const ok = await Promise.all(runs);
+  clearInterval(watcher);
+  t.is(ok.filter(Boolean).length, 40, `opened ${opened}`);
+  for (let i = 0; i < 100 && server.stats().total.closed < 40; i++) await sleep(10);
+  const stats = server.stats();
+  t.is(stats.total.closed, 40);
+  t.true(peakPipes <= 12, `peak pipes ${peakPipes}`);
+  // some directions were spliced, some were refused and stayed in JS
+  t.true((stats.dataPaths.upstream['zero-copy'] ?? 0) + (stats.dataPaths.downstream['zero-copy'] ?? 0) > 0);
+  t.true(
+    (stats.dataPaths.upstream.js ?? 0) + (stats.dataPaths.downstream.js ?? 0) > 0,
+    JSON.stringify(stats.dataPaths),
+  );
+  t.true(stats.dataPaths.jsBytes > 0);
+  t.true(stats.dataPaths.zeroCopyBytes > 0);
+  t.is(stats.reasons['client-end'], 40);
+  t.is(zeroCopyStats()?.pipes, 0);
+  t.is(zeroCopyStats()?.pipeBytes, 0);
+});
+
+zcTest('a budget of zero pipes keeps everything on the JS path', async (t) => {
+  configureZeroCopy({ maxPipes: 0 });
+  const up = await echoUpstream(t);
+  const { server, port } = await startRedirect(t, { resolve: { host: '127.0.0.1', port: up.port } });
+  const c = await dial(port);
+  const got = drain(c);
+  const sent = await sendRandom(c, 2 * 1024 * 1024);
+  t.is((await got).sha256, sent);
+  for (let i = 0; i < 100 && server.stats().total.closed < 1; i++) await sleep(10);
+  t.is(server.stats().paths.js, 1);
+  configureZeroCopy({ maxPipes: DEFAULT_ZERO_COPY_BUDGET.maxPipes });
+});

@@ -1,0 +1,74 @@
+import { readdirSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import test from 'ava';
+import { zeroCopyStats } from '../lib/index';
+import { dial, drain, echoUpstream, startRedirect } from './helpers/net';
+
+// Own worker: counts this process's fds and threads.
+const available = zeroCopyStats() !== undefined && process.platform === 'linux';
+const zcTest = available ? test.serial : test.skip;
+
+const count = (dir: string): number => readdirSync(dir).length;
+
+const failures: string[] = [];
+
+async function relayOnce(port: number): Promise<boolean> {
+  const c = await dial(port);
+  const got = drain(c);
+  c.end('0123456789abcdef');
+  const r = await got;
+  if (r.bytes !== 16 && failures.length < 5) failures.push(`${r.bytes} bytes, ${r.error?.code ?? 'no error'}`);
+  return r.bytes === 16;
+}
+
+zcTest('after 10,000 short spliced relays, fds and threads are back where they started', async (t) => {
+  t.timeout(60_000);
+  const up = await echoUpstream(t);
+  const { server, port } = await startRedirect(t, { resolve: { host: '127.0.0.1', port: up.port } });
+  // Warm-up: starts the engine's fixed thread pool (and libuv's lazily created
+  // bits) so the baseline includes them.
+  for (let i = 0; i < 20; i++) await relayOnce(port);
+  // libuv creates its whole threadpool on first use; make sure that is before the baseline.
+  await readFile('/proc/self/status');
+  for (let i = 0; i < 100 && server.stats().total.closed < 20; i++) await sleep(10);
+  await sleep(50);
+  const fds0 = count('/proc/self/fd');
+  const threads0 = count('/proc/self/task');
+  const engineThreads = zeroCopyStats()?.threads ?? 0;
+  t.true(engineThreads >= 1);
+
+  const total = 10_000;
+  const concurrency = 50;
+  let next = 0;
+  let ok = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < total) {
+        next++;
+        if (await relayOnce(port)) ok++;
+      }
+    }),
+  );
+  t.is(ok, total, failures.join('; '));
+  for (let i = 0; i < 1000 && server.stats().total.closed < total + 20; i++) await sleep(10);
+  const stats = server.stats();
+  t.is(stats.total.closed, total + 20);
+  t.is(
+    (stats.reasons['client-end'] ?? 0) + (stats.reasons['upstream-end'] ?? 0),
+    total + 20,
+    JSON.stringify(stats.reasons),
+  );
+  t.true((stats.dataPaths.upstream['zero-copy'] ?? 0) >= total, JSON.stringify(stats.dataPaths));
+  const engine = zeroCopyStats();
+  t.is(engine?.relays, 0);
+  t.is(engine?.pipes, 0);
+  t.is(engine?.threads, engineThreads);
+  // Sockets in TIME_WAIT hold no fd; a closed socket's fd is released by libuv right away.
+  await sleep(100);
+  const fds1 = count('/proc/self/fd');
+  const threads1 = count('/proc/self/task');
+  t.log(`fds ${fds0} → ${fds1}, threads ${threads0} → ${threads1}`);
+  t.true(fds1 <= fds0 + 2, `fds ${fds0} → ${fds1}`);
+  t.is(threads1, threads0);
+});

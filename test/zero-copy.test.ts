@@ -1,0 +1,466 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import type { Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import test from 'ava';
+import { map } from 'rxjs';
+import { bypass } from '../middleware/index';
+import {
+  type CloseSummary,
+  createRedirectServer,
+  downstream,
+  type RedirectError,
+  upstream,
+  zeroCopyStats,
+} from '../lib/index';
+import {
+  collect,
+  dial,
+  drain,
+  echoUpstream,
+  listenTcp,
+  nextConnection,
+  sendRandom,
+  sha256,
+  startRedirect,
+} from './helpers/net';
+
+// The core relay semantics, run against the zero-copy (splice) path. Skipped
+// where the addon or its splice engine is not loaded (RXREDIRECT_NATIVE=0, not Linux).
+const MiB = 1024 * 1024;
+const available = zeroCopyStats() !== undefined;
+// Serial: the engine's counters are process-wide and several tests check they return to zero.
+const zcTest = available ? test.serial : test.skip;
+
+function nextClose(server: { once(e: 'closed', fn: (s: CloseSummary) => void): unknown }): Promise<CloseSummary> {
+  return new Promise((resolve) => server.once('closed', resolve));
+}
+
+/** The engine has no relay left (aborts and completions are all reported). */
+async function engineIdle(): Promise<boolean> {
+  for (let i = 0; i < 100; i++) {
+    if (zeroCopyStats()?.relays === 0) return true;
+    await sleep(10);
+  }
+  return false;
+}
+
+zcTest('relays bytes both ways in the kernel and reports path and bytes per direction', async (t) => {
+  const up = await echoUpstream(t);
+  const { server, port } = await startRedirect(t, { resolve: { host: '127.0.0.1', port: up.port } });
+  const client = await dial(port);
+  const closed = nextClose(server);
+  const got = drain(client);
+  const sent = await sendRandom(client, 4 * MiB);
+  const r = await got;
+  t.is(r.sha256, sent);
+  t.is(r.bytes, 4 * MiB);
+  const s = await closed;
+  t.is(s.reason, 'client-end');
+  t.is(s.path, 'zero-copy');
+  t.is(s.upstream.path, 'zero-copy');
+  t.is(s.downstream.path, 'zero-copy');
+  t.is(s.upstream.bytesRead, 4 * MiB);
+  t.is(s.upstream.zeroCopyBytes, 4 * MiB);
+  t.is(s.downstream.bytesWritten, 4 * MiB);
+  const stats = server.stats();
+  t.is(stats.paths['zero-copy'], 1);
+  t.is(stats.dataPaths.upstream['zero-copy'], 1);
+  t.is(stats.dataPaths.zeroCopyBytes, 8 * MiB);
+  t.is(stats.dataPaths.jsBytes, 0);
+  t.is(stats.total.bytesUpstream, 4 * MiB);
+  t.true(await engineIdle());
+});
+
+zcTest("zeroCopy: 'off' keeps every byte on the JS path; a bad value throws with a code", async (t) => {
+  const up = await echoUpstream(t);
+  const { server, port } = await startRedirect(t, { resolve: { host: '127.0.0.1', port: up.port }, zeroCopy: 'off' });
+  const client = await dial(port);
+  const closed = nextClose(server);
+  const got = collect(client);
+  client.end('hello');
+  t.is((await got).data?.toString(), 'hello');
+  const s = await closed;
+  t.is(s.path, 'js');
+  t.is(s.upstream.zeroCopyBytes, 0);
+  const err = t.throws<RedirectError>(() =>
+    createRedirectServer({ resolve: { host: '127.0.0.1', port: 1 }, zeroCopy: 'on' as 'auto' }),
+  );
+  t.is(err?.code, 'ERR_REDIRECT_INVALID_OPTION');
+});
+
+zcTest('sha256-checked 128 MiB each way at once', async (t) => {
+  const size = 128 * MiB;
+  let upstreamResult: Promise<{ bytes: number; sha256: string }> | undefined;
+  let upstreamSent: Promise<string> | undefined;
+  const up = await listenTcp(t, (s) => {
+    upstreamResult = drain(s);
+    upstreamSent = sendRandom(s, size, 256 * 1024);
+  });
+  const { server, port } = await startRedirect(t, { resolve: { host: '127.0.0.1', port: up.port } });
+  const client = await dial(port);
+  const closed = nextClose(server);
+  const got = drain(client);
+  const sent = await sendRandom(client, size, 256 * 1024);
+  const [down, upR] = await Promise.all([got, upstreamResult]);
+  t.is(down.bytes, size);
+  t.is(down.sha256, (await upstreamSent) ?? '');
+  t.is(upR?.bytes, size);
+  t.is(upR?.sha256, sent);
+  const s = await closed;
+  t.is(s.upstream.zeroCopyBytes, size);
+  t.is(s.downstream.zeroCopyBytes, size);
+});
+
+zcTest('half-close: the client ends its side and the upstream can still answer in full', async (t) => {
+  const reply = randomBytes(3 * MiB);
+  const up = await listenTcp(t, (s) => {
+    let got = 0;
+    s.on('data', (d) => {
+      got += d.length;
+    });
+    s.on('end', async () => {
+      s.write(`got ${got}\n`);
+      await sleep(50);
+      s.end(reply);
+    });
+  });
+  const { server, port } = await startRedirect(t, { resolve: { host: '127.0.0.1', port: up.port } });
+  const client = await dial(port);
+  const closed = nextClose(server);
+  const got = collect(client);
+  client.end(Buffer.alloc(1000, 1));
+  const r = await got;
+  t.is(r.data?.subarray(0, 9).toString(), 'got 1000\n');
+  t.is(sha256(r.data?.subarray(9) ?? Buffer.alloc(0)), sha256(reply));
+  const s = await closed;
+  t.is(s.reason, 'client-end');
+  t.is(s.path, 'zero-copy');
+});
+
+zcTest('half-close: the upstream ends first and the client can still send', async (t) => {
+  let upstreamGot: Promise<{ bytes: number; sha256: string }> | undefined;
+  const up = await listenTcp(t, (s) => {
+    upstreamGot = drain(s);
+    s.end('bye\n');
+  });
+  const { server, port } = await startRedirect(t, { resolve: { host: '127.0.0.1', port: up.port } });
+  const client = await dial(port);
+  const closed = nextClose(server);
+  const got = collect(client);
+  await once(client, 'end');
+  const sent = await sendRandom(client, 2 * MiB);
+  t.is((await got).data?.toString(), 'bye\n');
+  const s = await closed;
+  t.is(s.reason, 'upstream-end');
+  t.is(s.path, 'zero-copy');
+  const u = await upstreamGot;
+  t.is(u?.bytes, 2 * MiB);
+  t.is(u?.sha256, sent);
+});
+
+zcTest('a reset from the upstream becomes a reset to the client', async (t) => {
+  const up = await listenTcp(t, (s) => {
+    s.once('data', () => s.resetAndDestroy());
+  });
+  const { server, port } = await startRedirect(t, { resolve: { host: '127.0.0.1', port: up.port } });
+  const conn = nextConnection(server);
+  const client = await dial(port);
+  await conn;
+  await sleep(20); // let the handoff happen first
+  const closed = nextClose(server);
+  const got = drain(client);
+  client.write('trigger');
+  const r = await got;
+  t.is(r.error?.code, 'ECONNRESET');
+  const s = await closed;
+  t.is(s.reason, 'upstream-reset');
+  t.is(s.upstream.path, 'zero-copy');
+  t.true(await engineIdle());
+});
+
+zcTest('a reset from the client becomes a reset to the upstream', async (t) => {
+  let upstreamSaw: Promise<NodeJS.ErrnoException | undefined> | undefined;
+  const up = await listenTcp(t, (s) => {
+    upstreamSaw = new Promise((resolve) => {
+      s.on('error', (e) => resolve(e));
+      s.on('end', () => resolve(undefined));
+    });
+    s.resume();
+  });
+  const { server, port } = await startRedirect(t, { resolve: { host: '127.0.0.1', port: up.port } });
+  const opened = nextConnection(server);
+  const client = await dial(port);
+  await opened;
+  client.write('x');
+  await sleep(50);
+  const closed = nextClose(server);
+  client.resetAndDestroy();
+  const s = await closed;
+  t.is(s.reason, 'client-reset');
+  t.is(s.upstream.path, 'zero-copy');
+  t.is((await upstreamSaw)?.code, 'ECONNRESET');
+});
+
+zcTest('destroy() aborts a live relay at once: both peers are reset and the dups are closed', async (t) => {
+  let upstreamSaw: Promise<NodeJS.ErrnoException | undefined> | undefined;
+  const up = await listenTcp(t, (s) => {
+    upstreamSaw = new Promise((resolve) => {
+      s.on('error', (e) => resolve(e));
+      s.on('end', () => resolve(undefined));
+    });
+    s.pipe(s);
+  });
+  const { server, port } = await startRedirect(t, { resolve: { host: '127.0.0.1', port: up.port } });
+  const opened = nextConnection(server);
+  const client = await dial(port);
+  const conn = await opened;
+  const got = drain(client);
+  client.write('ping');
+  await sleep(50);
+  t.true((zeroCopyStats()?.relays ?? 0) >= 2);
+  const closed = nextClose(server);
+  conn.destroy();
+  t.is((await got).error?.code, 'ECONNRESET');
+  t.is((await upstreamSaw)?.code, 'ECONNRESET');
+  t.is((await closed).reason, 'destroyed');
+  t.true(await engineIdle());
+});
+
+zcTest('close() lets a spliced connection finish, then resets what is left', async (t) => {
+  const up = await echoUpstream(t);
+  const { server, port } = await startRedirect(t, { resolve: { host: '127.0.0.1', port: up.port } });
+  const finishing = await dial(port);
+  const stuck = await dial(port);
+  await sleep(50);
+  const reasons: string[] = [];
+  server.on('closed', (s) => reasons.push(s.reason));
+  const closing = server.close({ timeoutMs: 400 });
+  const got = drain(finishing);
+  const stuckGot = drain(stuck);
+  const sent = await sendRandom(finishing, MiB);
+  t.is((await got).sha256, sent);
+  await closing;
+  t.is((await stuckGot).error?.code, 'ECONNRESET');
+  t.deepEqual(reasons.sort(), ['client-end', 'server-shutdown']);
+  t.true(await engineIdle());
+});
+
+zcTest('bypass(): the chain transforms the inspected head, the rest is spliced unchanged', async (t) => {
+  const up = await echoUpstream(t);
+  let chainSaw = 0;
+  const shout = upstream(
+    map((c: Buffer) => {
+      chainSaw += c.length;
+      return Buffer.from(c.toString('latin1').toUpperCase(), 'latin1');
+    }),
+  );
+  const { server, port } = await startRedirect(t, {
+    resolve: { host: '127.0.0.1', port: up.port },
+    middleware: [shout, bypass({ when: (chunk) => chunk.includes('\r\n\r\n') })],
+  });
+  const client = await dial(port);
+  const closed = nextClose(server);
+  const got = collect(client);
+  const head = Buffer.from('get / http/1.1\r\nhost: x\r\n\r\n');
+  client.write(head);
+  // wait for the echo of the head so the rest arrives after the bypass
+  await new Promise<void>((resolve) => {
+    let n = 0;
+    const onData = (d: Buffer): void => {
+      n += d.length;
+      if (n >= head.length) {
+        client.off('data', onData);
+        resolve();
+      }
+    };
+    client.on('data', onData);
+  });
+  const rest = randomBytes(8 * MiB);
+  client.end(rest);
+  const r = await got;
+  const expected = Buffer.concat([Buffer.from(head.toString('latin1').toUpperCase(), 'latin1'), rest]);
+  t.is(r.bytes, expected.length);
+  t.is(r.sha256, sha256(expected));
+  t.is(chainSaw, head.length);
+  const s = await closed;
+  t.is(s.upstream.path, 'mixed');
+  t.is(s.upstream.zeroCopyBytes, rest.length);
+  t.is(s.downstream.path, 'zero-copy');
+  t.is(s.path, 'mixed');
+});
+
+zcTest('bypass({ afterBytes }) hands over mid-stream without losing, duplicating or reordering a byte', async (t) => {
+  const up = await echoUpstream(t);
+  let chainSaw = 0;
+  const counter = upstream(
+    map((c: Buffer) => {
+      chainSaw += c.length;
+      return c;
+    }),
+  );
+  const { server, port } = await startRedirect(t, {
+    resolve: { host: '127.0.0.1', port: up.port },
+    middleware: [counter, bypass({ afterBytes: 100_000 })],
+  });
+  const client = await dial(port);
+  const closed = nextClose(server);
+  const got = drain(client);
+  // back-to-back writes: Node has bytes buffered when the bypass happens
+  const sent = await sendRandom(client, 16 * MiB, 16 * 1024);
+  const r = await got;
+  t.is(r.bytes, 16 * MiB);
+  t.is(r.sha256, sent);
+  t.true(chainSaw >= 100_000 && chainSaw < 16 * MiB);
+  const s = await closed;
+  t.is(s.upstream.path, 'mixed');
+  t.is(s.upstream.bytesWritten, 16 * MiB);
+  t.true(s.upstream.zeroCopyBytes > 0);
+});
+
+zcTest('200 concurrent spliced connections keep their bytes intact', async (t) => {
+  const up = await echoUpstream(t);
+  const { server, port } = await startRedirect(t, { resolve: { host: '127.0.0.1', port: up.port } });
+  const runs = Array.from({ length: 200 }, async (_, i) => {
+    const c: Socket = await dial(port);
+    const got = drain(c);
+    const sent = await sendRandom(c, 64 * 1024 + i * 97, 8 * 1024);
+    const r = await got;
+    return r.sha256 === sent && r.bytes === 64 * 1024 + i * 97;
+  });
+  const ok = await Promise.all(runs);
+  t.is(ok.filter(Boolean).length, 200);
+  for (let i = 0; i < 50 && server.stats().total.closed < 200; i++) await sleep(10);
+  const stats = server.stats();
+  t.is(stats.total.closed, 200);
+  t.is(stats.dataPaths.upstream['zero-copy'], 200);
+  t.true(await engineIdle());
+});
+
+zcTest('the idle timeout sees spliced traffic as activity and still ends a quiet connection', async (t) => {
+  const up = await echoUpstream(t);
+  const { server, port } = await startRedirect(t, {
+    resolve: { host: '127.0.0.1', port: up.port },
+    limits: { idleTimeoutMs: 400 },
+  });
+  const client = await dial(port);
+  const closed = nextClose(server);
+  const got = drain(client);
+  const hash = createHash('sha256');
+  const started = performance.now();
+  for (let i = 0; i < 10; i++) {
+    const b = Buffer.from(`tick ${i}\n`);
+    hash.update(b);
+    client.write(b);
+    await sleep(100);
+  }
+  // 1 s of traffic every 100 ms with a 400 ms idle timeout: still open
+  t.false(client.destroyed);
+  const s = await closed;
+  t.is(s.reason, 'idle-timeout');
+  t.true(performance.now() - started >= 1000 + 300);
+  t.is(s.upstream.path, 'zero-copy');
+  t.is(s.upstream.bytesRead, 70);
+  await got;
+});
+
+zcTest('one direction spliced, the other through a chain: half-close either way still closes cleanly', async (t) => {
+  // client ends first; the upstream answers after the FIN (upstream spliced, downstream in JS)
+  const up = await listenTcp(t, (s) => {
+    let got = 0;
+    s.on('data', (d) => {
+      got += d.length;
+    });
+    s.on('end', () => s.end(`got ${got}`));
+  });
+  const shout = downstream(map((c: Buffer) => Buffer.from(c.toString().toUpperCase())));
+  const { server, port } = await startRedirect(t, {
+    resolve: { host: '127.0.0.1', port: up.port },
+    middleware: [shout],
+  });
+  const client = await dial(port);
+  const closed = nextClose(server);
+  const got = collect(client);
+  await sleep(20);
+  client.end(Buffer.alloc(300_000, 1));
+  t.is((await got).data?.toString(), 'GOT 300000');
+  const s = await closed;
+  t.is(s.reason, 'client-end');
+  t.is(s.upstream.path, 'zero-copy');
+  t.is(s.downstream.path, 'js');
+  t.is(s.path, 'mixed');
+
+  // the upstream ends first (downstream spliced, upstream in JS); the client keeps sending
+  let upstreamGot: Promise<{ bytes: number; sha256: string }> | undefined;
+  const up2 = await listenTcp(t, (sock) => {
+    upstreamGot = drain(sock);
+    sock.end('bye');
+  });
+  const tapUp = upstream(map((c: Buffer) => c));
+  const r2 = await startRedirect(t, { resolve: { host: '127.0.0.1', port: up2.port }, middleware: [tapUp] });
+  const c2 = await dial(r2.port);
+  const closed2 = nextClose(r2.server);
+  const got2 = collect(c2);
+  await once(c2, 'end');
+  const sent = await sendRandom(c2, MiB);
+  t.is((await got2).data?.toString(), 'bye');
+  const s2 = await closed2;
+  t.is(s2.reason, 'upstream-end');
+  t.is(s2.upstream.path, 'js');
+  t.is(s2.downstream.path, 'zero-copy');
+  t.is((await upstreamGot)?.sha256, sent);
+});
+
+zcTest('bypass() with no options hands both directions over before the first byte', async (t) => {
+  const up = await echoUpstream(t);
+  let chainSaw = 0;
+  const counter = upstream(
+    map((c: Buffer) => {
+      chainSaw += c.length;
+      return c;
+    }),
+  );
+  const { server, port } = await startRedirect(t, {
+    resolve: { host: '127.0.0.1', port: up.port },
+    middleware: [counter, bypass()],
+  });
+  const client = await dial(port);
+  const closed = nextClose(server);
+  const got = drain(client);
+  const sent = await sendRandom(client, 2 * MiB);
+  t.is((await got).sha256, sent);
+  const s = await closed;
+  t.is(chainSaw, 0);
+  t.is(s.path, 'zero-copy');
+  t.is(s.upstream.zeroCopyBytes, 2 * MiB);
+});
+
+zcTest(
+  'the idle timer asks the engine before deciding: a blocked event loop does not end a live connection',
+  async (t) => {
+    const up = await echoUpstream(t);
+    const { server, port } = await startRedirect(t, {
+      resolve: { host: '127.0.0.1', port: up.port },
+      limits: { idleTimeoutMs: 300 },
+    });
+    const client = await dial(port);
+    let closedAt = 0;
+    const closed = nextClose(server).then((s) => {
+      closedAt = performance.now();
+      return s;
+    });
+    client.write('a');
+    await sleep(150);
+    client.write('b'); // reaches the kernel now; the engine moves it while this thread is blocked
+    const blockedUntil = performance.now() + 350;
+    while (performance.now() < blockedUntil) {
+      // block the event loop past the idle deadline: the engine's report of 'b' cannot arrive
+    }
+    await sleep(50);
+    t.is(closedAt, 0, 'still open: the idle check saw the spliced byte');
+    const s = await closed;
+    t.is(s.reason, 'idle-timeout');
+    t.is(s.upstream.bytesRead, 2);
+    client.destroy();
+  },
+);
