@@ -58,7 +58,8 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   private readonly client: SocketTransport;
   private upstreamTransport: Transport | undefined;
   private egressKey: string | undefined;
-  private readonly abort = new AbortController();
+  /** Made on first use of `signal`: most flows never need one. */
+  private abortController: AbortController | undefined;
   private readonly startedAt = performance.now();
   private upPump: Pump | undefined;
   private downPump: Pump | undefined;
@@ -93,7 +94,11 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   }
 
   get signal(): AbortSignal {
-    return this.abort.signal;
+    if (this.abortController === undefined) {
+      this.abortController = new AbortController();
+      if (this.reason !== undefined) this.abortController.abort(this.error ?? this.reason);
+    }
+    return this.abortController.signal;
   }
 
   get closed(): boolean {
@@ -148,10 +153,13 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     let deferrals = 0;
     let routed: TargetAddress | undefined;
     let released: () => void = () => {};
+    const conn = this;
     const ctx: ConnectionContext = {
       id: this.id,
       record: this.record,
-      signal: this.abort.signal,
+      get signal() {
+        return conn.signal;
+      },
       state: new Map(),
       proxyId: config.id,
       bypass: (direction) => this.requestBypass(direction ?? 'both'),
@@ -255,6 +263,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
 
   private async resolveRecord(): Promise<ResolveResult> {
     const { resolver, limits } = this.host.config;
+    const self = this;
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(
@@ -270,7 +279,13 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     });
     try {
       return await Promise.race([
-        resolver.resolve({ socket: this.client.socket, listenAddress: this.host.listenAddress, signal: this.signal }),
+        resolver.resolve({
+          socket: this.client.socket,
+          listenAddress: this.host.listenAddress,
+          get signal() {
+            return self.signal;
+          },
+        }),
         timeout,
       ]);
     } finally {
@@ -348,6 +363,8 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       port: target.port,
       family: target.family === 'IPv6' ? 6 : 4,
       autoSelectFamily: false,
+      // A relay must not add Nagle delays of its own; the client's segments are already sized.
+      noDelay: true,
       ...(config.localAddress ? { localAddress: config.localAddress } : {}),
     });
     // Node issues connect(2) on the next tick; right after it the kernel has
@@ -503,7 +520,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       this.client.destroy();
       this.upstreamTransport?.destroy();
     }
-    if (!this.abort.signal.aborted) this.abort.abort(error ?? reason);
+    this.abortController?.abort(error ?? reason);
     this.maybeFinish();
   }
 
@@ -519,7 +536,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     }
     this.done = true;
     this.clearTimers();
-    if (!this.abort.signal.aborted) this.abort.abort(this.reason);
+    this.abortController?.abort(this.reason);
     const up = this.upPump?.summary() ?? EMPTY_DIRECTION;
     const down = this.downPump?.summary() ?? EMPTY_DIRECTION;
     const paths = new Set([up.path, down.path].filter((p) => p !== 'none'));
