@@ -298,10 +298,13 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     if (record.chain.some((entry) => entry.id === id)) {
       return `this flow already passed through "${id}" (chain: ${record.chain.map((e) => e.id).join(' → ')})`;
     }
-    // Both ends must match: on loopback the kernel reuses a local port for
-    // connections to different destinations, so the source alone is not ours.
+    // Only a record that carries the kernel's own view of the flow (its real
+    // original destination) can be matched against our outbound sockets: both
+    // ends must match, since the kernel reuses a local port for connections to
+    // different destinations, and a static record's destination is not the
+    // flow's.
     const key = flowKey(record.source, record.destination);
-    if (this.host.egressEndpoints.has(key)) {
+    if (KERNEL_MECHANISMS.has(record.mechanism) && this.host.egressEndpoints.has(key)) {
       return `this flow is our own outbound connection ${key} coming back`;
     }
     return undefined;
@@ -626,6 +629,9 @@ function checkTarget(to: TargetAddress): TargetAddress {
   }
   return { host: to.host, port: to.port };
 }
+
+/** Mechanisms whose record is the kernel's 4-tuple of the flow. */
+const KERNEL_MECHANISMS: ReadonlySet<string> = new Set(['netfilter', 'tproxy', 'wfp']);
 
 function flowKey(from: Endpoint, to: Endpoint): string {
   return `${endpointKey(from)}>${endpointKey(to)}`;
