@@ -2,6 +2,7 @@ import { lookup } from 'node:dns/promises';
 import { isIP, Socket } from 'node:net';
 import { EventEmitter } from 'eventemitter3';
 import { buildChain } from './compose';
+import { type DeadlineSweeper, sweeperFor } from './deadlines';
 import { DeferredSink } from './deferred-sink';
 import { errnoOf, RedirectError } from './errors';
 import type { ServerConfig } from './options';
@@ -29,6 +30,8 @@ export interface ConnectionHost {
   readonly egressEndpoints: Set<string>;
   opened(conn: Connection): void;
   closed(conn: Connection, summary: CloseSummary): void;
+  /** `transport: 'native'` (Windows WFP): makes the upstream, records set before connect. */
+  connectNative?(target: ResolvedTarget, record: RedirectRecord): Transport & { connected(): Promise<void> };
 }
 
 export interface ConnectionEvents {
@@ -55,7 +58,11 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   opened = false;
 
   private readonly host: ConnectionHost;
-  private readonly client: SocketTransport;
+  private readonly client: Transport;
+  /** The client's net.Socket; undefined for a native transport (`transport: 'native'`). */
+  private readonly clientSocket: Socket | undefined;
+  /** What a native listener reported at accept, for `resolver.resolveNative`. */
+  private readonly accepted: unknown;
   private upstreamTransport: Transport | undefined;
   private egressKey: string | undefined;
   /** Made on first use of `signal`: most flows never need one. */
@@ -70,18 +77,23 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   private upstreamClosed = true;
   private connected = false;
   private done = false;
-  private connectTimer: NodeJS.Timeout | undefined;
+  /** The resolve or connect deadline this flow waits under (lib/deadlines.ts), if any. */
+  private deadline: DeadlineSweeper | undefined;
+  private deadlineKind = 0;
+  private connectingTo: ResolvedTarget | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
   private lastActivity = 0;
   private summaryValue: CloseSummary | undefined;
   private bypassUp = false;
   private bypassDown = false;
 
-  constructor(host: ConnectionHost, socket: Socket, id: number) {
+  constructor(host: ConnectionHost, socket: Socket | Transport, id: number, accepted?: unknown) {
     super();
     this.host = host;
     this.id = id;
-    this.client = new SocketTransport(socket);
+    this.clientSocket = socket instanceof Socket ? socket : undefined;
+    this.client = socket instanceof Socket ? new SocketTransport(socket) : socket;
+    this.accepted = accepted;
     this.client.attach({
       data: (chunk) => this.upPump?.onData(chunk),
       end: () => this.sourceEnded('client'),
@@ -125,7 +137,18 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     const { config } = this.host;
     let resolved: ResolveResult;
     try {
-      resolved = await this.resolveRecord();
+      const answer = this.resolveRecord();
+      if (isPromiseLike(answer)) {
+        // Only an asynchronous resolver needs the resolve deadline (one shared timer: lib/deadlines.ts).
+        this.setDeadline(DEADLINE_RESOLVE, config.limits.resolveTimeoutMs);
+        try {
+          resolved = await answer;
+        } finally {
+          this.clearDeadline();
+        }
+      } else {
+        resolved = answer;
+      }
     } catch (err) {
       const e = asRedirectError(err, 'ERR_REDIRECT_RESOLVE_FAILED', 'could not find the redirect record');
       const reason: CloseReason =
@@ -137,7 +160,8 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       this.terminate(reason, e, 'reset');
       return;
     }
-    if (this.done) return;
+    // Ended meanwhile (the resolve deadline, destroy()): reason is set before done.
+    if (this.reason !== undefined) return;
     this.record = resolved.record;
 
     const loop = this.detectLoop(resolved.record);
@@ -154,13 +178,18 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     let routed: TargetAddress | undefined;
     let released: () => void = () => {};
     const conn = this;
+    let state: Map<string | symbol, unknown> | undefined;
     const ctx: ConnectionContext = {
       id: this.id,
       record: this.record,
       get signal() {
         return conn.signal;
       },
-      state: new Map(),
+      // Made on first use: most middleware never keeps per-flow state.
+      get state() {
+        if (state === undefined) state = new Map();
+        return state;
+      },
       proxyId: config.id,
       bypass: (direction) => this.requestBypass(direction ?? 'both'),
       deferConnect: () => {
@@ -183,7 +212,8 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     let chain: ReturnType<typeof buildChain>;
     let target: TargetAddress;
     try {
-      chain = buildChain(config.middleware, ctx);
+      // No middleware: nothing can use (or keep) the context.
+      chain = config.middleware.length === 0 ? NO_CHAIN : buildChain(config.middleware, ctx);
       building = false;
       target = resolved.target ??
         config.target?.(this.record) ?? {
@@ -210,19 +240,10 @@ export class Connection extends EventEmitter<ConnectionEvents> {
         failed: (err) => this.terminate('middleware-error', err, 'reset'),
         finished: () => this.directionFinished(),
       });
-      this.connectTimer = setTimeout(() => {
-        this.terminate(
-          'connect-timeout',
-          new RedirectError(
-            'ERR_REDIRECT_CONNECT_TIMEOUT',
-            `no upstream target was chosen within ${config.limits.connectTimeoutMs} ms`,
-          ),
-          'reset',
-        );
-      }, config.limits.connectTimeoutMs);
+      this.setDeadline(DEADLINE_CHOOSE, config.limits.connectTimeoutMs);
       this.upPump.start(resolved.leftover);
       await wait;
-      clearTimeout(this.connectTimer);
+      this.clearDeadline();
       if (this.done) return;
     }
     if (routed !== undefined) target = routed;
@@ -230,7 +251,9 @@ export class Connection extends EventEmitter<ConnectionEvents> {
 
     let resolvedTarget: ResolvedTarget;
     try {
-      resolvedTarget = await literalTarget(target);
+      // An IP literal (the usual case) needs no lookup, so no await either.
+      const literal = literalTarget(target);
+      resolvedTarget = isPromiseLike(literal) ? await literal : literal;
     } catch (err) {
       this.terminate(
         'upstream-unreachable',
@@ -261,36 +284,26 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     this.connectUpstream(resolvedTarget, chain, deferred ? undefined : resolved.leftover, deferred);
   }
 
-  private async resolveRecord(): Promise<ResolveResult> {
-    const { resolver, limits } = this.host.config;
+  /** The resolver's answer: the result itself, or a promise (then run() arms the resolve deadline). */
+  private resolveRecord(): ResolveResult | Promise<ResolveResult> {
+    const { resolver } = this.host.config;
     const self = this;
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () =>
-          reject(
-            new RedirectError(
-              'ERR_REDIRECT_RESOLVE_TIMEOUT',
-              `no redirect record within ${limits.resolveTimeoutMs} ms`,
-            ),
-          ),
-        limits.resolveTimeoutMs,
-      );
-    });
-    try {
-      return await Promise.race([
-        resolver.resolve({
-          socket: this.client.socket,
+    return this.clientSocket === undefined && resolver.resolveNative
+      ? resolver.resolveNative({
+          transport: this.client,
+          accepted: this.accepted,
           listenAddress: this.host.listenAddress,
           get signal() {
             return self.signal;
           },
-        }),
-        timeout,
-      ]);
-    } finally {
-      clearTimeout(timer);
-    }
+        })
+      : resolver.resolve({
+          socket: this.clientSocket as Socket,
+          listenAddress: this.host.listenAddress,
+          get signal() {
+            return self.signal;
+          },
+        });
   }
 
   private detectLoop(record: RedirectRecord): string | undefined {
@@ -317,10 +330,12 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     deferred?: DeferredSink,
   ): void {
     const { config } = this.host;
-    let socket: Socket;
+    let socket: Socket | undefined;
+    let native: ReturnType<NonNullable<ConnectionHost['connectNative']>> | undefined;
     try {
       const maker = config.egress.find((p) => p.createSocket);
-      socket = maker?.createSocket ? maker.createSocket(target, this.record) : new Socket({ allowHalfOpen: true });
+      if (this.host.connectNative) native = this.host.connectNative(target, this.record);
+      else socket = maker?.createSocket ? maker.createSocket(target, this.record) : new Socket({ allowHalfOpen: true });
     } catch (err) {
       this.terminate(
         'upstream-error',
@@ -329,7 +344,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       );
       return;
     }
-    const upstream = new SocketTransport(socket);
+    const upstream = native ?? new SocketTransport(socket as Socket);
     this.upstreamTransport = upstream;
     this.upstreamClosed = false;
     upstream.attach({
@@ -343,25 +358,21 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       },
     });
     const egressTo: Endpoint = { address: target.host, port: target.port, family: target.family };
-    socket.once('connect', () => {
+    // A failed native connect arrives as the transport's error, like a socket's.
+    const onNativeConnect = (): void => {
       this.connected = true;
-      clearTimeout(this.connectTimer);
+      this.clearDeadline();
+    };
+    native?.connected().then(onNativeConnect, () => {});
+    socket?.once('connect', () => {
+      this.connected = true;
+      this.clearDeadline();
       this.registerEgress(upstream, egressTo);
     });
-    this.connectTimer = setTimeout(() => {
-      if (!this.connected) {
-        this.terminate(
-          'connect-timeout',
-          new RedirectError(
-            'ERR_REDIRECT_CONNECT_TIMEOUT',
-            `no connection to ${target.host}:${target.port} within ${config.limits.connectTimeoutMs} ms`,
-          ),
-          'reset',
-        );
-      }
-    }, config.limits.connectTimeoutMs);
+    this.connectingTo = target;
+    this.setDeadline(DEADLINE_CONNECT, config.limits.connectTimeoutMs);
     // Same tick as the socket's creation, to an IP literal: no path can swap in another socket.
-    socket.connect({
+    socket?.connect({
       host: target.host,
       port: target.port,
       family: target.family === 'IPv6' ? 6 : 4,
@@ -373,11 +384,11 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     // Node issues connect(2) on the next tick; right after it the kernel has
     // bound our local port, and the SYN's own accept (if it loops back to us)
     // cannot be handled before this tick ends. So loop detection is exact.
-    process.nextTick(() => this.registerEgress(upstream, egressTo));
+    if (socket) process.nextTick(() => this.registerEgress(upstream, egressTo));
     try {
       for (const plugin of config.egress) {
         const preamble = plugin.preamble?.(this.record, target);
-        if (preamble && preamble.length > 0) socket.write(preamble);
+        if (preamble && preamble.length > 0) socket ? socket.write(preamble) : upstream.write(preamble, () => {});
       }
     } catch (err) {
       const e = asRedirectError(err, 'ERR_REDIRECT_UPSTREAM_FAILED', 'an egress plugin failed');
@@ -386,34 +397,23 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     }
 
     const hwm = config.limits.highWaterMark;
-    const activity = (): void => {
-      this.lastActivity = performance.now();
-    };
-    const failed = (err: RedirectError): void => this.terminate('middleware-error', err, 'reset');
     // A deferred connect already runs the upstream pump into a queue: hand it the socket.
     if (deferred) deferred.connectTo(upstream);
     // zeroCopy 'auto': a direction without a chain (or bypassed) is handed to the splice engine.
     const engine = config.zeroCopy === 'auto' ? zeroCopyEngine() : undefined;
-    const upLink = engine && !deferred ? new ZeroCopyLink(engine, this.client.socket, socket) : undefined;
-    const downLink = engine ? new ZeroCopyLink(engine, socket, this.client.socket) : undefined;
+    const sockets = engine && socket && this.clientSocket ? { client: this.clientSocket, up: socket } : undefined;
+    const upLink = engine && sockets && !deferred ? new ZeroCopyLink(engine, sockets.client, sockets.up) : undefined;
+    const downLink = engine && sockets ? new ZeroCopyLink(engine, sockets.up, sockets.client) : undefined;
     if (upLink && downLink) upLink.pair(downLink);
-    const finished = (): void => this.directionFinished();
     if (!deferred) {
-      this.upPump = new Pump(
-        this.client,
-        upstream,
-        chain.upstream,
-        hwm,
-        { activity, failed, finished, ...this.relayHooks('client') },
-        upLink,
-      );
+      this.upPump = new Pump(this.client, upstream, chain.upstream, hwm, new DirectionHooks(this, 'client'), upLink);
     }
     this.downPump = new Pump(
       upstream,
       this.client,
       chain.downstream,
       hwm,
-      { activity, failed, finished, ...this.relayHooks('upstream') },
+      new DirectionHooks(this, 'upstream'),
       downLink,
     );
     this.applyBypass();
@@ -437,35 +437,33 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     if (this.bypassDown) this.downPump?.bypass();
   }
 
-  /** Zero-copy hooks of the pump whose source is `side`. */
-  private relayHooks(side: 'client' | 'upstream'): Pick<PumpHooks, 'sourceEnded' | 'relayFailed'> {
-    return {
-      sourceEnded: () => {
-        if (this.firstEnd === undefined) this.firstEnd = side === 'client' ? 'client-end' : 'upstream-end';
-      },
-      relayFailed: (err, which) => {
-        const other = side === 'client' ? 'upstream' : 'client';
-        this.fault(which === 'source' ? side : other, err);
-      },
-    };
+  /** @internal A zero-copy relay saw `side`'s FIN. */
+  noteEnd(side: 'client' | 'upstream'): void {
+    if (this.firstEnd === undefined) this.firstEnd = side === 'client' ? 'client-end' : 'upstream-end';
+  }
+
+  /** @internal Bytes moved: only the idle timer reads the time. */
+  noteActivity(): void {
+    if (this.idleTimer !== undefined) this.lastActivity = performance.now();
   }
 
   /**
    * Both directions sent their FIN. Node closes a socket by itself only after
    * seeing its FIN; a source the engine read never shows one, so close here.
    */
-  private directionFinished(): void {
+  /** @internal */
+  directionFinished(): void {
     const up = this.upPump;
     const down = this.downPump;
     if (!up?.ended || !down?.ended || (!up.handedOff && !down.handedOff)) return;
-    closeAfterRelay(this.client.socket);
+    if (this.clientSocket) closeAfterRelay(this.clientSocket);
     if (this.upstreamTransport instanceof SocketTransport) closeAfterRelay(this.upstreamTransport.socket);
   }
 
   /** Remembers `local>remote` of our outbound socket, to recognise it if it comes back to us. */
-  private registerEgress(upstream: SocketTransport, to: Endpoint): void {
+  private registerEgress(upstream: Transport, to: Endpoint): void {
     if (this.egressKey !== undefined || this.done) return;
-    const local = upstream.boundEndpoint();
+    const local = upstream instanceof SocketTransport ? upstream.boundEndpoint() : undefined;
     if (local === undefined || local.port === 0) return; // not bound yet: 'connect' will register it
     this.egressKey = flowKey(local, to);
     this.host.egressEndpoints.add(this.egressKey);
@@ -477,7 +475,8 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     else this.downPump?.onSourceEnd();
   }
 
-  private fault(side: 'client' | 'upstream', err: Error): void {
+  /** @internal */
+  fault(side: 'client' | 'upstream', err: Error): void {
     if (this.done) return;
     const errno = errnoOf(err);
     if (side === 'upstream' && !this.connected) {
@@ -588,11 +587,91 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     this.idleTimer = setTimeout(check, idle);
   }
 
+  private setDeadline(kind: number, ms: number): void {
+    this.deadline = sweeperFor(ms);
+    this.deadlineKind = kind;
+    this.deadline.set(this);
+  }
+
+  private clearDeadline(): void {
+    if (this.deadline === undefined) return;
+    this.deadline.clear(this);
+    this.deadline = undefined;
+    this.connectingTo = undefined;
+  }
+
+  /** Called by the shared sweeper when the resolve or connect deadline passed. */
+  deadlineExpired(): void {
+    const kind = this.deadlineKind;
+    const ms = this.deadline?.ms ?? 0;
+    const to = this.connectingTo;
+    this.deadline = undefined;
+    this.connectingTo = undefined;
+    if (this.reason !== undefined) return;
+    if (kind === DEADLINE_RESOLVE) {
+      this.terminate(
+        'resolve-failed',
+        new RedirectError('ERR_REDIRECT_RESOLVE_TIMEOUT', `no redirect record within ${ms} ms`),
+        'reset',
+      );
+    } else if (kind === DEADLINE_CHOOSE) {
+      this.terminate(
+        'connect-timeout',
+        new RedirectError('ERR_REDIRECT_CONNECT_TIMEOUT', `no upstream target was chosen within ${ms} ms`),
+        'reset',
+      );
+    } else if (!this.connected) {
+      this.terminate(
+        'connect-timeout',
+        new RedirectError('ERR_REDIRECT_CONNECT_TIMEOUT', `no connection to ${to?.host}:${to?.port} within ${ms} ms`),
+        'reset',
+      );
+    }
+  }
+
   private clearTimers(): void {
-    clearTimeout(this.connectTimer);
+    this.clearDeadline();
     clearTimeout(this.idleTimer);
   }
 }
+
+/** A pump's hooks into its connection: one object per direction, with no closures. */
+class DirectionHooks implements PumpHooks {
+  constructor(
+    private readonly conn: Connection,
+    /** The side this direction reads from. */
+    private readonly side: 'client' | 'upstream',
+  ) {}
+
+  activity(): void {
+    this.conn.noteActivity();
+  }
+
+  failed(err: RedirectError): void {
+    this.conn.destroy('middleware-error', err);
+  }
+
+  finished(): void {
+    this.conn.directionFinished();
+  }
+
+  sourceEnded(): void {
+    this.conn.noteEnd(this.side);
+  }
+
+  relayFailed(err: Error, which: 'source' | 'sink'): void {
+    const other = this.side === 'client' ? 'upstream' : 'client';
+    this.conn.fault(which === 'source' ? this.side : other, err);
+  }
+}
+
+const DEADLINE_RESOLVE = 1;
+/** deferConnect(): waiting for the middleware to choose the target. */
+const DEADLINE_CHOOSE = 2;
+const DEADLINE_CONNECT = 3;
+
+/** The chain of a server without middleware: both directions relay raw. */
+const NO_CHAIN: ReturnType<typeof buildChain> = Object.freeze({});
 
 const EMPTY_DIRECTION = Object.freeze({
   bytesRead: 0,
@@ -645,11 +724,18 @@ function isLoopback(address: string): boolean {
   return address.startsWith('127.') || address === '::1';
 }
 
-async function literalTarget(target: TargetAddress): Promise<ResolvedTarget> {
+function literalTarget(target: TargetAddress): ResolvedTarget | Promise<ResolvedTarget> {
   if (isIP(target.host)) {
     const { address, family } = normaliseAddress(target.host);
     return { host: address, port: target.port, family };
   }
-  const found = await lookup(target.host);
-  return { host: found.address, port: target.port, family: found.family === 6 ? 'IPv6' : 'IPv4' };
+  return lookup(target.host).then((found) => ({
+    host: found.address,
+    port: target.port,
+    family: found.family === 6 ? 'IPv6' : 'IPv4',
+  }));
+}
+
+function isPromiseLike<T>(value: T | PromiseLike<T>): value is PromiseLike<T> {
+  return typeof (value as { then?: unknown } | null)?.then === 'function';
 }

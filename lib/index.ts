@@ -24,6 +24,7 @@ export {
   proxyProtocolResolver,
 } from './resolve-proxy-protocol';
 export { type TproxyResolverOptions, tproxyResolver } from './resolve-tproxy';
+export { type WfpResolverOptions, wfpResolver } from './resolve-wfp';
 export { functionResolver, staticResolver } from './resolvers';
 export { formatCommand, formatRules, generateRules, type RuleSet, type RulesOptions } from './rules';
 export {

@@ -22,6 +22,8 @@ export interface ServerConfig {
   readonly egress: readonly EgressPlugin[];
   readonly localAddress: string | undefined;
   readonly zeroCopy: 'auto' | 'off';
+  /** 'native': the addon's engine owns the sockets (Windows WFP). */
+  readonly transport: 'net' | 'native';
 }
 
 export const DEFAULT_LIMITS: Readonly<Required<Limits>> = Object.freeze({
@@ -45,6 +47,7 @@ const KNOWN_OPTIONS = new Set([
   'transparent',
   'proxyProtocol',
   'zeroCopy',
+  'transport',
 ]);
 const KNOWN_LIMITS = new Set(Object.keys(DEFAULT_LIMITS));
 const KNOWN_EGRESS = new Set(['plugins', 'localAddress', 'mark', 'proxyProtocol']);
@@ -79,22 +82,52 @@ export function normaliseOptions(options: RedirectServerOptions): ServerConfig {
       "is only read with resolve: 'proxy-protocol' (a proxyProtocolResolver({ … }) object takes its own options)",
     );
   }
+  const resolver = createResolver(options.resolve, {
+    id,
+    cooperating,
+    notRedirected: options.notRedirected,
+    transparent: options.transparent,
+    proxyProtocol: options.proxyProtocol,
+  });
+  const transport = normaliseTransport(options.transport, options.resolve, resolver, egress);
   return {
     id,
-    resolver: createResolver(options.resolve, {
-      id,
-      cooperating,
-      notRedirected: options.notRedirected,
-      transparent: options.transparent,
-      proxyProtocol: options.proxyProtocol,
-    }),
+    resolver,
     target: normaliseTarget(options.target),
     middleware: normaliseMiddleware(options.middleware),
     limits: normaliseLimits(options.limits),
     egress: Object.freeze(egress),
     localAddress,
     zeroCopy: normaliseZeroCopy(options.zeroCopy),
+    transport,
   };
+}
+
+/** 'native' (the default with resolve: 'wfp') needs a resolver that reads native flows and no socket-making plugin. */
+function normaliseTransport(
+  value: unknown,
+  resolve: unknown,
+  resolver: Resolver,
+  egress: readonly EgressPlugin[],
+): 'net' | 'native' {
+  if (value !== undefined && value !== 'net' && value !== 'native') {
+    throw invalidOption('transport', `must be 'net' or 'native', got ${String(value)}`);
+  }
+  const transport = value ?? (resolve === 'wfp' ? 'native' : 'net');
+  if (transport === 'net') {
+    if (resolve === 'wfp') throw invalidOption('transport', "resolve: 'wfp' needs transport: 'native'");
+    return 'net';
+  }
+  if (typeof resolver.resolveNative !== 'function') {
+    throw invalidOption(
+      'transport',
+      `'native' needs a resolver that reads native flows ('wfp', { host, port } or one with resolveNative); "${String(resolver.name)}" has none`,
+    );
+  }
+  if (egress.some((p) => p.createSocket)) {
+    throw invalidOption('transport', "'native' cannot be combined with an egress plugin that creates the socket");
+  }
+  return 'native';
 }
 
 export function checkTargetAddress(value: unknown, path: string): TargetAddress {

@@ -37,7 +37,8 @@ export function makeEndpoint(
   return Object.freeze({ address, port: input.port, family });
 }
 
-const UNKNOWN_SOURCE: Endpoint = Object.freeze({ address: '0.0.0.0', port: 0, family: 'IPv4' });
+export const UNKNOWN_SOURCE: Endpoint = Object.freeze({ address: '0.0.0.0', port: 0, family: 'IPv4' });
+export const EMPTY_CHAIN: readonly ChainEntry[] = Object.freeze([]);
 
 /** Builds a frozen, normalised record from what a resolver found. */
 export function createRecord(init: RedirectRecordInit | RedirectRecord, fallbackSource?: Endpoint): RedirectRecord {

@@ -1,11 +1,12 @@
 import { lookup } from 'node:dns/promises';
 import { isIP, type Socket } from 'node:net';
 import { invalidOption, RedirectError } from './errors';
-import { createRecord } from './record';
+import { createRecord, EMPTY_CHAIN, makeEndpoint, UNKNOWN_SOURCE } from './record';
 import { autoResolver } from './resolve-auto';
 import { netfilterResolver } from './resolve-netfilter';
 import { type ProxyProtocolResolverOptions, proxyProtocolResolver } from './resolve-proxy-protocol';
 import { tproxyResolver } from './resolve-tproxy';
+import { wfpResolver } from './resolve-wfp';
 import type {
   Endpoint,
   RedirectRecord,
@@ -31,6 +32,8 @@ const named: Record<string, (o: NamedResolverOptions) => Resolver> = {
   netfilter: (o) => netfilterResolver(linuxOptions(o)),
   tproxy: (o) => tproxyResolver({ ...linuxOptions(o), transparent: o.transparent !== false }),
   auto: (o) => autoResolver({ ...linuxOptions(o), transparent: o.transparent ?? 'try' }),
+  // Windows: the engine is loaded at listen(), which fails with ERR_REDIRECT_ADDON_UNAVAILABLE elsewhere.
+  wfp: (o) => wfpResolver(o.notRedirected !== undefined ? { notRedirected: o.notRedirected } : {}),
   'proxy-protocol': (o) => {
     if (o.proxyProtocol === undefined) {
       throw invalidOption(
@@ -97,9 +100,19 @@ export function staticResolver(host: string, port: number): Resolver {
         }
       }
     },
-    async resolve({ socket }) {
+    resolve({ socket }) {
+      // Synchronous once the address is known (always, after listen()): no promise per flow.
+      if (address !== undefined) return { record: staticRecord(address, port, peerOf(socket)) };
+      return lookup(host).then((found) => {
+        address = found.address;
+        return { record: staticRecord(found.address, port, peerOf(socket)) };
+      });
+    },
+    async resolveNative({ transport }) {
       if (address === undefined) address = (await lookup(host)).address;
-      return { record: createRecord({ mechanism: 'static', destination: { address, port } }, peerOf(socket)) };
+      return {
+        record: createRecord({ mechanism: 'static', destination: { address, port } }, transport.remoteEndpoint),
+      };
     },
   };
 }
@@ -120,6 +133,21 @@ export function functionResolver(fn: RecordFunction): Resolver {
 }
 
 export function peerOf(socket: Socket): Endpoint | undefined {
-  if (socket.remoteAddress === undefined || socket.remotePort === undefined) return undefined;
-  return createRecord({ destination: { address: socket.remoteAddress, port: socket.remotePort } }).destination;
+  const address = socket.remoteAddress;
+  const port = socket.remotePort;
+  if (address === undefined || port === undefined) return undefined;
+  return makeEndpoint({ address, port }, 'source');
+}
+
+/** The destination endpoint of a static resolver, made once per address rather than per flow. */
+let lastStatic: Endpoint | undefined;
+
+function staticRecord(address: string, port: number, source: Endpoint | undefined): RedirectRecord {
+  let destination = lastStatic;
+  if (destination === undefined || destination.port !== port || destination.address !== address) {
+    destination = makeEndpoint({ address, port }, 'destination');
+    if (destination.address === address) lastStatic = destination;
+  }
+  // What createRecord makes of { mechanism: 'static', destination }, without normalising it again.
+  return Object.freeze({ mechanism: 'static', source: source ?? UNKNOWN_SOURCE, destination, chain: EMPTY_CHAIN });
 }

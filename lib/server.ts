@@ -4,6 +4,8 @@ import { Connection, type ConnectionHost } from './connection';
 import { RedirectError } from './errors';
 import { normaliseOptions, type ServerConfig } from './options';
 import { normaliseAddress } from './record';
+import { connectNative, listenNative } from './resolve-wfp';
+import type { Transport } from './transport';
 import type { CloseReason, CloseSummary, Endpoint, RedirectServerOptions } from './types';
 
 export interface ListenOptions {
@@ -76,6 +78,8 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
     zeroCopyBytes: 0,
   };
   private readonly host: ConnectionHost;
+  /** The addon's listener when `transport: 'native'` (Windows WFP); net.Server otherwise. */
+  private nativeListener: { close(): void } | undefined;
 
   constructor(options: RedirectServerOptions) {
     super();
@@ -98,6 +102,9 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
         this.emit('connection', conn);
       },
       closed: (conn, summary) => this.connectionClosed(conn, summary),
+      ...(this.config.transport === 'native'
+        ? { connectNative: (target, record) => connectNative(target, record, this.config.localAddress) }
+        : {}),
     };
   }
 
@@ -109,6 +116,7 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
     validateListen(options);
     for (const plugin of this.config.egress) await plugin.check?.();
     this.state = 'listening';
+    if (this.config.transport === 'native') return this.listenNative(options);
     try {
       await new Promise<void>((resolve, reject) => {
         const onError = (err: Error): void => reject(err);
@@ -144,6 +152,21 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
     return this.address;
   }
 
+  /** listen() on the addon's engine (`transport: 'native'`). */
+  private listenNative(options: ListenOptions): Endpoint {
+    try {
+      const native = listenNative(options, (transport, info) => this.accept(transport, info));
+      this.nativeListener = native;
+      this.address = native.address;
+    } catch (err) {
+      this.state = 'closed';
+      if (err instanceof RedirectError) throw err;
+      throw new RedirectError('ERR_REDIRECT_SERVER_STATE', `cannot listen: ${(err as Error).message}`, { cause: err });
+    }
+    this.emit('listening', this.address);
+    return this.address;
+  }
+
   /**
    * Stops accepting, lets live connections finish for `timeoutMs` (default
    * limits.closeTimeoutMs), then resets what is left with reason 'server-shutdown'.
@@ -153,6 +176,7 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
     const timeoutMs = options.timeoutMs ?? this.config.limits.closeTimeoutMs;
     this.state = 'closing';
     this.closing = (async () => {
+      this.nativeListener?.close();
       // net.Server's close callback waits for every accepted socket, so it is
       // awaited last, after live connections had their chance and the rest were reset.
       const listenerClosed = new Promise<void>((resolve) => {
@@ -227,9 +251,9 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
     };
   }
 
-  private accept(socket: Socket): void {
+  private accept(socket: Socket | Transport, accepted?: unknown): void {
     this.counters.accepted++;
-    const conn = new Connection(this.host, socket, this.nextId++);
+    const conn = new Connection(this.host, socket, this.nextId++, accepted);
     this.live.add(conn);
     if (this.state !== 'listening') {
       conn.destroy('server-shutdown', new RedirectError('ERR_REDIRECT_SERVER_STATE', 'the server is closing'));

@@ -165,6 +165,9 @@ export class NativeTransport implements Transport {
   private readonly pending: PendingFlush[] = [];
   private reading = false;
   private closed = false;
+  /** FIN both ways: the peer's arrived, ours was asked for. Then it closes itself once flushed, like a net.Socket. */
+  private peerEnded = false;
+  private endRequested = false;
   private connecting: boolean;
   private connectWaiters: ((err?: Error) => void)[] = [];
 
@@ -231,7 +234,10 @@ export class NativeTransport implements Transport {
   }
 
   end(): void {
-    if (!this.closed) this.addon.wfpEnd(this.id);
+    if (this.closed || this.endRequested) return;
+    this.endRequested = true;
+    this.addon.wfpEnd(this.id);
+    this.closeIfDone();
   }
 
   reset(): void {
@@ -256,6 +262,7 @@ export class NativeTransport implements Transport {
     }
     if (kind === WFP_EVENT.FLUSHED) {
       this.takeFlushed(a as number);
+      this.closeIfDone();
       return;
     }
     const handlers = this.handlers;
@@ -268,7 +275,9 @@ export class NativeTransport implements Transport {
         handlers.data(a as Buffer);
         break;
       case WFP_EVENT.END:
+        this.peerEnded = true;
         handlers.end();
+        this.closeIfDone();
         break;
       case WFP_EVENT.ERROR:
         handlers.error(engineError(a, b));
@@ -280,6 +289,15 @@ export class NativeTransport implements Transport {
         handlers.close();
         break;
     }
+  }
+
+  /**
+   * net.Socket with allowHalfOpen closes itself once it has seen the peer's FIN and sent its own;
+   * Connection relies on that. wfpDestroy drops what the engine still queues, so it waits until
+   * the kernel took every byte: closesocket then sends the rest and the FIN gracefully.
+   */
+  private closeIfDone(): void {
+    if (this.peerEnded && this.endRequested && this.unflushed === 0 && !this.closed) this.addon.wfpDestroy(this.id);
   }
 
   private takeFlushed(bytes: number): void {

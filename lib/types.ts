@@ -180,9 +180,31 @@ export interface ResolverContext {
   readonly signal: AbortSignal;
 }
 
+/**
+ * Context of a flow accepted by a native listener (Windows WFP, `transport: 'native'`):
+ * there is no net.Socket, only the transport the addon drives.
+ */
+export interface NativeResolverContext {
+  /** The client's transport, paused. */
+  readonly transport: import('./transport').Transport;
+  /** What the native listener found at accept (for the WFP engine: its query outcome, `WfpAcceptInfo`). */
+  readonly accepted: unknown;
+  readonly listenAddress: Endpoint | undefined;
+  readonly signal: AbortSignal;
+}
+
 export interface Resolver {
   readonly name: RedirectMechanism;
-  resolve(ctx: ResolverContext): Promise<ResolveResult>;
+  /**
+   * May return the result itself when it needs no I/O (the static resolver): the
+   * connection then goes on in the same tick, with no resolve deadline to arm.
+   */
+  resolve(ctx: ResolverContext): ResolveResult | Promise<ResolveResult>;
+  /**
+   * Finds the record of a flow from a native listener (`transport: 'native'`).
+   * Only resolvers with this method can serve such a server.
+   */
+  resolveNative?(ctx: NativeResolverContext): Promise<ResolveResult>;
   /**
    * Called once by listen(), right after the listener is bound and before
    * listen() resolves: check capabilities, configure the listening socket
@@ -242,7 +264,12 @@ export interface RedirectServerOptions {
    * How a socket's record is found: `{ host, port }` (static), a function,
    * a Resolver object, or a mechanism name: 'netfilter', 'tproxy', 'auto' (Linux).
    */
-  resolve: ResolveOption | 'netfilter' | 'tproxy' | 'auto' | 'proxy-protocol';
+  resolve: ResolveOption | 'netfilter' | 'tproxy' | 'auto' | 'proxy-protocol' | 'wfp';
+  /**
+   * Which sockets carry the flows: 'net' (node:net, the default) or 'native' (Windows: the
+   * addon's WFP engine owns listener and sockets; the default with `resolve: 'wfp'`).
+   */
+  transport?: 'net' | 'native';
   target?: TargetOption;
   middleware?: readonly Middleware[];
   limits?: Limits;
@@ -255,7 +282,7 @@ export interface RedirectServerOptions {
    * Include our own `id` with the bit of `egress.mark`.
    */
   cooperating?: Readonly<Record<string, number>>;
-  /** Flows that were not redirected (netfilter, tproxy, auto): refuse them (default) or send them here. */
+  /** Flows that were not redirected (netfilter, tproxy, auto, wfp): refuse them (default) or send them here. */
   notRedirected?: 'refuse' | TargetAddress;
   /** 'tproxy' and 'auto': set IP_TRANSPARENT on the listener (default true for 'tproxy', 'try' for 'auto'). */
   transparent?: boolean | 'try';

@@ -49,7 +49,8 @@ async function accepted(t: ExecutionContext, host: string): Promise<Accepted> {
   };
 }
 
-function resolveWith(resolver: Resolver, a: Accepted, listen: Endpoint | undefined = a.listen) {
+// resolve() may answer synchronously; the tests want a promise either way.
+async function resolveWith(resolver: Resolver, a: Accepted, listen: Endpoint | undefined = a.listen) {
   return resolver.resolve({ socket: a.socket, listenAddress: listen, signal: new AbortController().signal });
 }
 

@@ -1,5 +1,16 @@
 import { execFile, spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { promisify } from 'node:util';
@@ -119,7 +130,60 @@ c.resume();
 setTimeout(() => { console.log('timeout'); process.exit(3); }, 30000).unref();
 `;
 
-async function underWine(t: ExecutionContext, name: string, source: string): Promise<string> {
+// The whole server under Wine: dist/lib and the cross-built DLL in a package
+// layout (node-gyp-build finds build/Release/rxredirect.node), createRedirectServer
+// with resolve: 'wfp' on the engine's listener. Wine has no WFP, so every flow is
+// "not redirected": one server sends such flows to notRedirected (the echo
+// server), the other refuses them.
+const SERVER = `
+const net = require('net');
+const { createRedirectServer } = require(process.argv[2]);
+const result = { summaries: [], refused: [] };
+const echo = net.createServer({ allowHalfOpen: true }, (s) => {
+  let got = '';
+  s.write('hello;');
+  s.on('data', (d) => (got += d));
+  s.on('end', () => s.end('echo:' + got));
+});
+function client(port, onData) {
+  return new Promise((resolve) => {
+    const c = net.connect(port, '127.0.0.1');
+    let got = '';
+    let ended = false;
+    c.on('data', (d) => { got += d; onData?.(c, got); });
+    c.on('end', () => (ended = true));
+    c.on('error', (e) => (got += '<' + e.code + '>'));
+    c.on('close', () => resolve({ got, ended }));
+  });
+}
+echo.listen(0, '127.0.0.1', async () => {
+  const fallback = { host: '127.0.0.1', port: echo.address().port };
+  const server = createRedirectServer({ resolve: 'wfp', notRedirected: fallback });
+  server.on('closed', (s) => result.summaries.push({
+    reason: s.reason, mechanism: s.record?.mechanism, destination: s.record?.destination, source: s.record?.source,
+    target: s.target, up: s.upstream.bytesRead, upWritten: s.upstream.bytesWritten, down: s.downstream.bytesRead,
+    downWritten: s.downstream.bytesWritten, path: s.path, error: s.error?.code,
+  }));
+  const refusing = createRedirectServer({ resolve: 'wfp' });
+  refusing.on('closed', (s) => result.refused.push({ reason: s.reason, error: s.error?.code, opened: s.record !== undefined }));
+  const address = await server.listen({ host: '127.0.0.1', port: 0 });
+  const refusingAddress = await refusing.listen({ host: '127.0.0.1', port: 0 });
+  result.address = address;
+  // Client half-closes after the upstream's greeting; the upstream answers after that FIN.
+  result.client = await client(address.port, (c, got) => { if (got === 'hello;') c.end('ping'); });
+  result.refusedClient = await client(refusingAddress.port);
+  const until = Date.now() + 5000;
+  while ((result.summaries.length < 1 || result.refused.length < 1) && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+  await server.close();
+  await refusing.close();
+  result.stats = server.stats().total;
+  echo.close();
+  console.log(JSON.stringify(result));
+});
+setTimeout(() => { console.log('timeout', JSON.stringify(result)); process.exit(3); }, 30000).unref();
+`;
+
+async function underWine(t: ExecutionContext, name: string, source: string, args?: string[]): Promise<string> {
   if (!wineReady) throw new Error(`CI=true with RXREDIRECT_WINE_NODE set requires wine64, mingw and ${wineNode}`);
   const script = join(outDir, `${name}.js`);
   writeFileSync(script, source);
@@ -134,16 +198,15 @@ async function underWine(t: ExecutionContext, name: string, source: string): Pro
   // Wine's node.exe cannot open a pipe as stderr (EBADF): give it files.
   const outFile = join(outDir, `${name}.out`);
   const errFile = join(outDir, `${name}.err`);
-  const args = [
+  const argv = [
     wineNode!,
     winPath(script),
-    winPath(join(outDir, 'rxredirect.node')),
-    winPath(join(ROOT, 'dist', 'lib', 'transport-native.js')),
+    ...(args ?? [join(outDir, 'rxredirect.node'), join(ROOT, 'dist', 'lib', 'transport-native.js')]).map(winPath),
   ];
   const status = await new Promise<number | null>((resolve, reject) => {
     const out = openSync(outFile, 'w');
     const err = openSync(errFile, 'w');
-    const child = spawn(wine!, args, { env, stdio: ['ignore', out, err], timeout: 60_000 });
+    const child = spawn(wine!, argv, { env, stdio: ['ignore', out, err], timeout: 60_000 });
     child.on('error', reject).on('exit', (code) => resolve(code));
     closeSync(out);
     closeSync(err);
@@ -169,4 +232,45 @@ wineTest('under Wine: stopReading stops the engine reading until startReading', 
   // After stopReading at most what the engine had already read reaches JS (4 reads of 64 KiB).
   t.true(later - atStop <= 4 * 64 * 1024, JSON.stringify(samples));
   t.is(last, later, 'nothing more while stopped');
+});
+
+wineTest('under Wine: createRedirectServer with resolve: wfp relays through the native engine', async (t) => {
+  // A package layout: dist/lib copied (its __dirname decides where the addon is looked for),
+  // the cross-built DLL where node-gyp-build looks first, node_modules linked.
+  const pkg = join(outDir, 'pkg');
+  mkdirSync(join(pkg, 'build', 'Release'), { recursive: true });
+  cpSync(join(ROOT, 'dist', 'lib'), join(pkg, 'dist', 'lib'), { recursive: true });
+  cpSync(join(ROOT, 'package.json'), join(pkg, 'package.json'));
+  cpSync(join(outDir, 'rxredirect.node'), join(pkg, 'build', 'Release', 'rxredirect.node'));
+  if (!existsSync(join(pkg, 'node_modules'))) symlinkSync(join(ROOT, 'node_modules'), join(pkg, 'node_modules'));
+  const line = await underWine(t, 'server', SERVER, [join(pkg, 'dist', 'lib', 'index.js')]);
+  const result = JSON.parse(line) as {
+    address: { address: string; port: number };
+    client: { got: string; ended: boolean };
+    refusedClient: { got: string; ended: boolean };
+    summaries: Record<string, unknown>[];
+    refused: Record<string, unknown>[];
+    stats: { accepted: number; connections: number; closed: number };
+  };
+  t.log(JSON.stringify(result.summaries[0]));
+  // Bytes both ways, and the upstream's answer after the client's FIN (half-close).
+  t.deepEqual(result.client, { got: 'hello;echo:ping', ended: true });
+  t.is(result.summaries.length, 1);
+  const summary = result.summaries[0]!;
+  t.like(summary, {
+    mechanism: 'wfp',
+    destination: { address: '127.0.0.1', port: result.address.port, family: 'IPv4' },
+    up: 4,
+    upWritten: 4,
+    down: 'hello;echo:ping'.length,
+    downWritten: 'hello;echo:ping'.length,
+    path: 'js',
+  });
+  t.true(summary.reason === 'client-end' || summary.reason === 'upstream-end', String(summary.reason));
+  t.is((summary.target as { port: number }).port > 0, true);
+  t.is((summary.source as { address: string }).address, '127.0.0.1');
+  // Without notRedirected, a flow without records is refused (reset), the server keeps running.
+  t.deepEqual(result.refused, [{ reason: 'not-redirected', error: 'ERR_REDIRECT_NOT_REDIRECTED', opened: false }]);
+  t.is(result.refusedClient.got.replace(/<[A-Z]+>/, ''), '');
+  t.like(result.stats, { accepted: 1, connections: 1, closed: 1 });
 });
