@@ -1,20 +1,21 @@
-import { lookup } from 'node:dns/promises';
-import { isIP, Socket } from 'node:net';
+import { Socket } from 'node:net';
 import { EventEmitter } from 'eventemitter3';
 import { buildChain } from './compose';
+import { ConnectDeferrals, createContext } from './context';
 import { type DeadlineSweeper, sweeperFor } from './deadlines';
 import { DeferredSink } from './deferred-sink';
-import { errnoOf, RedirectError } from './errors';
+import { RedirectError } from './errors';
+import { asRedirectError, egressFault, type Fault, resolveFault, socketFault } from './faults';
+import { flowKey, recordLoop, selfTargetLoop } from './loop-guard';
 import type { ServerConfig } from './options';
 import { Pump, type PumpHooks } from './pump';
-import { endpointKey, normaliseAddress } from './record';
+import { isPromiseLike, literalTarget } from './target';
 import { SocketTransport, type Transport } from './transport';
 import { closeAfterRelay, ZeroCopyLink, zeroCopyEngine } from './zero-copy';
 import type {
   BypassDirection,
   CloseReason,
   CloseSummary,
-  ConnectionContext,
   Endpoint,
   RedirectRecord,
   ResolvedTarget,
@@ -37,16 +38,6 @@ export interface ConnectionHost {
 export interface ConnectionEvents {
   close: [summary: CloseSummary];
 }
-
-const RESET_ERRNOS = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED']);
-const UNREACHABLE_ERRNOS = new Set([
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'EADDRNOTAVAIL',
-  'ENETDOWN',
-  'EHOSTDOWN',
-  'ETIMEDOUT',
-]);
 
 /** One redirected flow, from accept to its close summary (lifecycle in docs/design.md). */
 export class Connection extends EventEmitter<ConnectionEvents> {
@@ -150,21 +141,14 @@ export class Connection extends EventEmitter<ConnectionEvents> {
         resolved = answer;
       }
     } catch (err) {
-      const e = asRedirectError(err, 'ERR_REDIRECT_RESOLVE_FAILED', 'could not find the redirect record');
-      const reason: CloseReason =
-        e.code === 'ERR_REDIRECT_NOT_REDIRECTED'
-          ? 'not-redirected'
-          : e.code === 'ERR_REDIRECT_LOOP_DETECTED'
-            ? 'loop-detected'
-            : 'resolve-failed';
-      this.terminate(reason, e, 'reset');
+      this.fail(resolveFault(err));
       return;
     }
     // Ended meanwhile (the resolve deadline, destroy()): reason is set before done.
     if (this.reason !== undefined) return;
     this.record = resolved.record;
 
-    const loop = this.detectLoop(resolved.record);
+    const loop = recordLoop(resolved.record, config.id, this.host.egressEndpoints);
     if (loop) {
       this.terminate('loop-detected', new RedirectError('ERR_REDIRECT_LOOP_DETECTED', loop), 'reset');
       return;
@@ -172,49 +156,14 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     this.opened = true;
     this.host.opened(this);
 
-    // ctx.deferConnect(): the connect waits until every deferral is released.
-    let building = true;
-    let deferrals = 0;
-    let routed: TargetAddress | undefined;
-    let released: () => void = () => {};
-    const conn = this;
-    let state: Map<string | symbol, unknown> | undefined;
-    const ctx: ConnectionContext = {
-      id: this.id,
-      record: this.record,
-      get signal() {
-        return conn.signal;
-      },
-      // Made on first use: most middleware never keeps per-flow state.
-      get state() {
-        if (state === undefined) state = new Map();
-        return state;
-      },
-      proxyId: config.id,
-      bypass: (direction) => this.requestBypass(direction ?? 'both'),
-      deferConnect: () => {
-        if (!building) {
-          throw new RedirectError(
-            'ERR_REDIRECT_SERVER_STATE',
-            'deferConnect() is only allowed while the chain is built',
-          );
-        }
-        deferrals++;
-        let done = false;
-        return (to?: TargetAddress) => {
-          if (done) return;
-          if (to !== undefined) routed = checkTarget(to);
-          done = true;
-          if (--deferrals === 0) released();
-        };
-      },
-    };
+    const deferrals = new ConnectDeferrals();
+    const ctx = createContext(this, config.id, (direction) => this.requestBypass(direction), deferrals);
     let chain: ReturnType<typeof buildChain>;
     let target: TargetAddress;
     try {
       // No middleware: nothing can use (or keep) the context.
       chain = config.middleware.length === 0 ? NO_CHAIN : buildChain(config.middleware, ctx);
-      building = false;
+      deferrals.seal();
       target = resolved.target ??
         config.target?.(this.record) ?? {
           host: this.record.destination.address,
@@ -224,15 +173,13 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       this.terminate('middleware-error', asRedirectError(err, 'ERR_REDIRECT_MIDDLEWARE', 'middleware failed'), 'reset');
       return;
     }
-    building = false;
+    deferrals.seal();
     if (this.done) return;
     let deferred: DeferredSink | undefined;
-    if (deferrals > 0) {
+    if (deferrals.pending > 0) {
       deferred = new DeferredSink();
       const sink = deferred;
-      const wait = new Promise<void>((resolve) => {
-        released = resolve;
-      });
+      const wait = deferrals.wait();
       this.upPump = new Pump(this.client, sink, chain.upstream, config.limits.highWaterMark, {
         activity: () => {
           this.lastActivity = performance.now();
@@ -246,7 +193,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       this.clearDeadline();
       if (this.done) return;
     }
-    if (routed !== undefined) target = routed;
+    if (deferrals.routed !== undefined) target = deferrals.routed;
     this.target = target;
 
     let resolvedTarget: ResolvedTarget;
@@ -263,23 +210,10 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       return;
     }
     if (this.done) return;
-    const self = this.host.listenAddress;
-    if (
-      self &&
-      resolvedTarget.port === self.port &&
-      (resolvedTarget.host === self.address || isWildcard(self.address))
-    ) {
-      if (isWildcard(self.address) ? isLoopback(resolvedTarget.host) || resolvedTarget.host === self.address : true) {
-        this.terminate(
-          'loop-detected',
-          new RedirectError(
-            'ERR_REDIRECT_LOOP_DETECTED',
-            `the target ${endpointKey({ ...self })} is this server itself`,
-          ),
-          'reset',
-        );
-        return;
-      }
+    const selfLoop = selfTargetLoop(resolvedTarget, this.host.listenAddress);
+    if (selfLoop) {
+      this.terminate('loop-detected', new RedirectError('ERR_REDIRECT_LOOP_DETECTED', selfLoop), 'reset');
+      return;
     }
     this.connectUpstream(resolvedTarget, chain, deferred ? undefined : resolved.leftover, deferred);
   }
@@ -304,23 +238,6 @@ export class Connection extends EventEmitter<ConnectionEvents> {
             return self.signal;
           },
         });
-  }
-
-  private detectLoop(record: RedirectRecord): string | undefined {
-    const { id } = this.host.config;
-    if (record.chain.some((entry) => entry.id === id)) {
-      return `this flow already passed through "${id}" (chain: ${record.chain.map((e) => e.id).join(' → ')})`;
-    }
-    // Only a record that carries the kernel's own view of the flow (its real
-    // original destination) can be matched against our outbound sockets: both
-    // ends must match, since the kernel reuses a local port for connections to
-    // different destinations, and a static record's destination is not the
-    // flow's.
-    const key = flowKey(record.source, record.destination);
-    if (KERNEL_MECHANISMS.has(record.mechanism) && this.host.egressEndpoints.has(key)) {
-      return `this flow is our own outbound connection ${key} coming back`;
-    }
-    return undefined;
   }
 
   private connectUpstream(
@@ -391,8 +308,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
         if (preamble && preamble.length > 0) socket ? socket.write(preamble) : upstream.write(preamble, () => {});
       }
     } catch (err) {
-      const e = asRedirectError(err, 'ERR_REDIRECT_UPSTREAM_FAILED', 'an egress plugin failed');
-      this.terminate(e.code === 'ERR_REDIRECT_LOOP_DETECTED' ? 'loop-detected' : 'upstream-error', e, 'reset');
+      this.fail(egressFault(err));
       return;
     }
 
@@ -478,32 +394,11 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   /** @internal */
   fault(side: 'client' | 'upstream', err: Error): void {
     if (this.done) return;
-    const errno = errnoOf(err);
-    if (side === 'upstream' && !this.connected) {
-      if (errno === 'ECONNREFUSED') {
-        this.terminate(
-          'upstream-refused',
-          coded('ERR_REDIRECT_UPSTREAM_REFUSED', 'the upstream refused the connection', err),
-          'reset',
-        );
-      } else if (errno !== undefined && UNREACHABLE_ERRNOS.has(errno)) {
-        this.terminate(
-          'upstream-unreachable',
-          coded('ERR_REDIRECT_UPSTREAM_UNREACHABLE', 'the upstream is unreachable', err),
-          'reset',
-        );
-      } else {
-        this.terminate(
-          'upstream-error',
-          coded('ERR_REDIRECT_UPSTREAM_FAILED', 'the upstream connection failed', err),
-          'reset',
-        );
-      }
-      return;
-    }
-    const reset = errno !== undefined && RESET_ERRNOS.has(errno);
-    const reason: CloseReason = reset ? `${side}-reset` : `${side}-error`;
-    this.terminate(reason, coded('ERR_REDIRECT_UPSTREAM_FAILED', `${side} socket failed`, err), 'reset');
+    this.fail(socketFault(side, err, this.connected));
+  }
+
+  private fail(fault: Fault): void {
+    this.terminate(fault.reason, fault.error, 'reset');
   }
 
   /** Ends the flow for a reason; the first reason wins. */
@@ -681,61 +576,3 @@ const EMPTY_DIRECTION = Object.freeze({
   path: 'none' as const,
   zeroCopyBytes: 0,
 });
-
-function coded(code: RedirectError['code'], message: string, cause: Error): RedirectError {
-  const errno = errnoOf(cause);
-  return new RedirectError(code, errno ? `${message} (${errno})` : message, { cause });
-}
-
-function asRedirectError(err: unknown, code: RedirectError['code'], message: string): RedirectError {
-  if (err instanceof RedirectError) return err;
-  const detail = err instanceof Error ? err.message : String(err);
-  return new RedirectError(code, `${message}: ${detail}`, { cause: err });
-}
-
-/** Checks a target handed to a deferConnect() release; a bad one throws into the middleware that gave it. */
-function checkTarget(to: TargetAddress): TargetAddress {
-  if (
-    to === null ||
-    typeof to !== 'object' ||
-    typeof to.host !== 'string' ||
-    to.host === '' ||
-    !Number.isInteger(to.port) ||
-    to.port < 1 ||
-    to.port > 65535
-  ) {
-    throw new RedirectError('ERR_REDIRECT_INVALID_OPTION', 'a deferred connect target must be { host, port }');
-  }
-  return { host: to.host, port: to.port };
-}
-
-/** Mechanisms whose record is the kernel's 4-tuple of the flow. */
-const KERNEL_MECHANISMS: ReadonlySet<string> = new Set(['netfilter', 'tproxy', 'wfp']);
-
-function flowKey(from: Endpoint, to: Endpoint): string {
-  return `${endpointKey(from)}>${endpointKey(to)}`;
-}
-
-function isWildcard(address: string): boolean {
-  return address === '0.0.0.0' || address === '::';
-}
-
-function isLoopback(address: string): boolean {
-  return address.startsWith('127.') || address === '::1';
-}
-
-function literalTarget(target: TargetAddress): ResolvedTarget | Promise<ResolvedTarget> {
-  if (isIP(target.host)) {
-    const { address, family } = normaliseAddress(target.host);
-    return { host: address, port: target.port, family };
-  }
-  return lookup(target.host).then((found) => ({
-    host: found.address,
-    port: target.port,
-    family: found.family === 6 ? 'IPv6' : 'IPv4',
-  }));
-}
-
-function isPromiseLike<T>(value: T | PromiseLike<T>): value is PromiseLike<T> {
-  return typeof (value as { then?: unknown } | null)?.then === 'function';
-}

@@ -1,0 +1,79 @@
+import { errnoOf, RedirectError } from './errors';
+import type { CloseReason } from './types';
+
+/** How a connection ends after a fault: the close reason and the error reported with it. */
+export interface Fault {
+  readonly reason: CloseReason;
+  readonly error: RedirectError;
+}
+
+/** A peer that went away abruptly: reported as `<side>-reset`, not as an error of ours. */
+const RESET_ERRNOS: ReadonlySet<string> = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED']);
+/** Connect failures the operator fixes in routing, not at the upstream: `upstream-unreachable`. */
+const UNREACHABLE_ERRNOS: ReadonlySet<string> = new Set([
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EADDRNOTAVAIL',
+  'ENETDOWN',
+  'EHOSTDOWN',
+  'ETIMEDOUT',
+]);
+
+/** A socket error on `side`; before the upstream connected, it says why the connect failed. */
+export function socketFault(side: 'client' | 'upstream', err: Error, connected: boolean): Fault {
+  const errno = errnoOf(err);
+  if (side === 'upstream' && !connected) {
+    if (errno === 'ECONNREFUSED') {
+      return {
+        reason: 'upstream-refused',
+        error: coded('ERR_REDIRECT_UPSTREAM_REFUSED', 'the upstream refused the connection', err),
+      };
+    }
+    if (errno !== undefined && UNREACHABLE_ERRNOS.has(errno)) {
+      return {
+        reason: 'upstream-unreachable',
+        error: coded('ERR_REDIRECT_UPSTREAM_UNREACHABLE', 'the upstream is unreachable', err),
+      };
+    }
+    return {
+      reason: 'upstream-error',
+      error: coded('ERR_REDIRECT_UPSTREAM_FAILED', 'the upstream connection failed', err),
+    };
+  }
+  const reset = errno !== undefined && RESET_ERRNOS.has(errno);
+  return {
+    reason: reset ? `${side}-reset` : `${side}-error`,
+    error: coded('ERR_REDIRECT_UPSTREAM_FAILED', `${side} socket failed`, err),
+  };
+}
+
+/** The resolver threw or rejected: a resolver may say "not redirected" or "a loop" by its code. */
+export function resolveFault(err: unknown): Fault {
+  const error = asRedirectError(err, 'ERR_REDIRECT_RESOLVE_FAILED', 'could not find the redirect record');
+  const reason: CloseReason =
+    error.code === 'ERR_REDIRECT_NOT_REDIRECTED'
+      ? 'not-redirected'
+      : error.code === 'ERR_REDIRECT_LOOP_DETECTED'
+        ? 'loop-detected'
+        : 'resolve-failed';
+  return { reason, error };
+}
+
+/** An egress plugin threw; one that recognised a loop (e.g. by a mark) says so by its code. */
+export function egressFault(err: unknown): Fault {
+  const error = asRedirectError(err, 'ERR_REDIRECT_UPSTREAM_FAILED', 'an egress plugin failed');
+  return { reason: error.code === 'ERR_REDIRECT_LOOP_DETECTED' ? 'loop-detected' : 'upstream-error', error };
+}
+
+/** Wraps a socket error under our code; the errno goes into the message, where logs show it. */
+export function coded(code: RedirectError['code'], message: string, cause: Error): RedirectError {
+  const errno = errnoOf(cause);
+  return new RedirectError(code, errno ? `${message} (${errno})` : message, { cause });
+}
+
+/** Anything thrown by user code: a RedirectError keeps its own code, the rest gets `code`. */
+export function asRedirectError(err: unknown, code: RedirectError['code'], message: string): RedirectError {
+  if (err instanceof RedirectError) return err;
+  const detail = err instanceof Error ? err.message : String(err);
+  return new RedirectError(code, `${message}: ${detail}`, { cause: err });
+}

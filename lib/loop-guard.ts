@@ -1,0 +1,49 @@
+import { endpointKey } from './record';
+import type { Endpoint, RedirectRecord, ResolvedTarget } from './types';
+
+/** Mechanisms whose record is the kernel's 4-tuple of the flow. */
+const KERNEL_MECHANISMS: ReadonlySet<string> = new Set(['netfilter', 'tproxy', 'wfp']);
+
+/** `local>remote`: the key under which a server keeps its live upstream sockets. */
+export function flowKey(from: Endpoint, to: Endpoint): string {
+  return `${endpointKey(from)}>${endpointKey(to)}`;
+}
+
+/**
+ * Why an accepted flow is a loop, judged from its record alone (before any
+ * upstream is made); undefined when it is not one.
+ */
+export function recordLoop(record: RedirectRecord, proxyId: string, egressEndpoints: Set<string>): string | undefined {
+  if (record.chain.some((entry) => entry.id === proxyId)) {
+    return `this flow already passed through "${proxyId}" (chain: ${record.chain.map((e) => e.id).join(' → ')})`;
+  }
+  // Only a record that carries the kernel's own view of the flow (its real
+  // original destination) can be matched against our outbound sockets: both
+  // ends must match, since the kernel reuses a local port for connections to
+  // different destinations, and a static record's destination is not the
+  // flow's.
+  const key = flowKey(record.source, record.destination);
+  if (KERNEL_MECHANISMS.has(record.mechanism) && egressEndpoints.has(key)) {
+    return `this flow is our own outbound connection ${key} coming back`;
+  }
+  return undefined;
+}
+
+/** Why connecting to `target` would reach this very listener; undefined when it would not. */
+export function selfTargetLoop(target: ResolvedTarget, listen: Endpoint | undefined): string | undefined {
+  if (listen === undefined || target.port !== listen.port) return undefined;
+  // A wildcard listener is reached through loopback (or its own wildcard
+  // address); any other target on that port is another host's.
+  const self = isWildcard(listen.address)
+    ? isLoopback(target.host) || target.host === listen.address
+    : target.host === listen.address;
+  return self ? `the target ${endpointKey({ ...listen })} is this server itself` : undefined;
+}
+
+function isWildcard(address: string): boolean {
+  return address === '0.0.0.0' || address === '::';
+}
+
+function isLoopback(address: string): boolean {
+  return address.startsWith('127.') || address === '::1';
+}
