@@ -1,4 +1,4 @@
-import { pipe } from 'rxjs';
+import { type Observable, pipe } from 'rxjs';
 import type { ByteOperator, ConnectionContext, Middleware, MiddlewareOperators } from './types';
 
 /**
@@ -61,4 +61,16 @@ function join(ops: ByteOperator[]): ByteOperator | undefined {
   if (ops.length === 0) return undefined;
   if (ops.length === 1) return ops[0];
   return (pipe as (...fns: ByteOperator[]) => ByteOperator)(...ops);
+}
+
+/**
+ * Applies a joined chain to its input. Shared by the pump and the test
+ * harness, so a chain behaves the same with and without sockets.
+ */
+export function applyChain(operator: ByteOperator, input: Observable<Buffer>): Observable<Buffer> {
+  const output = operator(input);
+  if (!output || typeof output.subscribe !== 'function') {
+    throw new TypeError('a middleware operator must return an Observable');
+  }
+  return output;
 }

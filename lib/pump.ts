@@ -1,4 +1,5 @@
 import { Observable, type Subscriber, type Subscription } from 'rxjs';
+import { applyChain } from './compose';
 import { RedirectError } from './errors';
 import type { Transport } from './transport';
 import type { ByteOperator, DataPath, DirectionSummary } from './types';
@@ -98,10 +99,7 @@ export class Pump {
         };
       });
       try {
-        output = this.operator(input$);
-        if (!output || typeof output.subscribe !== 'function') {
-          throw new TypeError('a middleware operator must return an Observable');
-        }
+        output = applyChain(this.operator, input$);
       } catch (err) {
         this.fail(err);
         return;

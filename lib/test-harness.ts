@@ -1,5 +1,5 @@
 import { Observable, type Subscriber, type Subscription } from 'rxjs';
-import { buildChain } from './compose';
+import { applyChain, buildChain } from './compose';
 import { RedirectError } from './errors';
 import { createRecord } from './record';
 import type {
@@ -224,10 +224,7 @@ class Direction {
     });
     let output: Observable<Buffer>;
     try {
-      output = this.operator(input$);
-      if (!output || typeof output.subscribe !== 'function') {
-        throw new TypeError('a middleware operator must return an Observable');
-      }
+      output = applyChain(this.operator, input$);
     } catch (err) {
       this.fail(err);
       return;
