@@ -1,13 +1,9 @@
 import { once } from 'node:events';
 import { request } from 'node:http';
 import test from 'ava';
-import { type CloseSummary, type Middleware, testMiddleware } from '../lib/index';
+import { type Middleware, testMiddleware } from '../lib/index';
 import { route, sniff, sniffed } from '../middleware/index';
-import { collect, dial, listenTcp, startRedirect } from './helpers/net';
-
-function nextClose(server: { once(e: 'closed', fn: (s: CloseSummary) => void): unknown }): Promise<CloseSummary> {
-  return new Promise((resolve) => server.once('closed', resolve));
-}
+import { collect, dial, listenTcp, nextClose, startRedirect } from './helpers/net';
 
 test('harness: route defers the connect and releases it with the chosen target', async (t) => {
   const m = [sniff(), route((ctx) => (sniffed(ctx)?.host === 'a.test' ? { host: '10.0.0.1', port: 81 } : undefined))];

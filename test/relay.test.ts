@@ -1,16 +1,9 @@
+import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import test from 'ava';
 import { bufferCount, concatMap, filter, map, scan } from 'rxjs';
-import {
-  type CloseSummary,
-  compose,
-  type DataPath,
-  downstream,
-  type Middleware,
-  upstream,
-  zeroCopyStats,
-} from '../lib/index';
+import { type CloseSummary, compose, downstream, type Middleware, upstream } from '../lib/index';
 import { unansweringListener } from './helpers/silent';
 import {
   collect,
@@ -19,33 +12,17 @@ import {
   drain,
   echoUpstream,
   listenTcp,
+  nextClose,
   nextConnection,
   sendRandom,
+  sha256,
   startRedirect,
 } from './helpers/net';
+import { MODES, requireEngineUnderCi } from './helpers/modes';
 
 const MiB = 1024 * 1024;
 
-// The core's TCP semantics must hold on both data paths: the JS pump, and the
-// kernel (zeroCopy 'auto' with an empty chain) where the splice engine is loaded.
-interface Mode {
-  readonly name: string;
-  readonly path: DataPath;
-  readonly options: { readonly zeroCopy: 'auto' | 'off' };
-}
-const MODES: readonly Mode[] = [
-  { name: 'js', path: 'js', options: { zeroCopy: 'off' } },
-  ...(zeroCopyStats() ? [{ name: 'zero-copy', path: 'zero-copy', options: { zeroCopy: 'auto' } } as const] : []),
-];
-
-if (!zeroCopyStats() && process.env.CI === 'true') {
-  test('the splice engine is loaded (required under CI)', (t) =>
-    t.fail('zeroCopyStats() is undefined: the addon or its engine did not load'));
-}
-
-function nextClose(server: { once(e: 'closed', fn: (s: CloseSummary) => void): unknown }): Promise<CloseSummary> {
-  return new Promise((resolve) => server.once('closed', resolve));
-}
+requireEngineUnderCi();
 
 for (const mode of MODES)
   test(`relays bytes both ways and reports the record and a close summary [${mode.name}]`, async (t) => {
@@ -178,7 +155,7 @@ test('filter and scan work as middleware; filter can drop everything without sta
 
 for (const mode of MODES)
   test(`half-close: the client ends its side and the upstream can still answer in full [${mode.name}]`, async (t) => {
-    const reply = Buffer.alloc(3 * MiB, 7);
+    const reply = randomBytes(3 * MiB);
     const up = await listenTcp(t, (s) => {
       let got = 0;
       s.on('data', (d) => {
@@ -199,6 +176,7 @@ for (const mode of MODES)
     const r = await got;
     t.is(r.data?.subarray(0, 9).toString(), 'got 1000\n');
     t.is(r.bytes, 9 + reply.length);
+    t.is(sha256(r.data?.subarray(9) ?? Buffer.alloc(0)), sha256(reply));
     const s = await closed;
     t.is(s.reason, 'client-end');
     t.is(s.path, mode.path);
@@ -210,11 +188,13 @@ for (const mode of MODES)
       s.end('bye\n');
     });
     let upstreamGot = 0;
+    const upstreamHash = createHash('sha256');
     let upstreamEnded: Promise<unknown> = Promise.resolve();
     up.server.on('connection', (s) => {
       upstreamEnded = once(s, 'end');
-      s.on('data', (d) => {
+      s.on('data', (d: Buffer) => {
         upstreamGot += d.length;
+        upstreamHash.update(d);
       });
     });
     const { server, port } = await startRedirect(t, { ...mode.options, resolve: { host: '127.0.0.1', port: up.port } });
@@ -223,7 +203,7 @@ for (const mode of MODES)
     const got = collect(client);
     await once(client, 'end');
     // The upstream has sent FIN; our side is still open for writing.
-    client.end(Buffer.alloc(200_000, 2));
+    const sent = await sendRandom(client, 200_000);
     t.is((await got).data?.toString(), 'bye\n');
     const s = await closed;
     t.is(s.path, mode.path);
@@ -231,6 +211,7 @@ for (const mode of MODES)
     t.is(s.upstream.bytesWritten, 200_000);
     await upstreamEnded;
     t.is(upstreamGot, 200_000);
+    t.is(upstreamHash.digest('hex'), sent);
   });
 
 for (const mode of MODES)

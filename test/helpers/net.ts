@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net';
 import type { ExecutionContext } from 'ava';
 import {
+  type CloseSummary,
   type Connection,
   createRedirectServer,
   type RedirectServer,
@@ -60,6 +61,11 @@ export function dialRaw(port: number, host = '127.0.0.1'): Socket {
   const s = connect({ port, host, allowHalfOpen: true });
   s.on('error', () => {}); // callers read the error through drain()/collect()
   return s;
+}
+
+/** The next flow the server closes, whatever it was. */
+export function nextClose(server: RedirectServer): Promise<CloseSummary> {
+  return new Promise((resolve) => server.once('closed', resolve));
 }
 
 export function nextConnection(server: RedirectServer): Promise<Connection> {

@@ -1,0 +1,25 @@
+import test from 'ava';
+import { type DataPath, zeroCopyStats } from '../../lib/index';
+
+/**
+ * The core's TCP semantics must hold on both data paths: the JS pump, and the
+ * kernel (zeroCopy 'auto' with an empty chain) where the splice engine is loaded.
+ */
+export interface Mode {
+  readonly name: string;
+  readonly path: DataPath;
+  readonly options: { readonly zeroCopy: 'auto' | 'off' };
+}
+
+export const MODES: readonly Mode[] = [
+  { name: 'js', path: 'js', options: { zeroCopy: 'off' } },
+  ...(zeroCopyStats() ? [{ name: 'zero-copy', path: 'zero-copy', options: { zeroCopy: 'auto' } } as const] : []),
+];
+
+/** Under CI the engine must be there: a missing one fails instead of silently halving the matrix. */
+export function requireEngineUnderCi(): void {
+  if (!zeroCopyStats() && process.env.CI === 'true') {
+    test('the splice engine is loaded (required under CI)', (t) =>
+      t.fail('zeroCopyStats() is undefined: the addon or its engine did not load'));
+  }
+}
