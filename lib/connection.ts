@@ -16,6 +16,8 @@ import type {
   BypassDirection,
   CloseReason,
   CloseSummary,
+  DataPath,
+  EgressPlugin,
   Endpoint,
   RedirectRecord,
   ResolvedTarget,
@@ -27,8 +29,13 @@ import type {
 export interface ConnectionHost {
   readonly config: ServerConfig;
   readonly listenAddress: Endpoint | undefined;
-  /** `local>remote` of our own live upstream sockets, for loop detection. */
-  readonly egressEndpoints: Set<string>;
+  /**
+   * `local>remote` of our own live upstream sockets, for loop detection;
+   * undefined when the resolver never yields kernel records (nothing to match).
+   */
+  readonly egressEndpoints: Set<string> | undefined;
+  /** The egress plugin that makes outbound sockets, if any. */
+  readonly socketMaker: (EgressPlugin & Required<Pick<EgressPlugin, 'createSocket'>>) | undefined;
   opened(conn: Connection): void;
   closed(conn: Connection, summary: CloseSummary): void;
   /** `transport: 'native'` (Windows WFP): makes the upstream, records set before connect. */
@@ -123,31 +130,50 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     this.terminate(reason, error, 'reset');
   }
 
-  /** Runs the lifecycle; never throws (every failure becomes a close reason). */
-  async run(): Promise<void> {
-    const { config } = this.host;
-    let resolved: ResolveResult;
+  /**
+   * Runs the lifecycle. Every failure becomes a close reason; a flow whose
+   * resolver and target need no I/O goes from accept to connect(2) in this
+   * very tick, with no promise on the way.
+   */
+  run(): void {
+    let answer: ResolveResult | PromiseLike<ResolveResult>;
     try {
-      const answer = this.resolveRecord();
-      if (isPromiseLike(answer)) {
-        // Only an asynchronous resolver needs the resolve deadline (one shared timer: lib/deadlines.ts).
-        this.setDeadline(DEADLINE_RESOLVE, config.limits.resolveTimeoutMs);
-        try {
-          resolved = await answer;
-        } finally {
-          this.clearDeadline();
-        }
-      } else {
-        resolved = answer;
-      }
+      answer = this.resolveRecord();
     } catch (err) {
       this.fail(resolveFault(err));
       return;
     }
+    if (!isPromiseLike(answer)) {
+      this.resolved(answer);
+      return;
+    }
+    // Only an asynchronous resolver needs the resolve deadline (one shared timer: lib/deadlines.ts).
+    this.setDeadline(DEADLINE_RESOLVE, this.host.config.limits.resolveTimeoutMs);
+    Promise.resolve(answer)
+      .then(
+        (result) => {
+          this.clearDeadline();
+          this.resolved(result);
+        },
+        (err: unknown) => {
+          this.clearDeadline();
+          this.fail(resolveFault(err));
+        },
+      )
+      .catch((err: unknown) => this.internalError(err));
+  }
+
+  /** run() turns every failure into a close reason; anything thrown past it is our bug. Keep serving. */
+  internalError(err: unknown): void {
+    this.destroy('destroyed', new RedirectError('ERR_REDIRECT_SERVER_STATE', `internal error: ${String(err)}`));
+  }
+
+  /** The record is known: check for loops, build the chain, pick the target. */
+  private resolved(resolved: ResolveResult): void {
     // Ended meanwhile (the resolve deadline, destroy()): reason is set before done.
     if (this.reason !== undefined) return;
+    const { config } = this.host;
     this.record = resolved.record;
-
     const loop = recordLoop(resolved.record, config.id, this.host.egressEndpoints);
     if (loop) {
       this.terminate('loop-detected', new RedirectError('ERR_REDIRECT_LOOP_DETECTED', loop), 'reset');
@@ -156,66 +182,99 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     this.opened = true;
     this.host.opened(this);
 
-    const deferrals = new ConnectDeferrals();
-    const ctx = createContext(this, config.id, (direction) => this.requestBypass(direction), deferrals);
-    let chain: ReturnType<typeof buildChain>;
+    let chain = NO_CHAIN;
+    let deferrals: ConnectDeferrals | undefined;
     let target: TargetAddress;
     try {
-      // No middleware: nothing can use (or keep) the context.
-      chain = config.middleware.length === 0 ? NO_CHAIN : buildChain(config.middleware, ctx);
-      deferrals.seal();
+      // No middleware: nothing can use (or keep) a context, or defer the connect.
+      if (config.middleware.length > 0) {
+        deferrals = new ConnectDeferrals();
+        const ctx = createContext(this, config.id, (direction) => this.requestBypass(direction), deferrals);
+        chain = buildChain(config.middleware, ctx);
+        deferrals.seal();
+      }
       target = resolved.target ??
         config.target?.(this.record) ?? {
           host: this.record.destination.address,
           port: this.record.destination.port,
         };
     } catch (err) {
+      deferrals?.seal();
       this.terminate('middleware-error', asRedirectError(err, 'ERR_REDIRECT_MIDDLEWARE', 'middleware failed'), 'reset');
       return;
     }
-    deferrals.seal();
     if (this.done) return;
-    let deferred: DeferredSink | undefined;
-    if (deferrals.pending > 0) {
-      deferred = new DeferredSink();
-      const sink = deferred;
-      const wait = deferrals.wait();
-      this.upPump = new Pump(this.client, sink, chain.upstream, config.limits.highWaterMark, {
-        activity: () => {
-          this.lastActivity = performance.now();
-        },
-        failed: (err) => this.terminate('middleware-error', err, 'reset'),
-        finished: () => this.directionFinished(),
-      });
-      this.setDeadline(DEADLINE_CHOOSE, config.limits.connectTimeoutMs);
-      this.upPump.start(resolved.leftover);
-      await wait;
-      this.clearDeadline();
-      if (this.done) return;
+    if (deferrals === undefined || deferrals.pending === 0) {
+      this.target = target;
+      this.lookUpTarget(target, chain, resolved.leftover, undefined);
+      return;
     }
-    if (deferrals.routed !== undefined) target = deferrals.routed;
-    this.target = target;
+    // ctx.deferConnect(): the upstream pump runs into a queue until the middleware chooses.
+    const sink = new DeferredSink();
+    const wait = deferrals.wait();
+    this.upPump = new Pump(this.client, sink, chain.upstream, config.limits.highWaterMark, {
+      activity: () => {
+        this.lastActivity = performance.now();
+      },
+      failed: (err) => this.terminate('middleware-error', err, 'reset'),
+      finished: () => this.directionFinished(),
+    });
+    this.setDeadline(DEADLINE_CHOOSE, config.limits.connectTimeoutMs);
+    this.upPump.start(resolved.leftover);
+    const chosen = deferrals;
+    wait
+      .then(() => {
+        this.clearDeadline();
+        if (this.done) return;
+        this.target = chosen.routed ?? target;
+        this.lookUpTarget(this.target, chain, undefined, sink);
+      })
+      .catch((err: unknown) => this.internalError(err));
+  }
 
-    let resolvedTarget: ResolvedTarget;
-    try {
-      // An IP literal (the usual case) needs no lookup, so no await either.
-      const literal = literalTarget(target);
-      resolvedTarget = isPromiseLike(literal) ? await literal : literal;
-    } catch (err) {
+  /** An IP literal (the usual case) needs no lookup, so no promise either. */
+  private lookUpTarget(
+    target: TargetAddress,
+    chain: ReturnType<typeof buildChain>,
+    leftover: Buffer | undefined,
+    deferred: DeferredSink | undefined,
+  ): void {
+    const unreachable = (err: unknown): void =>
       this.terminate(
         'upstream-unreachable',
         asRedirectError(err, 'ERR_REDIRECT_UPSTREAM_UNREACHABLE', `cannot look up ${target.host}`),
         'reset',
       );
+    let literal: ResolvedTarget | Promise<ResolvedTarget>;
+    try {
+      literal = literalTarget(target);
+    } catch (err) {
+      unreachable(err);
       return;
     }
-    if (this.done) return;
-    const selfLoop = selfTargetLoop(resolvedTarget, this.host.listenAddress);
+    if (!isPromiseLike(literal)) {
+      this.targetResolved(literal, chain, leftover, deferred);
+      return;
+    }
+    literal
+      .then((found) => {
+        if (!this.done) this.targetResolved(found, chain, leftover, deferred);
+      }, unreachable)
+      .catch((err: unknown) => this.internalError(err));
+  }
+
+  private targetResolved(
+    target: ResolvedTarget,
+    chain: ReturnType<typeof buildChain>,
+    leftover: Buffer | undefined,
+    deferred: DeferredSink | undefined,
+  ): void {
+    const selfLoop = selfTargetLoop(target, this.host.listenAddress);
     if (selfLoop) {
       this.terminate('loop-detected', new RedirectError('ERR_REDIRECT_LOOP_DETECTED', selfLoop), 'reset');
       return;
     }
-    this.connectUpstream(resolvedTarget, chain, deferred ? undefined : resolved.leftover, deferred);
+    this.connectUpstream(target, chain, leftover, deferred);
   }
 
   /** The resolver's answer: the result itself, or a promise (then run() arms the resolve deadline). */
@@ -250,9 +309,14 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     let socket: Socket | undefined;
     let native: ReturnType<NonNullable<ConnectionHost['connectNative']>> | undefined;
     try {
-      const maker = config.egress.find((p) => p.createSocket);
+      const maker = this.host.socketMaker;
       if (this.host.connectNative) native = this.host.connectNative(target, this.record);
-      else socket = maker?.createSocket ? maker.createSocket(target, this.record) : new Socket({ allowHalfOpen: true });
+      else {
+        socket = maker ? maker.createSocket(target, this.record) : new Socket({ allowHalfOpen: true });
+        // A relay must not add Nagle delays of its own; the client's segments are already sized.
+        // (Node applies it once connected; `noDelay` among connect()'s options is ignored.)
+        socket.setNoDelay(true);
+      }
     } catch (err) {
       this.terminate(
         'upstream-error',
@@ -270,21 +334,20 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       error: (err) => this.fault('upstream', err),
       close: () => {
         this.upstreamClosed = true;
-        if (this.egressKey) this.host.egressEndpoints.delete(this.egressKey);
+        if (this.egressKey) this.host.egressEndpoints?.delete(this.egressKey);
         this.maybeFinish();
       },
     });
-    const egressTo: Endpoint = { address: target.host, port: target.port, family: target.family };
-    // A failed native connect arrives as the transport's error, like a socket's.
-    const onNativeConnect = (): void => {
-      this.connected = true;
-      this.clearDeadline();
-    };
-    native?.connected().then(onNativeConnect, () => {});
+    // A failed connect arrives as the transport's error, like a socket's.
+    native?.connected().then(
+      () => this.upstreamConnected(),
+      () => {},
+    );
+    // Only a server whose records can be the kernel's remembers its egress (see recordLoop).
+    const remember = socket !== undefined && this.host.egressEndpoints !== undefined;
     socket?.once('connect', () => {
-      this.connected = true;
-      this.clearDeadline();
-      this.registerEgress(upstream, egressTo);
+      this.upstreamConnected();
+      if (remember) this.registerEgress(upstream, target);
     });
     this.connectingTo = target;
     this.setDeadline(DEADLINE_CONNECT, config.limits.connectTimeoutMs);
@@ -294,14 +357,12 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       port: target.port,
       family: target.family === 'IPv6' ? 6 : 4,
       autoSelectFamily: false,
-      // A relay must not add Nagle delays of its own; the client's segments are already sized.
-      noDelay: true,
-      ...(config.localAddress ? { localAddress: config.localAddress } : {}),
+      localAddress: config.localAddress,
     });
     // Node issues connect(2) on the next tick; right after it the kernel has
     // bound our local port, and the SYN's own accept (if it loops back to us)
     // cannot be handled before this tick ends. So loop detection is exact.
-    if (socket) process.nextTick(() => this.registerEgress(upstream, egressTo));
+    if (remember) process.nextTick(() => this.registerEgress(upstream, target));
     try {
       for (const plugin of config.egress) {
         const preamble = plugin.preamble?.(this.record, target);
@@ -376,13 +437,19 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     if (this.upstreamTransport instanceof SocketTransport) closeAfterRelay(this.upstreamTransport.socket);
   }
 
+  private upstreamConnected(): void {
+    this.connected = true;
+    this.clearDeadline();
+  }
+
   /** Remembers `local>remote` of our outbound socket, to recognise it if it comes back to us. */
-  private registerEgress(upstream: Transport, to: Endpoint): void {
-    if (this.egressKey !== undefined || this.done) return;
+  private registerEgress(upstream: Transport, to: ResolvedTarget): void {
+    const registry = this.host.egressEndpoints;
+    if (this.egressKey !== undefined || this.done || registry === undefined) return;
     const local = upstream instanceof SocketTransport ? upstream.boundEndpoint() : undefined;
     if (local === undefined || local.port === 0) return; // not bound yet: 'connect' will register it
-    this.egressKey = flowKey(local, to);
-    this.host.egressEndpoints.add(this.egressKey);
+    this.egressKey = flowKey(local, { address: to.host, port: to.port, family: to.family });
+    registry.add(this.egressKey);
   }
 
   private sourceEnded(side: 'client' | 'upstream'): void {
@@ -436,7 +503,6 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     this.abortController?.abort(this.reason);
     const up = this.upPump?.summary() ?? EMPTY_DIRECTION;
     const down = this.downPump?.summary() ?? EMPTY_DIRECTION;
-    const paths = new Set([up.path, down.path].filter((p) => p !== 'none'));
     const summary: CloseSummary = {
       id: this.id,
       record: this.record as RedirectRecord | undefined,
@@ -446,7 +512,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       durationMs: performance.now() - this.startedAt,
       upstream: up,
       downstream: down,
-      path: paths.size === 0 ? 'none' : paths.size > 1 ? 'mixed' : [...paths][0]!,
+      path: flowPath(up.path, down.path),
     };
     this.summaryValue = summary;
     this.host.closed(this, summary);
@@ -558,6 +624,13 @@ class DirectionHooks implements PumpHooks {
     const other = this.side === 'client' ? 'upstream' : 'client';
     this.conn.fault(which === 'source' ? this.side : other, err);
   }
+}
+
+/** The flow's path from its two directions': a direction that carried nothing does not count. */
+function flowPath(up: DataPath | 'mixed', down: DataPath | 'mixed'): DataPath | 'mixed' {
+  if (up === 'none') return down;
+  if (down === 'none' || down === up) return up;
+  return 'mixed';
 }
 
 const DEADLINE_RESOLVE = 1;

@@ -13,7 +13,11 @@ export function flowKey(from: Endpoint, to: Endpoint): string {
  * Why an accepted flow is a loop, judged from its record alone (before any
  * upstream is made); undefined when it is not one.
  */
-export function recordLoop(record: RedirectRecord, proxyId: string, egressEndpoints: Set<string>): string | undefined {
+export function recordLoop(
+  record: RedirectRecord,
+  proxyId: string,
+  egressEndpoints: Set<string> | undefined,
+): string | undefined {
   if (record.chain.some((entry) => entry.id === proxyId)) {
     return `this flow already passed through "${proxyId}" (chain: ${record.chain.map((e) => e.id).join(' → ')})`;
   }
@@ -22,8 +26,11 @@ export function recordLoop(record: RedirectRecord, proxyId: string, egressEndpoi
   // ends must match, since the kernel reuses a local port for connections to
   // different destinations, and a static record's destination is not the
   // flow's.
+  if (egressEndpoints === undefined || egressEndpoints.size === 0 || !KERNEL_MECHANISMS.has(record.mechanism)) {
+    return undefined;
+  }
   const key = flowKey(record.source, record.destination);
-  if (KERNEL_MECHANISMS.has(record.mechanism) && egressEndpoints.has(key)) {
+  if (egressEndpoints.has(key)) {
     return `this flow is our own outbound connection ${key} coming back`;
   }
   return undefined;

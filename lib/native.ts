@@ -38,6 +38,8 @@ export interface LinuxAddon {
   peerAddress(fd: number): NativeEndpoint;
   /** SO_MARK of the socket. */
   getMark(fd: number): number;
+  /** TCP_NODELAY of the socket. */
+  tcpNoDelay(fd: number): boolean;
   /** IP_TRANSPARENT or IPV6_TRANSPARENT, by the socket's family. Needs CAP_NET_ADMIN. */
   setTransparent(fd: number): void;
   isTransparent(fd: number): boolean;

@@ -18,6 +18,9 @@ export interface PumpHooks {
   relayFailed?(err: Error, side: 'source' | 'sink'): void;
 }
 
+/** The empty size list every pump starts with; only an asynchronous chain gets its own. */
+const NO_SIZES: number[] = [];
+
 /**
  * Moves one direction: source transport → operators → sink transport, and
  * owns that direction's flow control (see docs/design.md, "Flow control").
@@ -45,7 +48,7 @@ export class Pump {
   /** Bytes the chain has not answered for (see the design doc). */
   private backlog = 0;
   /** Input chunk sizes not yet paid back, oldest first (asynchronous chains only). */
-  private pendingSizes: number[] = [];
+  private pendingSizes: number[] = NO_SIZES;
   /**
    * What the chain has shown so far: 'unknown' until its first output,
    * 'sync' once it answered inside a feeding call, 'async' once it emitted
@@ -60,7 +63,7 @@ export class Pump {
   private chainDone = false;
   private stopped = false;
   private endedSink = false;
-  private heldForBypass: Buffer[] = [];
+  private heldForBypass: Buffer[] | undefined;
   /** Zero-copy: undefined when this direction must stay on the JS path. */
   private readonly link: ZeroCopyLink | undefined;
   private handingOff = false;
@@ -155,7 +158,8 @@ export class Pump {
     }
     if (this.bypassRequested && this.input !== undefined) {
       // Bytes Node had buffered before the bypass: they belong after the chain's output.
-      this.heldForBypass.push(chunk);
+      if (this.heldForBypass === undefined) this.heldForBypass = [chunk];
+      else this.heldForBypass.push(chunk);
       return;
     }
     const input = this.input;
@@ -166,7 +170,10 @@ export class Pump {
       return;
     }
     this.backlog += chunk.length;
-    if (this.mode !== 'sync') this.pendingSizes.push(chunk.length);
+    if (this.mode !== 'sync') {
+      if (this.pendingSizes === NO_SIZES) this.pendingSizes = [];
+      this.pendingSizes.push(chunk.length);
+    }
     this.feeding = true;
     this.emittedWhileFeeding = false;
     try {
@@ -330,8 +337,8 @@ export class Pump {
   /** The bypassed chain has completed: the rest of the stream flows raw. */
   private continueRaw(): void {
     this.passthrough = true;
-    const held = this.heldForBypass;
-    this.heldForBypass = [];
+    const held = this.heldForBypass ?? [];
+    this.heldForBypass = undefined;
     for (const chunk of held) this.write(chunk);
     if (this.link) {
       void this.handOff();

@@ -93,6 +93,7 @@ export function proxyProtocolResolver(
 
   return {
     name: 'proxy-protocol',
+    kernelRecords: false,
     ...(inner?.prepareListener ? { prepareListener: (server) => inner.prepareListener?.(server) } : {}),
     async resolve(ctx: ResolverContext): Promise<ResolveResult> {
       const { socket } = ctx;

@@ -88,6 +88,7 @@ export function staticResolver(host: string, port: number): Resolver {
   let address = isIP(host) ? host : undefined;
   return {
     name: 'static',
+    kernelRecords: false,
     async prepareListener() {
       // A host name is looked up once, at listen(), so every flow sees the same record.
       if (address === undefined) {

@@ -6,7 +6,7 @@ import { normaliseOptions, type ServerConfig } from './options';
 import { normaliseAddress } from './record';
 import { connectNative, listenNative } from './resolve-wfp';
 import type { Transport } from './transport';
-import type { CloseReason, CloseSummary, Endpoint, RedirectServerOptions } from './types';
+import type { CloseReason, CloseSummary, EgressPlugin, Endpoint, RedirectServerOptions } from './types';
 
 export interface ListenOptions {
   port?: number;
@@ -56,6 +56,9 @@ export interface RedirectServerEvents {
   error: [err: Error];
 }
 
+/** Accepted TCP sockets inherit TCP_NODELAY from their listener (proven on Linux). */
+const INHERITS_NODELAY = process.platform === 'linux';
+
 const GRACEFUL = new Set<CloseReason>(['client-end', 'upstream-end']);
 
 /** A listener that turns each redirected connection into a middleware pipeline. */
@@ -80,13 +83,21 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
   private readonly host: ConnectionHost;
   /** The addon's listener when `transport: 'native'` (Windows WFP); net.Server otherwise. */
   private nativeListener: { close(): void } | undefined;
+  /**
+   * True until the listener's own TCP_NODELAY is known to cover every accepted
+   * socket (sockets queued before it was set did not inherit it).
+   */
+  private noDelayPerSocket = INHERITS_NODELAY;
 
   constructor(options: RedirectServerOptions) {
     super();
     this.config = normaliseOptions(options);
-    this.net = createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (socket) =>
-      this.accept(socket),
-    );
+    // TCP_NODELAY: on Linux an accepted socket inherits it from the listener,
+    // which saves a setsockopt per connection (see listen()).
+    this.net = createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: !INHERITS_NODELAY }, (socket) => {
+      if (this.noDelayPerSocket) socket.setNoDelay(true);
+      this.accept(socket);
+    });
     this.net.on('error', (err) => {
       if (this.state === 'listening') this.emit('error', err);
     });
@@ -96,7 +107,10 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
       get listenAddress() {
         return server.address;
       },
-      egressEndpoints: this.egressEndpoints,
+      egressEndpoints: this.config.resolver.kernelRecords === false ? undefined : this.egressEndpoints,
+      socketMaker: this.config.egress.find(
+        (p): p is EgressPlugin & Required<Pick<EgressPlugin, 'createSocket'>> => p.createSocket !== undefined,
+      ),
       opened: (conn) => {
         this.counters.connections++;
         this.emit('connection', conn);
@@ -123,6 +137,8 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
         this.net.once('error', onError);
         const done = (): void => {
           this.net.off('error', onError);
+          // Still in the tick of listen(2) (Node emits 'listening' on nextTick): no accept yet.
+          this.setListenerNoDelay();
           resolve();
         };
         if (options.fd !== undefined) this.net.listen({ fd: options.fd, backlog: options.backlog }, done);
@@ -150,6 +166,21 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
     }
     this.emit('listening', this.address);
     return this.address;
+  }
+
+  /**
+   * Sets TCP_NODELAY on the listening socket, before the first accept, so new
+   * connections inherit it. Connections the kernel completed between listen(2)
+   * and this (or queued on a listening fd handed to us) are all taken in the
+   * first accept round: they get it one by one until the loop has passed that round.
+   */
+  private setListenerNoDelay(): void {
+    if (!INHERITS_NODELAY) return;
+    const handle = (this.net as unknown as { _handle?: { setNoDelay?(on: boolean): number } | null })._handle;
+    if (typeof handle?.setNoDelay !== 'function' || handle.setNoDelay(true) !== 0) return;
+    setImmediate(() => {
+      this.noDelayPerSocket = false;
+    });
   }
 
   /** listen() on the addon's engine (`transport: 'native'`). */
@@ -269,10 +300,11 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
       );
       return;
     }
-    conn.run().catch((err: unknown) => {
-      // run() turns every failure into a close reason; anything here is our bug. Keep serving.
-      conn.destroy('destroyed', new RedirectError('ERR_REDIRECT_SERVER_STATE', `internal error: ${String(err)}`));
-    });
+    try {
+      conn.run();
+    } catch (err) {
+      conn.internalError(err);
+    }
   }
 
   private connectionClosed(conn: Connection, summary: CloseSummary): void {

@@ -196,6 +196,13 @@ export interface NativeResolverContext {
 export interface Resolver {
   readonly name: RedirectMechanism;
   /**
+   * False when this resolver never yields a record of a kernel mechanism
+   * (netfilter, tproxy, wfp). Only such records can be our own outbound
+   * connection coming back, so the server then skips remembering where its
+   * outbound sockets are bound (a getsockname per connection). Default true.
+   */
+  readonly kernelRecords?: boolean;
+  /**
    * May return the result itself when it needs no I/O (the static resolver): the
    * connection then goes on in the same tick, with no resolve deadline to arm.
    */

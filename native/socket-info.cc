@@ -1,5 +1,7 @@
 #include "socket-info.h"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include <cerrno>
@@ -42,6 +44,16 @@ Napi::Value GetMark(const Napi::CallbackInfo& info) {
     throw SystemError(info.Env(), errno, "getsockopt");
   }
   return Napi::Number::New(info.Env(), mark);
+}
+
+Napi::Value TcpNoDelay(const Napi::CallbackInfo& info) {
+  int fd = FdArgument(info, 0);
+  int on = 0;
+  socklen_t len = sizeof on;
+  if (getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, &len) != 0) {
+    throw SystemError(info.Env(), errno, "getsockopt");
+  }
+  return Napi::Boolean::New(info.Env(), on != 0);
 }
 
 }  // namespace rxredirect

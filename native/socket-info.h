@@ -1,6 +1,6 @@
 // Read-only facts about an existing socket fd: its local and peer endpoints
-// and its SO_MARK (which an accepted socket inherits from the SYN when
-// net.ipv4.tcp_fwmark_accept=1).
+// its SO_MARK (which an accepted socket inherits from the SYN when
+// net.ipv4.tcp_fwmark_accept=1) and its TCP_NODELAY.
 #pragma once
 
 #include <napi.h>
@@ -13,5 +13,7 @@ Napi::Value LocalAddress(const Napi::CallbackInfo& info);
 Napi::Value PeerAddress(const Napi::CallbackInfo& info);
 // getMark(fd) -> number (unsigned 32 bit)
 Napi::Value GetMark(const Napi::CallbackInfo& info);
+// tcpNoDelay(fd) -> boolean
+Napi::Value TcpNoDelay(const Napi::CallbackInfo& info);
 
 }  // namespace rxredirect
