@@ -17,6 +17,7 @@ import type {
   CloseReason,
   CloseSummary,
   DataPath,
+  DirectionSummary,
   EgressPlugin,
   Endpoint,
   RedirectRecord,
@@ -383,7 +384,15 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     const downLink = engine && sockets ? new ZeroCopyLink(engine, sockets.up, sockets.client) : undefined;
     if (upLink && downLink) upLink.pair(downLink);
     if (!deferred) {
-      this.upPump = new Pump(this.client, upstream, chain.upstream, hwm, new DirectionHooks(this, 'client'), upLink);
+      this.upPump = new Pump(
+        this.client,
+        upstream,
+        chain.upstream,
+        hwm,
+        new DirectionHooks(this, 'client'),
+        upLink,
+        config.limits.maxReadBytes,
+      );
     }
     this.downPump = new Pump(
       upstream,
@@ -392,6 +401,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       hwm,
       new DirectionHooks(this, 'upstream'),
       downLink,
+      config.limits.maxReadBytes,
     );
     this.applyBypass();
     this.armIdleTimer();
@@ -641,8 +651,9 @@ const DEADLINE_CONNECT = 3;
 /** The chain of a server without middleware: both directions relay raw. */
 const NO_CHAIN: ReturnType<typeof buildChain> = Object.freeze({});
 
-const EMPTY_DIRECTION = Object.freeze({
+const EMPTY_DIRECTION: DirectionSummary = Object.freeze({
   bytesRead: 0,
+  reads: 0,
   bytesWritten: 0,
   peakBuffered: 0,
   pauses: 0,

@@ -26,11 +26,16 @@ export interface ServerConfig {
   readonly transport: 'net' | 'native';
 }
 
+/** The size of Node's own socket reads. */
+export const NODE_READ_SIZE = 64 * 1024;
+const MAX_READ_BYTES = 64 * 1024 * 1024;
+
 export const DEFAULT_LIMITS: Readonly<Required<Limits>> = Object.freeze({
   maxConnections: Number.POSITIVE_INFINITY,
   connectTimeoutMs: 10_000,
   idleTimeoutMs: 0,
   highWaterMark: 512 * 1024,
+  maxReadBytes: 1024 * 1024,
   resolveTimeoutMs: 5_000,
   closeTimeoutMs: 5_000,
 });
@@ -191,6 +196,13 @@ function normaliseLimits(limits: Limits | undefined): Required<Limits> {
   positive('resolveTimeoutMs', false, false);
   positive('closeTimeoutMs', true, false);
   if (out.highWaterMark < 1024) throw invalidOption('limits.highWaterMark', 'must be at least 1024 bytes');
+  positive('maxReadBytes', false, false);
+  if (out.maxReadBytes < NODE_READ_SIZE || out.maxReadBytes > MAX_READ_BYTES) {
+    throw invalidOption(
+      'limits.maxReadBytes',
+      `must be ${NODE_READ_SIZE}–${MAX_READ_BYTES} bytes (${NODE_READ_SIZE} keeps Node's own reads), got ${String(out.maxReadBytes)}`,
+    );
+  }
   return out;
 }
 

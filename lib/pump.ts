@@ -18,6 +18,9 @@ export interface PumpHooks {
   relayFailed?(err: Error, side: 'source' | 'sink'): void;
 }
 
+/** Reads are never smaller than Node's own. */
+const LARGE_READ_MIN = 64 * 1024;
+
 /** The empty size list every pump starts with; only an asynchronous chain gets its own. */
 const NO_SIZES: number[] = [];
 
@@ -27,6 +30,7 @@ const NO_SIZES: number[] = [];
  */
 export class Pump {
   bytesRead = 0;
+  reads = 0;
   bytesWritten = 0;
   peakBuffered = 0;
   pauses = 0;
@@ -42,6 +46,8 @@ export class Pump {
   private readonly highWaterMark: number;
   private readonly lowWaterMark: number;
   private readonly hooks: PumpHooks;
+  /** limits.maxReadBytes: large reads on a raw direction; 0 or 64 KiB keeps Node's reads. */
+  private readonly maxReadBytes: number;
 
   private input: Subscriber<Buffer> | undefined;
   private subscription: Subscription | undefined;
@@ -81,7 +87,9 @@ export class Pump {
     highWaterMark: number,
     hooks: PumpHooks,
     link?: ZeroCopyLink,
+    maxReadBytes = 0,
   ) {
+    this.maxReadBytes = maxReadBytes;
     this.source = source;
     this.sink = sink;
     this.operator = operator;
@@ -127,6 +135,7 @@ export class Pump {
       void this.handOff();
       return;
     }
+    if (!this.operator) this.allowLargeReads();
     if (!this.stoppedForFlow) this.source.startReading();
   }
 
@@ -145,10 +154,22 @@ export class Pump {
     if (!this.feeding) this.input?.complete();
   }
 
+  /** A raw direction: chunks only pass through to the sink, so reads may be large (docs/design.md). */
+  private allowLargeReads(): void {
+    if (this.maxReadBytes > LARGE_READ_MIN) this.source.largeReads?.(this.maxReadBytes, () => this.nextReadSize());
+  }
+
+  /** Large reads: the next read may take what is left under the high-water mark. */
+  private nextReadSize(): number {
+    const room = this.highWaterMark - (this.backlog + this.sink.writableLength);
+    return Math.min(this.maxReadBytes, Math.max(LARGE_READ_MIN, room));
+  }
+
   /** A chunk from the source. */
   onData(chunk: Buffer): void {
     if (this.stopped) return;
     this.bytesRead += chunk.length;
+    this.reads++;
     this.hooks.activity();
     if (this.chainDone) {
       if (!this.passthrough) return; // the chain finished early (e.g. take): the rest is discarded
@@ -229,6 +250,7 @@ export class Pump {
   summary(): DirectionSummary {
     return {
       bytesRead: this.bytesRead,
+      reads: this.reads,
       bytesWritten: this.bytesWritten,
       peakBuffered: this.peakBuffered,
       pauses: this.pauses,
@@ -373,7 +395,7 @@ export class Pump {
     if (!this.endPending && !link.sourceEnded() && !this.sink.destroyed) {
       let started = false;
       try {
-        started = link.start(this.relayHandlers);
+        started = link.start(this.relayHandlers());
       } catch {
         started = false; // e.g. EBADF on a socket closing under us: the JS path reports it
       }
@@ -392,27 +414,31 @@ export class Pump {
     // checkHigh stops it again properly if the sink is still full.
     this.reading = true;
     this.stoppedForFlow = false;
+    if (!this.operator) this.allowLargeReads();
     this.source.startReading();
     link.resumeSource();
     this.checkHigh();
   }
 
-  private readonly relayHandlers: RelayHandlers = {
-    progress: (bytesIn, bytesOut) => this.spliced(bytesIn, bytesOut),
-    end: (bytesIn, bytesOut) => {
-      this.spliced(bytesIn, bytesOut);
-      if (this.stopped) return;
-      this.chainDone = true;
-      this.endedSink = true;
-      this.hooks.sourceEnded?.();
-      this.hooks.finished();
-    },
-    error: (err, side, bytesIn, bytesOut) => {
-      this.spliced(bytesIn, bytesOut);
-      if (this.stopped) return;
-      this.hooks.relayFailed?.(err, side);
-    },
-  };
+  /** What the engine reports for this direction (made at handoff: most pumps never hand off). */
+  private relayHandlers(): RelayHandlers {
+    return {
+      progress: (bytesIn, bytesOut) => this.spliced(bytesIn, bytesOut),
+      end: (bytesIn, bytesOut) => {
+        this.spliced(bytesIn, bytesOut);
+        if (this.stopped) return;
+        this.chainDone = true;
+        this.endedSink = true;
+        this.hooks.sourceEnded?.();
+        this.hooks.finished();
+      },
+      error: (err, side, bytesIn, bytesOut) => {
+        this.spliced(bytesIn, bytesOut);
+        if (this.stopped) return;
+        this.hooks.relayFailed?.(err, side);
+      },
+    };
+  }
 
   /** Reads the engine's totals now (the idle timer calls this before it decides). */
   pollSpliced(): void {

@@ -34,6 +34,12 @@ export interface Transport {
   end(): void;
   /** Aborts with RST. */
   reset(): void;
+  /**
+   * Optional: once the flow shows bulk, read into buffers of `sizeFor()` bytes
+   * (asked after every read) instead of the platform's own (docs/design.md,
+   * "Large reads"). Only for a direction whose chunks go straight to a sink.
+   */
+  largeReads?(maxBytes: number, sizeFor: () => number): void;
   /** Closes without sending anything more (FIN if the kernel has nothing unread). */
   destroy(): void;
 }
@@ -42,6 +48,36 @@ interface LibuvStreamHandle {
   reading?: boolean;
   readStop?(): number;
   readStart?(): number;
+  useUserBuffer?(buf: Uint8Array): void;
+}
+
+/** A full read of Node's own: the flow has more waiting (bulk). */
+const NODE_READ_SIZE = 64 * 1024;
+/** Regions are at least this big. */
+const MIN_REGION = 64 * 1024;
+
+/**
+ * The keys under which a net.Socket keeps its `onread` user buffer, its callback
+ * and its generator (Node sets all three, null, on every socket). Found by
+ * description once; undefined when the running Node has no such path.
+ */
+interface UserBufferKeys {
+  buffer: symbol;
+  callback: symbol;
+  generator: symbol;
+}
+let userBufferKeys: UserBufferKeys | null | undefined;
+
+function userBufferKeysOf(s: Socket): UserBufferKeys | undefined {
+  if (userBufferKeys === undefined) {
+    const byName = new Map<string, symbol>();
+    for (const sym of Object.getOwnPropertySymbols(s)) if (sym.description) byName.set(sym.description, sym);
+    const buffer = byName.get('kBuffer');
+    const callback = byName.get('kBufferCb');
+    const generator = byName.get('kBufferGen');
+    userBufferKeys = buffer && callback && generator ? { buffer, callback, generator } : null;
+  }
+  return userBufferKeys ?? undefined;
 }
 
 /** Transport over a Node `net.Socket` (Linux, macOS, and Windows without WFP). */
@@ -51,6 +87,12 @@ export class SocketTransport implements Transport {
   private wantReading = false;
   /** We stopped the libuv handle ourselves, so we must restart it. */
   private stoppedHandle = false;
+  /** Large reads: the region size, asked after every read; set by largeReads(). */
+  private sizeFor: (() => number) | undefined;
+  /** Large reads are on: every read lands in a region of `slab`, from `slabOffset` on. */
+  private slab: Buffer | undefined;
+  private slabOffset = 0;
+  private slabBytes = 0;
 
   constructor(socket: Socket) {
     this.socket = socket;
@@ -92,10 +134,59 @@ export class SocketTransport implements Transport {
   attach(handlers: TransportHandlers): void {
     this.handlers = handlers;
     const s = this.socket;
-    s.on('data', handlers.data);
+    s.on('data', (chunk: Buffer) => {
+      handlers.data(chunk);
+      if (this.sizeFor !== undefined && chunk.length >= NODE_READ_SIZE && this.slab === undefined) {
+        this.startLargeReads();
+      }
+    });
     s.on('end', handlers.end);
     s.on('error', handlers.error);
     s.on('close', handlers.close);
+  }
+
+  largeReads(maxBytes: number, sizeFor: () => number): void {
+    if (maxBytes <= NODE_READ_SIZE) return;
+    this.slabBytes = 2 * maxBytes;
+    this.sizeFor = sizeFor;
+  }
+
+  /**
+   * Switches the socket to Node's user-buffer reads: each read lands in a fresh
+   * region of our slab, and the chunk handed on is a view of it. A region is
+   * never handed out twice, so a chunk still queued in a sink stays intact.
+   */
+  private startLargeReads(): void {
+    const s = this.socket;
+    const handle = handleOf(s);
+    const keys = userBufferKeysOf(s);
+    if (!keys || typeof handle?.useUserBuffer !== 'function' || s.destroyed) {
+      this.sizeFor = undefined;
+      return;
+    }
+    const handlers = this.handlers as TransportHandlers;
+    const first = this.nextRegion();
+    const target = s as unknown as Record<symbol, unknown>;
+    target[keys.buffer] = first;
+    target[keys.callback] = (n: number, region: Buffer): void => {
+      this.slabOffset += n;
+      handlers.data(region.subarray(0, n));
+    };
+    target[keys.generator] = () => this.nextRegion();
+    handle.useUserBuffer(first);
+  }
+
+  /** The buffer the next read lands in: `sizeFor()` bytes (at least 64 KiB) not handed out before. */
+  private nextRegion(): Buffer {
+    const size = Math.min(this.slabBytes / 2, Math.max(MIN_REGION, (this.sizeFor as () => number)()));
+    let slab = this.slab;
+    if (slab === undefined || slab.length - this.slabOffset < size) {
+      // The old slab stays alive only while chunks cut from it are.
+      slab = Buffer.allocUnsafeSlow(this.slabBytes);
+      this.slab = slab;
+      this.slabOffset = 0;
+    }
+    return slab.subarray(this.slabOffset, this.slabOffset + size);
   }
 
   startReading(): void {

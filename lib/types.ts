@@ -138,6 +138,8 @@ export type DataPath = 'js' | 'zero-copy' | 'none';
 export interface DirectionSummary {
   /** Bytes read from the sending socket. */
   readonly bytesRead: number;
+  /** Chunks read from the sending socket on the JS path (bytesRead / reads: the mean read size). */
+  readonly reads: number;
   /** Bytes written to the receiving socket (after middleware). */
   readonly bytesWritten: number;
   /** Highest number of bytes held between the two sockets at once. */
@@ -260,6 +262,11 @@ export interface Limits {
   idleTimeoutMs?: number;
   /** Bytes held per direction before reading from the sender stops. Default 512 KiB. */
   highWaterMark?: number;
+  /**
+   * Largest read on a direction without middleware, once it shows bulk (docs/design.md,
+   * "Large reads"). 65536 keeps Node's own 64 KiB reads. Default 1 MiB.
+   */
+  maxReadBytes?: number;
   /** Deadline for finding a record. Default 5 000 ms. */
   resolveTimeoutMs?: number;
   /** How long close() lets live connections finish before destroying them. Default 5 000 ms. */

@@ -1,0 +1,136 @@
+import { createHash } from 'node:crypto';
+import type { Socket } from 'node:net';
+import test from 'ava';
+import { map } from 'rxjs';
+import { both, createRedirectServer, RedirectError } from '../lib/index';
+import { dial, drain, echoUpstream, listenTcp, nextClose, sendRandom, startRedirect } from './helpers/net';
+
+const MiB = 1024 * 1024;
+const NODE_READ = 64 * 1024;
+
+// Large reads (docs/design.md, "Large reads on raw directions"): a direction without
+// middleware reads into our own buffers once it shows bulk. These tests count the
+// reads a direction took (summary.reads) against the 64 KiB Node reads would need.
+
+test('a raw direction switches to large reads under bulk: fewer, bigger reads, every byte intact both ways', async (t) => {
+  const up = await echoUpstream(t);
+  const { server, port } = await startRedirect(t, { resolve: { host: '127.0.0.1', port: up.port }, zeroCopy: 'off' });
+  const client = await dial(port);
+  const closed = nextClose(server);
+  const back = drain(client);
+  const sent = await sendRandom(client, 64 * MiB, 256 * 1024);
+  const got = await back;
+  t.is(got.bytes, 64 * MiB);
+  t.is(got.sha256, sent);
+  const summary = await closed;
+  t.is(summary.reason, 'client-end');
+  for (const side of ['upstream', 'downstream'] as const) {
+    const d = summary[side];
+    t.is(d.bytesRead, 64 * MiB);
+    t.is(d.bytesWritten, 64 * MiB);
+    // With Node's reads at least 1024 would be needed; large reads take far fewer.
+    t.true(
+      d.reads < (64 * MiB) / NODE_READ / 2,
+      `${side}: ${d.reads} reads, mean ${Math.round(d.bytesRead / d.reads)} B`,
+    );
+    t.log(`${side}: ${d.reads} reads, mean ${Math.round(d.bytesRead / d.reads / 1024)} KiB`);
+  }
+});
+
+test('limits.maxReadBytes 65536 keeps Node reads: no read above 64 KiB', async (t) => {
+  const up = await echoUpstream(t);
+  const { server, port } = await startRedirect(t, {
+    resolve: { host: '127.0.0.1', port: up.port },
+    zeroCopy: 'off',
+    limits: { maxReadBytes: NODE_READ },
+  });
+  const client = await dial(port);
+  const closed = nextClose(server);
+  const back = drain(client);
+  const sent = await sendRandom(client, 16 * MiB, 256 * 1024);
+  t.is((await back).sha256, sent);
+  const summary = await closed;
+  t.true(summary.upstream.reads >= (16 * MiB) / NODE_READ);
+  t.true(summary.downstream.reads >= (16 * MiB) / NODE_READ);
+});
+
+test('a direction with middleware keeps Node reads (an operator may keep its chunks)', async (t) => {
+  const up = await echoUpstream(t);
+  const { server, port } = await startRedirect(t, {
+    resolve: { host: '127.0.0.1', port: up.port },
+    zeroCopy: 'off',
+    middleware: [both(map((c: Buffer) => c))],
+  });
+  const client = await dial(port);
+  const closed = nextClose(server);
+  const back = drain(client);
+  const sent = await sendRandom(client, 16 * MiB, 256 * 1024);
+  t.is((await back).sha256, sent);
+  const summary = await closed;
+  t.true(summary.upstream.reads >= (16 * MiB) / NODE_READ);
+  t.true(summary.downstream.reads >= (16 * MiB) / NODE_READ);
+});
+
+// Reads smaller than the mark keep reading while earlier chunks still wait in the sink:
+// a region handed out twice would overwrite them.
+for (const { HWM, maxReadBytes } of [
+  { HWM: 256 * 1024, maxReadBytes: MiB },
+  { HWM: 4 * MiB, maxReadBytes: 128 * 1024 },
+])
+  test(`large reads against a slow reader (highWaterMark ${HWM / 1024} KiB, maxReadBytes ${maxReadBytes / 1024} KiB): held bytes stay within the mark + one Node read, and chunks queued in the sink are never overwritten`, async (t) => {
+    // The upstream reads in bursts: 50 ms stopped, 50 ms draining what the kernel has.
+    const hash = createHash('sha256');
+    let received = 0;
+    let upstreamSocket: Socket | undefined;
+    let ended: () => void = () => {};
+    const upstreamEnded = new Promise<void>((resolve) => {
+      ended = resolve;
+    });
+    const up = await listenTcp(t, (s) => {
+      upstreamSocket = s;
+      s.on('data', (c: Buffer) => {
+        hash.update(c);
+        received += c.length;
+      });
+      s.on('end', () => {
+        s.end();
+        ended();
+      });
+    });
+    const { server, port } = await startRedirect(t, {
+      resolve: { host: '127.0.0.1', port: up.port },
+      zeroCopy: 'off',
+      limits: { highWaterMark: HWM, maxReadBytes },
+    });
+    const closed = nextClose(server);
+    const client = await dial(port);
+    const bursts = setInterval(() => {
+      if (upstreamSocket?.isPaused()) upstreamSocket.resume();
+      else upstreamSocket?.pause();
+    }, 50);
+    t.teardown(() => clearInterval(bursts));
+    // One random block: no two stream positions alike, so an overwritten chunk cannot go unnoticed.
+    const sent = await sendRandom(client, 48 * MiB, 48 * MiB);
+    await upstreamEnded;
+    t.is(received, 48 * MiB);
+    t.is(hash.digest('hex'), sent);
+    const d = (await closed).upstream;
+    t.true(d.pauses > 0, 'the slow reader made the relay stop reading');
+    t.true(d.reads < ((48 * MiB) / NODE_READ) * 0.75, `${d.reads} reads: large reads were on`);
+    t.true(d.peakBuffered <= HWM + NODE_READ, `peakBuffered ${d.peakBuffered} > ${HWM + NODE_READ}`);
+    t.log(`pauses ${d.pauses}, reads ${d.reads}, peakBuffered ${Math.round(d.peakBuffered / 1024)} KiB`);
+  });
+
+test('limits.maxReadBytes is validated with a coded error', (t) => {
+  for (const bad of [1000, 65535, 64 * MiB + 1, 1.5, -1, '1M']) {
+    const err = t.throws(() =>
+      createRedirectServer({ resolve: { host: '127.0.0.1', port: 1 }, limits: { maxReadBytes: bad as number } }),
+    );
+    t.true(err instanceof RedirectError);
+    t.is((err as RedirectError).code, 'ERR_REDIRECT_INVALID_OPTION');
+    t.regex(err?.message ?? '', /maxReadBytes/);
+  }
+  t.notThrows(() =>
+    createRedirectServer({ resolve: { host: '127.0.0.1', port: 1 }, limits: { maxReadBytes: NODE_READ } }),
+  );
+});
