@@ -135,7 +135,7 @@ export class Pump {
       void this.handOff();
       return;
     }
-    if (!this.operator) this.allowLargeReads();
+    this.allowLargeReads();
     if (!this.stoppedForFlow) this.source.startReading();
   }
 
@@ -154,13 +154,17 @@ export class Pump {
     if (!this.feeding) this.input?.complete();
   }
 
-  /** A raw direction: chunks only pass through to the sink, so reads may be large (docs/design.md). */
+  /** Reads may be large once the flow shows bulk (docs/design.md, "Large reads"). */
   private allowLargeReads(): void {
     if (this.maxReadBytes > LARGE_READ_MIN) this.source.largeReads?.(this.maxReadBytes, () => this.nextReadSize());
   }
 
   /** Large reads: the next read may take what is left under the high-water mark. */
   private nextReadSize(): number {
+    // An asynchronous chain's backlog also counts what its operators hold by design
+    // (a bufferCount after an async step): one large read could fill the mark
+    // before they emit. Only raw and synchronous directions read large.
+    if (this.operator !== undefined && this.mode !== 'sync') return LARGE_READ_MIN;
     const room = this.highWaterMark - (this.backlog + this.sink.writableLength);
     return Math.min(this.maxReadBytes, Math.max(LARGE_READ_MIN, room));
   }
@@ -268,8 +272,11 @@ export class Pump {
       this.fail(new TypeError(`a middleware emitted ${describe(chunk)} where a Buffer was expected`));
       return;
     }
-    if (this.feeding) this.emittedWhileFeeding = true;
-    else if (this.input !== undefined || this.backlog > 0) this.payBack(buf.length);
+    if (this.feeding) {
+      // Output of the chunk being fed: those bytes leave the backlog as they enter the sink.
+      this.emittedWhileFeeding = true;
+      this.backlog = Math.max(0, this.backlog - buf.length);
+    } else if (this.input !== undefined || this.backlog > 0) this.payBack(buf.length);
     if (buf.length === 0) return;
     this.write(buf);
     this.hooks.activity();
@@ -414,7 +421,7 @@ export class Pump {
     // checkHigh stops it again properly if the sink is still full.
     this.reading = true;
     this.stoppedForFlow = false;
-    if (!this.operator) this.allowLargeReads();
+    this.allowLargeReads();
     this.source.startReading();
     link.resumeSource();
     this.checkHigh();
