@@ -67,7 +67,10 @@ export interface SpliceBudget {
   readonly threads: number;
   readonly maxPipes: number;
   readonly maxPipeBytes: number;
+  /** Every relay's pipe to start with. */
   readonly pipeSize: number;
+  /** A busy relay doubles its pipe up to this (≥ pipeSize). */
+  readonly maxPipeSize: number;
 }
 
 export interface SpliceEngineStats {
@@ -75,11 +78,23 @@ export interface SpliceEngineStats {
   readonly threads: number;
   readonly relays: number;
   readonly pipes: number;
+  /** Pipe bytes reserved now: base pipes plus growth (≤ maxPipeBytes). */
   readonly pipeBytes: number;
+  /** The part of pipeBytes relays grew beyond their base pipes (≤ maxPipeBytes / 2). */
+  readonly grownBytes: number;
+  /** Pipe doublings since the process started. */
+  readonly growths: number;
+  /**
+   * Doublings the kernel refused since the process started (F_SETPIPE_SZ: EPERM over
+   * fs.pipe-max-size without CAP_SYS_RESOURCE or over the per-user pipe pages, EBUSY); a relay
+   * keeps its pipe and stops asking after one.
+   */
+  readonly growthFailures: number;
   readonly maxThreads: number;
   readonly maxPipes: number;
   readonly maxPipeBytes: number;
   readonly pipeSize: number;
+  readonly maxPipeSize: number;
 }
 
 /** kind: 0 progress, 1 end (FIN passed on), 2 error; side: 0 source, 1 sink. */

@@ -21,8 +21,15 @@ export interface ZeroCopyBudget {
   maxPipes?: number;
   /** Pipe buffer bytes at once. Default 32 MiB (half of the default fs.pipe-user-pages-soft). */
   maxPipeBytes?: number;
-  /** Size of each pipe. Default 64 KiB. */
+  /** Size each relay's pipe starts with. Default 64 KiB. */
   pipeSize?: number;
+  /**
+   * A relay whose pipe limits the flow doubles it, up to this size (at least `pipeSize`), while
+   * the growth stays within `maxPipeBytes` and all growth together within half of it (the other
+   * half stays free for new connections' base pipes). Default 1 MiB (the default fs.pipe-max-size);
+   * equal to `pipeSize` turns growth off.
+   */
+  maxPipeSize?: number;
 }
 
 export const DEFAULT_ZERO_COPY_BUDGET: Readonly<Required<ZeroCopyBudget>> = Object.freeze({
@@ -30,6 +37,7 @@ export const DEFAULT_ZERO_COPY_BUDGET: Readonly<Required<ZeroCopyBudget>> = Obje
   maxPipes: 1024,
   maxPipeBytes: 32 * 1024 * 1024,
   pipeSize: 64 * 1024,
+  maxPipeSize: 1024 * 1024,
 });
 
 /** What the engine reports for one relay; byte counts are totals since it started. */
@@ -127,14 +135,26 @@ export function configureZeroCopy(budget: ZeroCopyBudget): void {
   check('maxPipes', 0, 1_000_000);
   check('maxPipeBytes', 0, Number.MAX_SAFE_INTEGER);
   check('pipeSize', 4096, 1 << 30);
+  check('maxPipeSize', 4096, 1 << 30);
   const e = zeroCopyEngine();
-  if (e === undefined) return;
-  const current = e.stats();
+  // Fields left out keep their current values (the defaults without the engine).
+  const current = e?.stats();
+  const pipeSize = budget.pipeSize ?? current?.pipeSize ?? DEFAULT_ZERO_COPY_BUDGET.pipeSize;
+  const maxPipeSize = budget.maxPipeSize ?? current?.maxPipeSize ?? DEFAULT_ZERO_COPY_BUDGET.maxPipeSize;
+  if (maxPipeSize < pipeSize) {
+    const key = budget.maxPipeSize === undefined ? 'pipeSize' : 'maxPipeSize';
+    throw invalidOption(
+      `zeroCopyBudget.${key}`,
+      `maxPipeSize (${maxPipeSize}) must be at least pipeSize (${pipeSize}); set both to change them together`,
+    );
+  }
+  if (e === undefined || current === undefined) return;
   optionalLinux()?.spliceConfigure({
     threads: budget.threads ?? current.maxThreads,
     maxPipes: budget.maxPipes ?? current.maxPipes,
     maxPipeBytes: budget.maxPipeBytes ?? current.maxPipeBytes,
-    pipeSize: budget.pipeSize ?? current.pipeSize,
+    pipeSize,
+    maxPipeSize,
   });
 }
 

@@ -29,6 +29,10 @@ constexpr auto kReportInterval = std::chrono::milliseconds(100);
 // Pump rounds per relay per turn, so one busy relay cannot starve the others.
 constexpr int kRoundsPerTurn = 16;
 constexpr unsigned kSpliceFlags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
+// A relay doubles its pipe after this many rounds in a row in which the pipe
+// was the narrowest point: the source filled it to capacity and the sink then
+// took all of it.
+constexpr int kGrowAfterFullRounds = 2;
 
 struct Relay {
   uint64_t id = 0;
@@ -36,9 +40,12 @@ struct Relay {
   int dst = -1;
   int pipeRead = -1;
   int pipeWrite = -1;
-  size_t pipeCap = 0;
+  size_t pipeCap = 0;  // the kernel's F_GETPIPE_SZ
   size_t inPipe = 0;
-  int64_t accounted = 0;  // pipe bytes reserved from the budget
+  int64_t accounted = 0;  // pipe bytes reserved from the budget (base + grown)
+  int64_t grown = 0;      // the part of `accounted` beyond the base pipe
+  int fullRounds = 0;     // rounds in a row in which the pipe limited the flow
+  bool canGrow = true;    // false once F_SETPIPE_SZ failed for this relay
   uint64_t bytesIn = 0;
   uint64_t bytesOut = 0;
   uint64_t reportedOut = 0;
@@ -71,6 +78,37 @@ std::atomic<uint64_t> gNextId{1};
 std::atomic<size_t> gNextWorker{0};
 std::atomic<int> gPipes{0};
 std::atomic<int64_t> gPipeBytes{0};
+std::atomic<int64_t> gGrownBytes{0};
+std::atomic<uint64_t> gGrowths{0};
+std::atomic<uint64_t> gGrowthFailures{0};
+// The budget fields pipe growth needs, readable by engine threads, which pump
+// under their worker lock and so may not take gEngineMu (Start takes them in
+// the other order). Written by Configure.
+std::atomic<int64_t> gGrowMaxPipeBytes{Budget{}.maxPipeBytes};
+std::atomic<int64_t> gGrowMaxPipeSize{Budget{}.maxPipeSize};
+
+// Adds `amount` to `counter` unless that would take it over `limit`. Never
+// overshoots, not even for a moment: spliceStats() may read it at any time.
+template <typename T>
+bool Reserve(std::atomic<T>& counter, T amount, T limit) {
+  T current = counter.load();
+  do {
+    if (current + amount > limit) return false;
+  } while (!counter.compare_exchange_weak(current, current + amount));
+  return true;
+}
+
+// What F_SETPIPE_SZ really gives for `size`: a power-of-two number of pages.
+int64_t KernelPipeSize(int64_t size) {
+  static const int64_t page = [] {
+    long p = sysconf(_SC_PAGESIZE);
+    return p > 0 ? static_cast<int64_t>(p) : int64_t{4096};
+  }();
+  int64_t pages = (size + page - 1) / page;
+  int64_t rounded = 1;
+  while (rounded < pages) rounded <<= 1;
+  return rounded * page;
+}
 
 void CloseFd(int& fd) {
   if (fd >= 0) close(fd);
@@ -87,6 +125,50 @@ void Release(Worker& w, Relay& r) {
   CloseFd(r.pipeWrite);
   gPipes.fetch_sub(1);
   gPipeBytes.fetch_sub(r.accounted);
+  gGrownBytes.fetch_sub(r.grown);
+  r.accounted = 0;
+  r.grown = 0;
+}
+
+// Doubles the relay's pipe when the budget allows: the whole stays within
+// maxPipeBytes, all growth together within maxPipeBytes / kGrowthShareDivisor,
+// and the pipe within maxPipeSize. Caller holds the worker's lock.
+void Grow(Relay& r) {
+  const int64_t current = static_cast<int64_t>(r.pipeCap);
+  const int64_t target = KernelPipeSize(current * 2);
+  if (target > gGrowMaxPipeSize.load()) return;
+  const int64_t maxBytes = gGrowMaxPipeBytes.load();
+  const int64_t delta = target - current;
+  if (!Reserve<int64_t>(gGrownBytes, delta, maxBytes / kGrowthShareDivisor)) return;
+  if (!Reserve<int64_t>(gPipeBytes, delta, maxBytes)) {
+    gGrownBytes.fetch_sub(delta);
+    return;
+  }
+  int set = fcntl(r.pipeWrite, F_SETPIPE_SZ, static_cast<int>(target));
+  if (set < 0) {
+    // EPERM (over fs.pipe-max-size or the per-user pipe pages), EBUSY, ENOMEM:
+    // the pipe keeps its size, and this relay stops asking.
+    gGrownBytes.fetch_sub(delta);
+    gPipeBytes.fetch_sub(delta);
+    gGrowthFailures.fetch_add(1);
+    r.canGrow = false;
+    return;
+  }
+  int cap = fcntl(r.pipeWrite, F_GETPIPE_SZ);
+  const int64_t real = cap > 0 ? cap : set;
+  const int64_t added = real - current;
+  // Account what the kernel really added. It cannot be more than asked for
+  // (target is already a whole power of two pages); if it were, it is still
+  // counted, so Release subtracts exactly what was accounted.
+  if (added != delta) {
+    gGrownBytes.fetch_add(added - delta);
+    gPipeBytes.fetch_add(added - delta);
+  }
+  r.pipeCap = static_cast<size_t>(real);
+  r.accounted += added;
+  r.grown += added;
+  if (added > 0) gGrowths.fetch_add(1);
+  else r.canGrow = false;
 }
 
 Outcome Pump(Relay& r, int* err, Side* side) {
@@ -103,12 +185,15 @@ Outcome Pump(Relay& r, int* err, Side* side) {
   }
   for (int round = 0; round < kRoundsPerTurn; ++round) {
     bool progress = false;
+    bool filled = false;  // this round's read left the pipe full: the source had more
     if (!r.srcEof && r.inPipe < r.pipeCap) {
       ssize_t n = ::splice(r.src, nullptr, r.pipeWrite, nullptr, r.pipeCap - r.inPipe, kSpliceFlags);
       if (n > 0) {
         r.inPipe += static_cast<size_t>(n);
         r.bytesIn += static_cast<uint64_t>(n);
         progress = true;
+        filled = r.inPipe == r.pipeCap;
+        if (!filled) r.fullRounds = 0;
       } else if (n == 0) {
         r.srcEof = true;
         progress = true;
@@ -131,6 +216,12 @@ Outcome Pump(Relay& r, int* err, Side* side) {
         *side = Side::kSink;
         return Outcome::kError;
       }
+    }
+    // The pipe, not the sink, limited this round: a bigger pipe moves more per
+    // splice. (A full pipe the sink cannot empty only buffers: no growth then.)
+    if (filled && r.inPipe == 0 && r.canGrow && ++r.fullRounds >= kGrowAfterFullRounds) {
+      r.fullRounds = 0;
+      Grow(r);
     }
     if (r.srcEof && r.inPipe == 0) {
       // Everything read has been written: pass the FIN on (half-close).
@@ -280,6 +371,8 @@ void Configure(const Budget& budget) {
   int threads = gWorkers.empty() ? budget.threads : gBudget.threads;
   gBudget = budget;
   gBudget.threads = threads;
+  gGrowMaxPipeBytes.store(budget.maxPipeBytes);
+  gGrowMaxPipeSize.store(budget.maxPipeSize);
 }
 
 Budget CurrentBudget() {
@@ -304,14 +397,11 @@ int64_t Start(int srcFd, int dstFd, uint64_t pairWith) {
     }
     if (w == nullptr) w = gWorkers[gNextWorker.fetch_add(1) % gWorkers.size()].get();
   }
-  const int64_t accounted = budget.pipeSize;
-  if (gPipes.fetch_add(1) >= budget.maxPipes) {
+  // What the kernel will really give (a power of two pages).
+  const int64_t accounted = KernelPipeSize(budget.pipeSize);
+  if (!Reserve(gPipes, 1, budget.maxPipes)) return 0;
+  if (!Reserve<int64_t>(gPipeBytes, accounted, budget.maxPipeBytes)) {
     gPipes.fetch_sub(1);
-    return 0;
-  }
-  if (gPipeBytes.fetch_add(accounted) + accounted > budget.maxPipeBytes) {
-    gPipes.fetch_sub(1);
-    gPipeBytes.fetch_sub(accounted);
     return 0;
   }
   auto r = std::make_unique<Relay>();
@@ -327,8 +417,8 @@ int64_t Start(int srcFd, int dstFd, uint64_t pairWith) {
   r->pipeRead = fds[0];
   r->pipeWrite = fds[1];
   // Over fs.pipe-user-pages-soft the kernel refuses to grow a pipe; the
-  // smaller pipe still works, only with less in flight.
-  (void)fcntl(r->pipeWrite, F_SETPIPE_SZ, budget.pipeSize);
+  // smaller pipe still works, only with less in flight (and never grows).
+  if (fcntl(r->pipeWrite, F_SETPIPE_SZ, budget.pipeSize) < 0) r->canGrow = false;
   int cap = fcntl(r->pipeWrite, F_GETPIPE_SZ);
   r->pipeCap = cap > 0 ? static_cast<size_t>(cap) : 4096;
   r->src = fcntl(srcFd, F_DUPFD_CLOEXEC, 0);
@@ -412,7 +502,8 @@ bool Progress(uint64_t id, uint64_t* bytesIn, uint64_t* bytesOut) {
 
 Stats CurrentStats() {
   std::lock_guard<std::mutex> lock(gEngineMu);
-  Stats s{static_cast<int>(gWorkers.size()), 0, gPipes.load(), gPipeBytes.load()};
+  Stats s{static_cast<int>(gWorkers.size()), 0, gPipes.load(), gPipeBytes.load(), gGrownBytes.load(), gGrowths.load(),
+          gGrowthFailures.load()};
   for (auto& w : gWorkers) {
     std::lock_guard<std::mutex> wl(w->mu);
     s.relays += static_cast<int>(w->relays.size());

@@ -28,14 +28,22 @@ struct Budget {
   int threads = 2;
   int maxPipes = 1024;
   int64_t maxPipeBytes = 32 << 20;  // half of the default fs.pipe-user-pages-soft
-  int pipeSize = 64 << 10;
+  int pipeSize = 64 << 10;          // every relay starts with this
+  int maxPipeSize = 1 << 20;        // a busy relay may double its pipe up to this (>= pipeSize)
 };
+
+// Growth may never take more than maxPipeBytes / kGrowthShareDivisor beyond
+// the base pipes: the rest stays free for new connections' base pipes.
+constexpr int64_t kGrowthShareDivisor = 2;
 
 struct Stats {
   int threads;
   int relays;
   int pipes;
-  int64_t pipeBytes;
+  int64_t pipeBytes;   // reserved: base pipes plus growth
+  int64_t grownBytes;  // the part of pipeBytes that relays grew beyond their base pipe
+  uint64_t growths;    // pipe doublings since the process started
+  uint64_t growthFailures;  // F_SETPIPE_SZ refusals (each relay stops asking after one)
 };
 
 // Called on an engine thread, outside any engine lock.

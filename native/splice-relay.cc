@@ -73,13 +73,22 @@ Napi::Value SpliceConfigure(const Napi::CallbackInfo& info) {
   if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "spliceConfigure(budget) needs an object");
   Napi::Object o = info[0].As<Napi::Object>();
   splice::Budget b = splice::CurrentBudget();
-  b.threads = static_cast<int>(IntegerField(o, "threads", b.threads));
-  b.maxPipes = static_cast<int>(IntegerField(o, "maxPipes", b.maxPipes));
-  b.maxPipeBytes = IntegerField(o, "maxPipeBytes", b.maxPipeBytes);
-  b.pipeSize = static_cast<int>(IntegerField(o, "pipeSize", b.pipeSize));
-  if (b.threads < 1 || b.threads > 64 || b.maxPipes < 0 || b.maxPipeBytes < 0 || b.pipeSize < 4096) {
+  // Checked as 64-bit values before they are narrowed.
+  const int64_t threads = IntegerField(o, "threads", b.threads);
+  const int64_t maxPipes = IntegerField(o, "maxPipes", b.maxPipes);
+  const int64_t maxPipeBytes = IntegerField(o, "maxPipeBytes", b.maxPipeBytes);
+  const int64_t pipeSize = IntegerField(o, "pipeSize", b.pipeSize);
+  const int64_t maxPipeSize = IntegerField(o, "maxPipeSize", b.maxPipeSize);
+  constexpr int64_t kMaxPipe = int64_t{1} << 30;
+  if (threads < 1 || threads > 64 || maxPipes < 0 || maxPipes > INT32_MAX || maxPipeBytes < 0 || pipeSize < 4096 ||
+      pipeSize > kMaxPipe || maxPipeSize < pipeSize || maxPipeSize > kMaxPipe) {
     throw Napi::RangeError::New(env, "spliceConfigure: budget out of range");
   }
+  b.threads = static_cast<int>(threads);
+  b.maxPipes = static_cast<int>(maxPipes);
+  b.maxPipeBytes = maxPipeBytes;
+  b.pipeSize = static_cast<int>(pipeSize);
+  b.maxPipeSize = static_cast<int>(maxPipeSize);
   splice::Configure(b);
   return env.Undefined();
 }
@@ -133,10 +142,14 @@ Napi::Value SpliceStats(const Napi::CallbackInfo& info) {
   o.Set("relays", s.relays);
   o.Set("pipes", s.pipes);
   o.Set("pipeBytes", Napi::Number::New(env, static_cast<double>(s.pipeBytes)));
+  o.Set("grownBytes", Napi::Number::New(env, static_cast<double>(s.grownBytes)));
+  o.Set("growths", Napi::Number::New(env, static_cast<double>(s.growths)));
+  o.Set("growthFailures", Napi::Number::New(env, static_cast<double>(s.growthFailures)));
   o.Set("maxThreads", b.threads);
   o.Set("maxPipes", b.maxPipes);
   o.Set("maxPipeBytes", Napi::Number::New(env, static_cast<double>(b.maxPipeBytes)));
   o.Set("pipeSize", b.pipeSize);
+  o.Set("maxPipeSize", b.maxPipeSize);
   return o;
 }
 

@@ -9,7 +9,7 @@ namespace rxredirect {
 
 // spliceInit(onReport): onReport(id, kind, bytesIn, bytesOut, errno?, side)
 Napi::Value SpliceInit(const Napi::CallbackInfo& info);
-// spliceConfigure({ threads, maxPipes, maxPipeBytes, pipeSize })
+// spliceConfigure({ threads, maxPipes, maxPipeBytes, pipeSize, maxPipeSize })
 Napi::Value SpliceConfigure(const Napi::CallbackInfo& info);
 // spliceStart(srcFd, dstFd, pairWith?) -> id (> 0), or 0 when the pipe budget is spent
 Napi::Value SpliceStart(const Napi::CallbackInfo& info);
@@ -17,7 +17,8 @@ Napi::Value SpliceStart(const Napi::CallbackInfo& info);
 Napi::Value SpliceAbort(const Napi::CallbackInfo& info);
 // spliceProgress(id) -> [bytesIn, bytesOut] of a running relay, or undefined
 Napi::Value SpliceProgress(const Napi::CallbackInfo& info);
-// spliceStats() -> { threads, relays, pipes, pipeBytes, maxPipes, maxPipeBytes, pipeSize }
+// spliceStats() -> { threads, relays, pipes, pipeBytes, grownBytes, growths, growthFailures, maxThreads,
+//                    maxPipes, maxPipeBytes, pipeSize, maxPipeSize }
 Napi::Value SpliceStats(const Napi::CallbackInfo& info);
 
 }  // namespace rxredirect

@@ -2,11 +2,17 @@ import { randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import test from 'ava';
 import { configureZeroCopy, DEFAULT_ZERO_COPY_BUDGET, type RedirectError, zeroCopyStats } from '../lib/index';
+import { optionalLinux } from '../lib/native';
+import { requireEngineUnderCi } from './helpers/modes';
 import { dial, drain, echoUpstream, sendRandom, sha256, startRedirect } from './helpers/net';
 
 // Own worker: the budget is process-wide.
 const available = zeroCopyStats() !== undefined;
 const zcTest = available ? test.serial : test.skip;
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+requireEngineUnderCi();
 
 test.after.always(() => {
   if (available) configureZeroCopy(DEFAULT_ZERO_COPY_BUDGET);
@@ -18,6 +24,55 @@ test('configureZeroCopy() checks its fields with a code', (t) => {
     const err = t.throws<RedirectError>(() => configureZeroCopy(budget as never));
     t.is(err?.code, 'ERR_REDIRECT_INVALID_OPTION');
   }
+});
+
+test('configureZeroCopy() checks maxPipeSize: an integer 4 KiB–1 GiB, never below pipeSize', (t) => {
+  const before = zeroCopyStats();
+  const bad: [object, string][] = [
+    [{ maxPipeSize: 1000 }, 'zeroCopyBudget.maxPipeSize'],
+    [{ maxPipeSize: 2 ** 31 }, 'zeroCopyBudget.maxPipeSize'],
+    [{ maxPipeSize: 65_536.5 }, 'zeroCopyBudget.maxPipeSize'],
+    [{ maxPipeSize: '1M' }, 'zeroCopyBudget.maxPipeSize'],
+    // below the default (or current) pipeSize of 64 KiB
+    [{ maxPipeSize: 32 * KiB }, 'zeroCopyBudget.maxPipeSize'],
+    // above the default (or current) maxPipeSize of 1 MiB
+    [{ pipeSize: 2 * MiB }, 'zeroCopyBudget.pipeSize'],
+    [{ pipeSize: 256 * KiB, maxPipeSize: 128 * KiB }, 'zeroCopyBudget.maxPipeSize'],
+  ];
+  for (const [budget, field] of bad) {
+    const err = t.throws<RedirectError>(() => configureZeroCopy(budget as never), undefined, JSON.stringify(budget));
+    t.is(err?.code, 'ERR_REDIRECT_INVALID_OPTION');
+    t.true(err?.message.includes(field), err?.message);
+  }
+  // a refused budget changed nothing
+  t.deepEqual(zeroCopyStats(), before);
+});
+
+zcTest('pipeSize and maxPipeSize move together; the engine itself refuses maxPipeSize < pipeSize', (t) => {
+  configureZeroCopy({ pipeSize: 2 * MiB, maxPipeSize: 2 * MiB });
+  t.is(zeroCopyStats()?.pipeSize, 2 * MiB);
+  t.is(zeroCopyStats()?.maxPipeSize, 2 * MiB);
+  configureZeroCopy({ pipeSize: 64 * KiB });
+  t.is(zeroCopyStats()?.maxPipeSize, 2 * MiB);
+  configureZeroCopy({ maxPipeSize: 64 * KiB });
+  t.is(zeroCopyStats()?.maxPipeSize, 64 * KiB);
+  // the native side checks too (spliceConfigure is reachable without the JS checks)
+  const addon = optionalLinux();
+  const current = zeroCopyStats()!;
+  const budget = {
+    threads: current.maxThreads,
+    maxPipes: current.maxPipes,
+    maxPipeBytes: current.maxPipeBytes,
+    pipeSize: 128 * KiB,
+    maxPipeSize: 64 * KiB,
+  };
+  t.throws(() => addon?.spliceConfigure(budget), { instanceOf: RangeError });
+  t.is(zeroCopyStats()?.pipeSize, 64 * KiB);
+  configureZeroCopy(DEFAULT_ZERO_COPY_BUDGET);
+  t.deepEqual(
+    { pipeSize: zeroCopyStats()?.pipeSize, maxPipeSize: zeroCopyStats()?.maxPipeSize },
+    { pipeSize: DEFAULT_ZERO_COPY_BUDGET.pipeSize, maxPipeSize: DEFAULT_ZERO_COPY_BUDGET.maxPipeSize },
+  );
 });
 
 zcTest('when the pipe budget runs out mid-load, connections stay on the JS path and still succeed', async (t) => {
