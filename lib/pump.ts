@@ -156,7 +156,9 @@ export class Pump {
 
   /** Reads may be large once the flow shows bulk (docs/design.md, "Large reads"). */
   private allowLargeReads(): void {
-    if (this.maxReadBytes > LARGE_READ_MIN) this.source.largeReads?.(this.maxReadBytes, () => this.nextReadSize());
+    // A read never exceeds the mark, so neither does a slab's region.
+    const largest = Math.min(this.maxReadBytes, this.highWaterMark);
+    if (largest > LARGE_READ_MIN) this.source.largeReads?.(largest, () => this.nextReadSize());
   }
 
   /** Large reads: the next read may take what is left under the high-water mark. */
