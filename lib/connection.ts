@@ -186,6 +186,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     let chain = NO_CHAIN;
     let deferrals: ConnectDeferrals | undefined;
     let target: TargetAddress;
+    let ownDestination: ResolvedTarget | undefined;
     try {
       // No middleware: nothing can use (or keep) a context, or defer the connect.
       if (config.middleware.length > 0) {
@@ -194,11 +195,15 @@ export class Connection extends EventEmitter<ConnectionEvents> {
         chain = buildChain(config.middleware, ctx);
         deferrals.seal();
       }
-      target = resolved.target ??
-        config.target?.(this.record) ?? {
-          host: this.record.destination.address,
-          port: this.record.destination.port,
-        };
+      const chosen = resolved.target ?? config.target?.(this.record);
+      if (chosen === undefined) {
+        // The record's own destination: already a normalised IP literal, no lookup needed.
+        const { address, port, family } = this.record.destination;
+        target = { host: address, port };
+        ownDestination = { host: address, port, family };
+      } else {
+        target = chosen;
+      }
     } catch (err) {
       deferrals?.seal();
       this.terminate('middleware-error', asRedirectError(err, 'ERR_REDIRECT_MIDDLEWARE', 'middleware failed'), 'reset');
@@ -207,7 +212,8 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     if (this.done) return;
     if (deferrals === undefined || deferrals.pending === 0) {
       this.target = target;
-      this.lookUpTarget(target, chain, resolved.leftover, undefined);
+      if (ownDestination) this.targetResolved(ownDestination, chain, resolved.leftover, undefined);
+      else this.lookUpTarget(target, chain, resolved.leftover, undefined);
       return;
     }
     // ctx.deferConnect(): the upstream pump runs into a queue until the middleware chooses.

@@ -1,7 +1,7 @@
 import { Observable, type Subscriber, type Subscription } from 'rxjs';
 import { applyChain } from './compose';
 import { RedirectError } from './errors';
-import type { Transport } from './transport';
+import type { ReadSizer, Transport } from './transport';
 import type { ByteOperator, DataPath, DirectionSummary } from './types';
 import type { RelayHandlers, ZeroCopyLink } from './zero-copy';
 
@@ -28,7 +28,7 @@ const NO_SIZES: number[] = [];
  * Moves one direction: source transport → operators → sink transport, and
  * owns that direction's flow control (see docs/design.md, "Flow control").
  */
-export class Pump {
+export class Pump implements ReadSizer {
   bytesRead = 0;
   reads = 0;
   bytesWritten = 0;
@@ -158,11 +158,11 @@ export class Pump {
   private allowLargeReads(): void {
     // A read never exceeds the mark, so neither does a slab's region.
     const largest = Math.min(this.maxReadBytes, this.highWaterMark);
-    if (largest > LARGE_READ_MIN) this.source.largeReads?.(largest, () => this.nextReadSize());
+    if (largest > LARGE_READ_MIN) this.source.largeReads?.(largest, this);
   }
 
   /** Large reads: the next read may take what is left under the high-water mark. */
-  private nextReadSize(): number {
+  nextReadSize(): number {
     // An asynchronous chain's backlog also counts what its operators hold by design
     // (a bufferCount after an async step): one large read could fill the mark
     // before they emit. Only raw and synchronous directions read large.

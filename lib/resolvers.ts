@@ -137,6 +137,9 @@ export function peerOf(socket: Socket): Endpoint | undefined {
   const address = socket.remoteAddress;
   const port = socket.remotePort;
   if (address === undefined || port === undefined) return undefined;
+  // Node's own text of a peer is canonical (lower case, from inet_ntop): IPv4 needs no
+  // check; IPv6 only the v4-mapped prefix, which makeEndpoint strips.
+  if (socket.remoteFamily === 'IPv4') return Object.freeze({ address, port, family: 'IPv4' as const });
   return makeEndpoint({ address, port }, 'source');
 }
 

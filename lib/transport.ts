@@ -17,6 +17,11 @@ export interface TransportHandlers {
   close(): void;
 }
 
+/** Large reads: sizes the next read (asked after every read). */
+export interface ReadSizer {
+  nextReadSize(): number;
+}
+
 export interface Transport {
   readonly localEndpoint: Endpoint | undefined;
   readonly remoteEndpoint: Endpoint | undefined;
@@ -35,11 +40,11 @@ export interface Transport {
   /** Aborts with RST. */
   reset(): void;
   /**
-   * Optional: once the flow shows bulk, read into buffers of `sizeFor()` bytes
+   * Optional: once the flow shows bulk, read into buffers of `sizer.nextReadSize()` bytes
    * (asked after every read) instead of the platform's own (docs/design.md,
-   * "Large reads"). Only for a direction whose chunks go straight to a sink.
+   * "Large reads"). The pump asks for it on raw and synchronous directions.
    */
-  largeReads?(maxBytes: number, sizeFor: () => number): void;
+  largeReads?(maxBytes: number, sizer: ReadSizer): void;
   /** Closes without sending anything more (FIN if the kernel has nothing unread). */
   destroy(): void;
 }
@@ -87,8 +92,8 @@ export class SocketTransport implements Transport {
   private wantReading = false;
   /** We stopped the libuv handle ourselves, so we must restart it. */
   private stoppedHandle = false;
-  /** Large reads: the region size, asked after every read; set by largeReads(). */
-  private sizeFor: (() => number) | undefined;
+  /** Large reads: sizes each region, asked after every read; set by largeReads(). */
+  private sizer: ReadSizer | undefined;
   /** Large reads are on: every read lands in a region of `slab`, from `slabOffset` on. */
   private slab: Buffer | undefined;
   private slabOffset = 0;
@@ -136,7 +141,7 @@ export class SocketTransport implements Transport {
     const s = this.socket;
     s.on('data', (chunk: Buffer) => {
       handlers.data(chunk);
-      if (this.sizeFor !== undefined && chunk.length >= NODE_READ_SIZE && this.slab === undefined) {
+      if (this.sizer !== undefined && chunk.length >= NODE_READ_SIZE && this.slab === undefined) {
         this.startLargeReads();
       }
     });
@@ -145,10 +150,10 @@ export class SocketTransport implements Transport {
     s.on('close', handlers.close);
   }
 
-  largeReads(maxBytes: number, sizeFor: () => number): void {
+  largeReads(maxBytes: number, sizer: ReadSizer): void {
     if (maxBytes <= NODE_READ_SIZE) return;
     this.slabBytes = 2 * maxBytes;
-    this.sizeFor = sizeFor;
+    this.sizer = sizer;
   }
 
   /**
@@ -161,7 +166,7 @@ export class SocketTransport implements Transport {
     const handle = handleOf(s);
     const keys = userBufferKeysOf(s);
     if (!keys || typeof handle?.useUserBuffer !== 'function' || s.destroyed) {
-      this.sizeFor = undefined;
+      this.sizer = undefined;
       return;
     }
     const handlers = this.handlers as TransportHandlers;
@@ -176,9 +181,9 @@ export class SocketTransport implements Transport {
     handle.useUserBuffer(first);
   }
 
-  /** The buffer the next read lands in: `sizeFor()` bytes (at least 64 KiB) not handed out before. */
+  /** The buffer the next read lands in: `nextReadSize()` bytes (at least 64 KiB) not handed out before. */
   private nextRegion(): Buffer {
-    const size = Math.min(this.slabBytes / 2, Math.max(MIN_REGION, (this.sizeFor as () => number)()));
+    const size = Math.min(this.slabBytes / 2, Math.max(MIN_REGION, (this.sizer as ReadSizer).nextReadSize()));
     let slab = this.slab;
     if (slab === undefined || slab.length - this.slabOffset < size) {
       // The old slab stays alive only while chunks cut from it are.
