@@ -283,8 +283,8 @@ export function renderMarkdown(r: BenchResults, svgName: string): string {
   lines.push(
     '## Method',
     '',
-    `- Throughput: ${st.generator === 'iperf3' ? `iperf3 -t ${Math.max(1, Math.round(st.seconds))}` : `${st.seconds} s`} per run; 64-stream runs use \`-P 64\`; server → client uses \`-R\`.`,
-    `- Connection rate: ${st.concurrency} concurrent clients, each connects, sends ${st.requestBytes} bytes, waits for the echo, ends, and starts again after close; ${st.connrateSeconds} s per run. Latency is connect → echo received; "added" is against direct.`,
+    `- Throughput: ${st.generator !== 'iperf3' ? `${st.seconds} s` : st.iperfBytes !== undefined ? `iperf3 -n ${st.iperfBytes / 1048576} MiB (×2 for 64 streams)` : `iperf3 -t ${Math.max(1, Math.round(st.seconds))}`} per run; 64-stream runs use \`-P 64\`; server → client uses \`-R\`.`,
+    `- Connection rate: ${st.concurrency} concurrent clients, each connects, sends ${st.requestBytes} bytes, waits for the echo, ends, and starts again after close; ${st.connrateSeconds} s per run, after one unrecorded warm-up pass over every subject. Latency is connect → echo received; "added" is against direct.`,
     `- Idle RSS: ${st.idleConnections} connections opened through the relay and held idle; (VmRSS after − before) / connections, fresh relay process per run.`,
     `- Slow reader: one connection written as fast as possible for ${st.slowSeconds} s to a peer reading ${(st.slowRateBytes / 1048576).toFixed(0)} MiB/s; peak VmRSS − VmRSS before. rxredirect reports its own peakBuffered (bytes held between the sockets), to compare with \`limits.highWaterMark\` = ${st.highWaterMark / 1024} KiB.`,
     '- Every subject runs in its own process; CPU is utime+stime (+ reaped children, for socat) from /proc/<pid>/stat over the run, in % of one core; RSS is VmRSS at the end of the run (for socat, plus the proportional set size, Pss, of its live forked children). Subjects are interleaved within each run so background load spreads over all of them. HAProxy runs with `nbthread 1`, like the single-threaded Node relays.',

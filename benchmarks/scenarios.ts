@@ -55,6 +55,12 @@ export const SCENARIO_INFO: Record<ScenarioName, ScenarioInfo> = {
 export interface Settings {
   /** Seconds per throughput run (iperf3 rounds up to whole seconds). */
   seconds: number;
+  /**
+   * With iperf3: bytes per throughput run (`-n`, all streams together) instead of
+   * `seconds`; 64-stream runs move twice as much. Quick mode: iperf3 counts
+   * only whole seconds, and a fixed amount ends sooner on the fast subjects.
+   */
+  iperfBytes?: number;
   connrateSeconds: number;
   concurrency: number;
   requestBytes: number;
@@ -165,7 +171,9 @@ export async function measure(
     const streams = name === 'streams-64' ? 64 : 1;
     if (settings.generator === 'iperf3') {
       const seconds = Math.max(1, Math.round(settings.seconds));
-      const args = ['-c', '127.0.0.1', '-p', String(subject.port), '-t', String(seconds), '-J', '-P', String(streams)];
+      const amount = settings.iperfBytes !== undefined ? settings.iperfBytes * (streams > 1 ? 2 : 1) : undefined;
+      const length = amount !== undefined ? ['-n', String(amount)] : ['-t', String(seconds)];
+      const args = ['-c', '127.0.0.1', '-p', String(subject.port), ...length, '-J', '-P', String(streams)];
       if (name === 'bulk-down') args.push('-R');
       let result: { bitsPerSecond: number };
       try {
