@@ -49,7 +49,7 @@ export interface BenchOptions {
 
 export const BENCH_USAGE = `rxredirect bench [--quick] [--middleware FILE] [options]
 
-  --quick               short runs (2–3 minutes with every subject) instead of the full set
+  --quick               short runs (under 2 minutes with every subject) instead of the full set
   --middleware FILE     benchmark your chain: FILE exports \`middleware: Middleware[]\` or a default
   --runs N              runs per subject (default 3 quick, 5 full; at least 3 for min–max)
   --subjects A,B        subjects to run (${ALL_SUBJECTS.map((s) => s.name).join(', ')})
