@@ -27,6 +27,8 @@ export interface BenchResults {
   scenarios: Partial<Record<ScenarioName, Record<string, SubjectSummary>>>;
   goals: Goal[];
   durationSeconds: number;
+  /** Hand-written Markdown about this run (--findings). */
+  findings?: string;
 }
 
 export interface Goal {
@@ -211,11 +213,18 @@ export function renderMarkdown(r: BenchResults, svgName: string): string {
       (g) => `| ${g.goal} | ${g.measured} | ${g.met === undefined ? 'not measured' : g.met ? 'yes' : '**no**'} |`,
     ),
     '',
-    `![chart](${svgName})`,
-    '',
-    '## Results',
-    '',
   );
+  if (r.findings?.trim()) {
+    lines.push(
+      '## Findings',
+      '',
+      '_Written by hand about this run (`--findings`); the figures they rest on are in the tables below or named where they come from._',
+      '',
+      r.findings.trim(),
+      '',
+    );
+  }
+  lines.push(`![chart](${svgName})`, '', '## Results', '');
   for (const [name, bySubject] of Object.entries(r.scenarios) as [ScenarioName, Record<string, SubjectSummary>][]) {
     const info = SCENARIO_INFO[name];
     const plain = bySubject.plain?.median;

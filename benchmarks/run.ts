@@ -1,5 +1,5 @@
 // `npm run bench` / `rxredirect bench`: every subject through every scenario, side by side.
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_LIMITS } from '../lib/index';
@@ -43,6 +43,10 @@ export interface BenchOptions {
   settings?: Partial<Settings>;
   /** A sentence for the report, e.g. "other builds were running". */
   note?: string;
+  /** A Markdown file of hand-written findings, shown after the goals. */
+  findings?: string;
+  /** Re-render the report of an earlier run from its JSON instead of measuring. */
+  render?: string;
   command?: string;
   log?: (line: string) => void;
 }
@@ -57,7 +61,9 @@ export const BENCH_USAGE = `rxredirect bench [--quick] [--middleware FILE] [opti
   --generator G         auto (iperf3 when installed), iperf3 or node
   --out DIR             results directory (default ./benchmarks/results)
   --report FILE         write the Markdown report there (SVG next to it) instead of DIR/report.md
-  --note TEXT           a sentence for the report (e.g. what else was running)`;
+  --note TEXT           a sentence for the report (e.g. what else was running)
+  --findings FILE       Markdown written by hand about the results, shown after the goals
+  --render RESULTS.json write the report of an earlier run (with --report, --findings) without measuring`;
 
 // Quick: throughput dominates (3 scenarios × 3 runs × subjects), so iperf3 moves a fixed
 // amount (-n; 512 MiB is 0.2–0.6 s here) instead of its shortest timed run (1 s).
@@ -96,6 +102,8 @@ export function parseBenchArgs(args: string[]): BenchOptions {
       out: { type: 'string' },
       report: { type: 'string' },
       note: { type: 'string' },
+      findings: { type: 'string' },
+      render: { type: 'string' },
     },
   });
   const options: BenchOptions = { quick: values.quick ?? false };
@@ -128,6 +136,8 @@ export function parseBenchArgs(args: string[]): BenchOptions {
   if (values.out !== undefined) options.outDir = values.out;
   if (values.report !== undefined) options.report = values.report;
   if (values.note !== undefined) options.note = values.note;
+  if (values.findings !== undefined) options.findings = values.findings;
+  if (values.render !== undefined) options.render = values.render;
   return options;
 }
 
@@ -149,8 +159,9 @@ function chooseSubjects(options: BenchOptions): SubjectSpec[] {
 export async function runBench(
   options: BenchOptions = {},
 ): Promise<{ results: BenchResults; jsonPath: string; reportPath: string; svgPath: string }> {
-  const started = Date.now();
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  if (options.render !== undefined) return renderOnly(options, log);
+  const started = Date.now();
   const generator =
     options.generator === 'node' ? 'node' : options.generator === 'iperf3' || which('iperf3') ? 'iperf3' : 'node';
   if (generator === 'iperf3' && !which('iperf3')) throw new Error('--generator iperf3: iperf3 is not installed');
@@ -281,10 +292,21 @@ export async function runBench(
 
   results.goals = evaluateGoals(results);
   results.durationSeconds = (Date.now() - started) / 1000;
+  if (options.findings !== undefined) results.findings = readFileSync(options.findings, 'utf8');
   const outDir = resolve(options.outDir ?? join(process.cwd(), 'benchmarks', 'results'));
   mkdirSync(outDir, { recursive: true });
   const jsonPath = join(outDir, `bench-${results.date.replace(/[:.]/g, '-')}.json`);
   writeFileSync(jsonPath, `${JSON.stringify(results, null, 2)}\n`);
+  return writeReport(results, jsonPath, options, outDir, log);
+}
+
+function writeReport(
+  results: BenchResults,
+  jsonPath: string,
+  options: BenchOptions,
+  outDir: string,
+  log: (line: string) => void,
+): { results: BenchResults; jsonPath: string; reportPath: string; svgPath: string } {
   const reportPath = resolve(options.report ?? join(outDir, 'report.md'));
   const svgPath = `${reportPath.replace(/\.md$/, '')}.svg`;
   mkdirSync(dirname(reportPath), { recursive: true });
@@ -294,6 +316,20 @@ export async function runBench(
   for (const g of results.goals)
     log(`goal ${g.met === undefined ? '–' : g.met ? 'met' : 'MISSED'}: ${g.goal}: ${g.measured}`);
   return { results, jsonPath, reportPath, svgPath };
+}
+
+/** --render: the report of an earlier run, from its JSON (findings replaced when given). */
+function renderOnly(
+  options: BenchOptions,
+  log: (line: string) => void,
+): { results: BenchResults; jsonPath: string; reportPath: string; svgPath: string } {
+  const jsonPath = resolve(options.render as string);
+  const results = JSON.parse(readFileSync(jsonPath, 'utf8')) as BenchResults;
+  if (results?.version !== 1 || typeof results.scenarios !== 'object') {
+    throw new Error(`${jsonPath} is not a results file of this harness`);
+  }
+  if (options.findings !== undefined) results.findings = readFileSync(options.findings, 'utf8');
+  return writeReport(results, jsonPath, options, dirname(jsonPath), log);
 }
 
 if (require.main === module) {

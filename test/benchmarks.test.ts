@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
@@ -67,6 +67,23 @@ test('a tiny run writes well-formed JSON, Markdown and SVG', async (t) => {
     lines.some((l) => l.includes('run 1/1 plain')),
     'progress is printed',
   );
+
+  // --render: the same results re-rendered with hand-written findings, without measuring.
+  const findings = join(dir, 'findings.md');
+  writeFileSync(findings, 'The plain relay was **slower** here.\n');
+  const again = await runBench({ render: jsonPath, findings, report: join(dir, 'again.md'), log: () => {} });
+  const rendered = readFileSync(again.reportPath, 'utf8');
+  t.true(rendered.includes('\n## Findings\n'));
+  t.true(rendered.includes('The plain relay was **slower** here.'));
+  t.true(rendered.indexOf('## Findings') > rendered.indexOf('## Goals'));
+  t.true(rendered.indexOf('## Findings') < rendered.indexOf('## Results'));
+  // The measurements are the same run's.
+  t.is(rendered.split('## Results')[1], md.split('## Results')[1]);
+  await t.throwsAsync(runBench({ render: findings, log: () => {} }));
+  writeFileSync(join(dir, 'other.json'), '{"version": 2}');
+  await t.throwsAsync(runBench({ render: join(dir, 'other.json'), log: () => {} }), {
+    message: /not a results file/,
+  });
 });
 
 test('bench arguments are checked before anything runs', async (t) => {
