@@ -23,6 +23,8 @@ export interface RunningSubject {
   readonly pid: number | undefined;
   /** In-process counters of rxredirect subjects. */
   stats(): Promise<Record<string, unknown>>;
+  /** Node relays: a full garbage collection now (the others have no collector). */
+  collectGarbage?(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -156,7 +158,7 @@ export async function startSubject(
       ...(spec.zeroCopy ? { zeroCopy: true } : {}),
       ...(options.highWaterMark ? { highWaterMark: options.highWaterMark } : {}),
     };
-    const worker = new Worker(join(__dirname, 'relay-child.js'), [JSON.stringify(config)]);
+    const worker = new Worker(join(__dirname, 'relay-child.js'), [JSON.stringify(config)], ['--expose-gc']);
     try {
       const started = await worker.request<{ port?: number; unavailable?: string }>('start', {}, 20_000);
       if (started.unavailable || started.port === undefined) {
@@ -168,6 +170,9 @@ export async function startSubject(
         port: started.port,
         pid: worker.pid,
         stats: () => worker.request('stats'),
+        collectGarbage: async () => {
+          await worker.request('gc');
+        },
         stop: () => worker.stop(),
       };
     } catch (err) {
