@@ -26,6 +26,17 @@ Napi::Value Endpoint(const Napi::CallbackInfo& info, AddressCall call, const cha
   return EndpointObject(info.Env(), addr);
 }
 
+// An int-sized socket option of the fd in argument 0 (SO_MARK is a u32 of the same size).
+int IntOption(const Napi::CallbackInfo& info, int level, int name) {
+  int fd = FdArgument(info, 0);
+  int value = 0;
+  socklen_t len = sizeof value;
+  if (getsockopt(fd, level, name, &value, &len) != 0) {
+    throw SystemError(info.Env(), errno, "getsockopt");
+  }
+  return value;
+}
+
 }  // namespace
 
 Napi::Value LocalAddress(const Napi::CallbackInfo& info) {
@@ -37,23 +48,11 @@ Napi::Value PeerAddress(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value GetMark(const Napi::CallbackInfo& info) {
-  int fd = FdArgument(info, 0);
-  uint32_t mark = 0;
-  socklen_t len = sizeof mark;
-  if (getsockopt(fd, SOL_SOCKET, SO_MARK, &mark, &len) != 0) {
-    throw SystemError(info.Env(), errno, "getsockopt");
-  }
-  return Napi::Number::New(info.Env(), mark);
+  return Napi::Number::New(info.Env(), static_cast<uint32_t>(IntOption(info, SOL_SOCKET, SO_MARK)));
 }
 
 Napi::Value TcpNoDelay(const Napi::CallbackInfo& info) {
-  int fd = FdArgument(info, 0);
-  int on = 0;
-  socklen_t len = sizeof on;
-  if (getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, &len) != 0) {
-    throw SystemError(info.Env(), errno, "getsockopt");
-  }
-  return Napi::Boolean::New(info.Env(), on != 0);
+  return Napi::Boolean::New(info.Env(), IntOption(info, IPPROTO_TCP, TCP_NODELAY) != 0);
 }
 
 }  // namespace rxredirect
