@@ -57,12 +57,14 @@ struct Relay {
   uint64_t peer = 0;
 };
 
+using RelayMap = std::unordered_map<uint64_t, std::unique_ptr<Relay>>;
+
 struct Worker {
   int epoll = -1;
   int wake = -1;
   std::thread thread;
   std::mutex mu;  // guards relays; held while pumping
-  std::unordered_map<uint64_t, std::unique_ptr<Relay>> relays;
+  RelayMap relays;
 };
 
 enum class Outcome { kBlocked, kMore, kEnd, kError };
@@ -128,6 +130,25 @@ void Release(Worker& w, Relay& r) {
   gGrownBytes.fetch_sub(r.grown);
   r.accounted = 0;
   r.grown = 0;
+}
+
+// Runs fn(worker, relay) under that worker's lock for the relay `id`, which
+// any worker may own; false when none has it (ended, or aborted already).
+template <typename Fn>
+bool WithRelay(uint64_t id, Fn&& fn) {
+  std::vector<Worker*> workers;
+  {
+    std::lock_guard<std::mutex> lock(gEngineMu);
+    for (auto& w : gWorkers) workers.push_back(w.get());
+  }
+  for (Worker* w : workers) {
+    std::lock_guard<std::mutex> lock(w->mu);
+    auto it = w->relays.find(id);
+    if (it == w->relays.end()) continue;
+    fn(*w, it);
+    return true;
+  }
+  return false;
 }
 
 // Doubles the relay's pipe when the budget allows: the whole stays within
@@ -463,41 +484,21 @@ int64_t Start(int srcFd, int dstFd, uint64_t pairWith) {
 }
 
 bool Abort(uint64_t id, uint64_t* bytesIn, uint64_t* bytesOut) {
-  std::vector<Worker*> workers;
-  {
-    std::lock_guard<std::mutex> lock(gEngineMu);
-    for (auto& w : gWorkers) workers.push_back(w.get());
-  }
-  for (Worker* w : workers) {
-    std::lock_guard<std::mutex> lock(w->mu);
-    auto it = w->relays.find(id);
-    if (it == w->relays.end()) continue;
+  return WithRelay(id, [&](Worker& w, RelayMap::iterator it) {
     *bytesIn = it->second->bytesIn;
     *bytesOut = it->second->bytesOut;
-    auto peer = it->second->peer != 0 ? w->relays.find(it->second->peer) : w->relays.end();
-    if (peer != w->relays.end()) peer->second->peer = 0;
-    Release(*w, *it->second);
-    w->relays.erase(it);
-    return true;
-  }
-  return false;
+    auto peer = it->second->peer != 0 ? w.relays.find(it->second->peer) : w.relays.end();
+    if (peer != w.relays.end()) peer->second->peer = 0;
+    Release(w, *it->second);
+    w.relays.erase(it);
+  });
 }
 
 bool Progress(uint64_t id, uint64_t* bytesIn, uint64_t* bytesOut) {
-  std::vector<Worker*> workers;
-  {
-    std::lock_guard<std::mutex> lock(gEngineMu);
-    for (auto& w : gWorkers) workers.push_back(w.get());
-  }
-  for (Worker* w : workers) {
-    std::lock_guard<std::mutex> lock(w->mu);
-    auto it = w->relays.find(id);
-    if (it == w->relays.end()) continue;
+  return WithRelay(id, [&](Worker&, RelayMap::iterator it) {
     *bytesIn = it->second->bytesIn;
     *bytesOut = it->second->bytesOut;
-    return true;
-  }
-  return false;
+  });
 }
 
 Stats CurrentStats() {
