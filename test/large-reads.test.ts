@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import type { Socket } from 'node:net';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { bufferCount, concatMap, map } from 'rxjs';
-import { both, createRedirectServer, RedirectError } from '../lib/index';
+import { both, createRedirectServer, RedirectError, type RedirectServerOptions } from '../lib/index';
 import { dial, drain, echoUpstream, listenTcp, nextClose, sendRandom, startRedirect } from './helpers/net';
 
 const MiB = 1024 * 1024;
@@ -12,17 +12,34 @@ const NODE_READ = 64 * 1024;
 // buffers once it shows bulk. These tests count the
 // reads a direction took (summary.reads) against the 64 KiB Node reads would need.
 
-test('a direction switches to large reads under bulk: fewer, bigger reads, every byte intact both ways', async (t) => {
+/**
+ * `bytes` random bytes through a zeroCopy 'off' server to an echo upstream and
+ * back: what was sent, what came back, and the flow's close summary.
+ */
+async function echoThrough(
+  t: ExecutionContext,
+  options: Omit<RedirectServerOptions, 'resolve'>,
+  bytes: number,
+  chunk: number,
+) {
   const up = await echoUpstream(t);
-  const { server, port } = await startRedirect(t, { resolve: { host: '127.0.0.1', port: up.port }, zeroCopy: 'off' });
+  const { server, port } = await startRedirect(t, {
+    resolve: { host: '127.0.0.1', port: up.port },
+    zeroCopy: 'off',
+    ...options,
+  });
   const client = await dial(port);
   const closed = nextClose(server);
   const back = drain(client);
-  const sent = await sendRandom(client, 64 * MiB, 256 * 1024);
+  const sent = await sendRandom(client, bytes, chunk);
   const got = await back;
+  return { sent, got, summary: await closed };
+}
+
+test('a direction switches to large reads under bulk: fewer, bigger reads, every byte intact both ways', async (t) => {
+  const { sent, got, summary } = await echoThrough(t, {}, 64 * MiB, 256 * 1024);
   t.is(got.bytes, 64 * MiB);
   t.is(got.sha256, sent);
-  const summary = await closed;
   t.is(summary.reason, 'client-end');
   for (const side of ['upstream', 'downstream'] as const) {
     const d = summary[side];
@@ -38,35 +55,16 @@ test('a direction switches to large reads under bulk: fewer, bigger reads, every
 });
 
 test('limits.maxReadBytes 65536 keeps Node reads: no read above 64 KiB', async (t) => {
-  const up = await echoUpstream(t);
-  const { server, port } = await startRedirect(t, {
-    resolve: { host: '127.0.0.1', port: up.port },
-    zeroCopy: 'off',
-    limits: { maxReadBytes: NODE_READ },
-  });
-  const client = await dial(port);
-  const closed = nextClose(server);
-  const back = drain(client);
-  const sent = await sendRandom(client, 16 * MiB, 256 * 1024);
-  t.is((await back).sha256, sent);
-  const summary = await closed;
+  const { sent, got, summary } = await echoThrough(t, { limits: { maxReadBytes: NODE_READ } }, 16 * MiB, 256 * 1024);
+  t.is(got.sha256, sent);
   t.true(summary.upstream.reads >= (16 * MiB) / NODE_READ);
   t.true(summary.downstream.reads >= (16 * MiB) / NODE_READ);
 });
 
 test('through a synchronous chain too: large reads, every byte intact and in order', async (t) => {
-  const up = await echoUpstream(t);
-  const { server, port } = await startRedirect(t, {
-    resolve: { host: '127.0.0.1', port: up.port },
-    zeroCopy: 'off',
-    middleware: [both(map((c: Buffer) => c))],
-  });
-  const client = await dial(port);
-  const closed = nextClose(server);
-  const back = drain(client);
-  const sent = await sendRandom(client, 32 * MiB, 32 * MiB);
-  t.is((await back).sha256, sent);
-  const summary = await closed;
+  const middleware = [both(map((c: Buffer) => c))];
+  const { sent, got, summary } = await echoThrough(t, { middleware }, 32 * MiB, 32 * MiB);
+  t.is(got.sha256, sent);
   for (const side of ['upstream', 'downstream'] as const) {
     const d = summary[side];
     t.is(d.bytesWritten, 32 * MiB);
@@ -76,31 +74,22 @@ test('through a synchronous chain too: large reads, every byte intact and in ord
 });
 
 test('an asynchronous chain that holds chunks by design keeps Node-sized reads, so one read cannot fill the mark before it emits', async (t) => {
-  const up = await echoUpstream(t);
   // After an async step, bufferCount(3) holds two chunks until the third: with 64 KiB
   // reads that is far under the mark; one 512 KiB read would be at the mark alone.
-  const { server, port } = await startRedirect(t, {
-    resolve: { host: '127.0.0.1', port: up.port },
-    zeroCopy: 'off',
-    middleware: [
-      both((source) =>
-        source.pipe(
-          concatMap(async (c: Buffer) => {
-            await new Promise((r) => setImmediate(r));
-            return c;
-          }),
-          bufferCount(3),
-          map((bufs: Buffer[]) => Buffer.concat(bufs)),
-        ),
+  const middleware = [
+    both((source) =>
+      source.pipe(
+        concatMap(async (c: Buffer) => {
+          await new Promise((r) => setImmediate(r));
+          return c;
+        }),
+        bufferCount(3),
+        map((bufs: Buffer[]) => Buffer.concat(bufs)),
       ),
-    ],
-  });
-  const client = await dial(port);
-  const closed = nextClose(server);
-  const back = drain(client);
-  const sent = await sendRandom(client, 32 * MiB, 32 * MiB);
-  t.is((await back).sha256, sent);
-  const summary = await closed;
+    ),
+  ];
+  const { sent, got, summary } = await echoThrough(t, { middleware }, 32 * MiB, 32 * MiB);
+  t.is(got.sha256, sent);
   for (const side of ['upstream', 'downstream'] as const) {
     // Mostly Node-sized: a chain still silent at the mark is taken for synchronous
     // for a turn (the silent-chain probe), so a read or two may be larger.
