@@ -42,6 +42,10 @@ test('a tiny run writes well-formed JSON, Markdown and SVG', async (t) => {
   // Memory scenarios have no direct subject (nothing to measure) and report per connection.
   t.is(results.scenarios['idle-rss'].direct, undefined);
   t.true(Number.isFinite(results.scenarios['idle-rss'].plain.median));
+  // The figure before the Node relays collected their garbage is kept too.
+  for (const subject of ['plain', 'rx']) {
+    t.true(Number.isFinite(results.scenarios['idle-rss'][subject].runs[0].extra.kibPerConnectionBeforeGc), subject);
+  }
   t.true(Array.isArray(results.goals) && results.goals.length >= 6);
   for (const g of results.goals) t.true(typeof g.goal === 'string' && typeof g.measured === 'string');
 

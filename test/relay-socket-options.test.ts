@@ -6,11 +6,13 @@ import { dial, listenTcp, nextClose, startRedirect } from './helpers/net';
 
 /**
  * The fd, in this process, of the IPv4 TCP socket `localPort` → `remotePort`
- * on loopback: found through /proc/net/tcp's inode and /proc/self/fd.
+ * on loopback (remote port 0: the listener): found through /proc/net/tcp's inode and /proc/self/fd.
  */
 function fdOfTcp(localPort: number, remotePort: number): number {
   const hexPort = (p: number): string => p.toString(16).toUpperCase().padStart(4, '0');
-  const want = `0100007F:${hexPort(localPort)} 0100007F:${hexPort(remotePort)}`;
+  // A listening socket's remote end is 0.0.0.0:0.
+  const remote = remotePort === 0 ? '00000000:0000' : `0100007F:${hexPort(remotePort)}`;
+  const want = `0100007F:${hexPort(localPort)} ${remote}`;
   const line = readFileSync('/proc/net/tcp', 'utf8')
     .split('\n')
     .map((l) => l.trim().split(/\s+/))
@@ -36,6 +38,9 @@ test('both relay sockets run with TCP_NODELAY: the accepted one (inherited from 
     s.pipe(s);
   });
   const { server, port } = await startRedirect(t, { resolve: { host: '127.0.0.1', port: up.port }, zeroCopy: 'off' });
+  // Set once on the listening socket (remote 0.0.0.0:0), so accepted sockets inherit it
+  // rather than each paying a setsockopt.
+  t.true(addon.tcpNoDelay(fdOfTcp(port, 0)), 'listening socket');
   // Later connections too: the per-socket fallback covers only the first accept round.
   await new Promise((r) => setImmediate(r));
   for (let i = 0; i < 3; i++) {
