@@ -40,6 +40,10 @@ export interface LinuxAddon {
   getMark(fd: number): number;
   /** TCP_NODELAY of the socket. */
   tcpNoDelay(fd: number): boolean;
+  /** SO_ERROR, read and cleared: the errno name of a fault the kernel holds (ECONNRESET after an RST), or null. */
+  pendingError(fd: number): string | null;
+  /** SO_LINGER {1, 0}: the socket's close(2) sends RST, whatever its state. */
+  resetOnClose(fd: number): void;
   /** IP_TRANSPARENT or IPV6_TRANSPARENT, by the socket's family. Needs CAP_NET_ADMIN. */
   setTransparent(fd: number): void;
   isTransparent(fd: number): boolean;
@@ -97,7 +101,10 @@ export interface SpliceEngineStats {
   readonly maxPipeSize: number;
 }
 
-/** kind: 0 progress, 1 end (FIN passed on), 2 error; side: 0 source, 1 sink. */
+/**
+ * kind: 0 progress, 1 end (FIN passed on), 2 error; side: 0 source, 1 sink;
+ * eofAtNs: for an end, when the source's EOF was read (CLOCK_MONOTONIC ns, process.hrtime's clock).
+ */
 export type SpliceReportCallback = (
   id: number,
   kind: 0 | 1 | 2,
@@ -105,6 +112,7 @@ export type SpliceReportCallback = (
   bytesOut: number,
   errno: string | undefined,
   side: 0 | 1,
+  eofAtNs: number,
 ) => void;
 
 /** Whatever the addon exports on this platform: always `version`, the rest per OS. */

@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import { type LinuxAddon, optionalLinux } from './native';
 import { normaliseAddress } from './record';
 import type { Endpoint } from './types';
 
@@ -145,8 +146,20 @@ export class SocketTransport implements Transport {
         this.startLargeReads();
       }
     });
-    s.on('end', handlers.end);
-    s.on('error', handlers.error);
+    s.on('end', () => {
+      // libuv turns an RST that arrives behind unread data into EOF (a hang-up
+      // after a partial read). The kernel still holds the error: relaying a FIN
+      // for it would make a truncated stream look complete (docs/design.md, "Resets").
+      const reset = pendingResetOf(s);
+      if (reset === undefined) handlers.end();
+      else handlers.error(reset);
+    });
+    s.on('error', (err: Error) => {
+      // A failed reset (libuv refuses one while a shutdown is pending) drops the
+      // handle without 'close': close it ourselves so the lifecycle still ends.
+      if ((err as NodeJS.ErrnoException).syscall === 'reset' && !s.destroyed) s.destroy();
+      handlers.error(err);
+    });
     s.on('close', handlers.close);
   }
 
@@ -238,10 +251,28 @@ export class SocketTransport implements Transport {
   reset(): void {
     const s = this.socket;
     if (s.destroyed) return;
-    // resetAndDestroy on a socket still connecting waits for 'connect' (which
-    // may never come); there is no peer to reset yet, so just close it.
-    if (handleOf(s) && !s.connecting) s.resetAndDestroy();
-    else s.destroy();
+    const handle = handleOf(s) as (LibuvStreamHandle & { fd?: number }) | null | undefined;
+    // A socket still connecting has no peer to reset yet (and resetAndDestroy
+    // would wait for a 'connect' that may never come): just close it.
+    if (!handle || s.connecting) {
+      s.destroy();
+      return;
+    }
+    // SO_LINGER {1, 0} then close: an RST in every state. libuv's own reset
+    // fails with EINVAL while a FIN is queued (shutdown pending), and then
+    // neither resets nor closes.
+    const addon = linux();
+    if (addon !== undefined && typeof handle.fd === 'number' && handle.fd >= 0) {
+      try {
+        addon.resetOnClose(handle.fd);
+        s.destroy();
+        return;
+      } catch {
+        // fall through to Node's own reset
+      }
+    }
+    if (s.writableEnded && !s.writableFinished) s.destroy();
+    else s.resetAndDestroy();
   }
 
   destroy(): void {
@@ -270,6 +301,36 @@ export function stopSocketReading(s: Socket): void {
     handle.readStop();
     stoppedOutside.add(s);
   }
+}
+
+let linuxAddon: LinuxAddon | null | undefined;
+function linux(): LinuxAddon | undefined {
+  if (linuxAddon === undefined) {
+    const addon = optionalLinux();
+    linuxAddon = addon && typeof addon.pendingError === 'function' ? addon : null;
+  }
+  return linuxAddon ?? undefined;
+}
+
+/**
+ * The reset hidden behind an EOF, if any: SO_ERROR read through the addon.
+ * Without the addon (or off Linux) an EOF is taken as the FIN it usually is.
+ */
+function pendingResetOf(s: Socket): NodeJS.ErrnoException | undefined {
+  const addon = linux();
+  const fd = (handleOf(s) as { fd?: number } | null | undefined)?.fd;
+  if (addon === undefined || typeof fd !== 'number' || fd < 0) return undefined;
+  let errno: string | null;
+  try {
+    errno = addon.pendingError(fd);
+  } catch {
+    return undefined;
+  }
+  if (errno === null) return undefined;
+  const err: NodeJS.ErrnoException = new Error(`read ${errno}`);
+  err.code = errno;
+  err.syscall = 'read';
+  return err;
 }
 
 function handleOf(s: Socket): LibuvStreamHandle | null | undefined {

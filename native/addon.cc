@@ -33,6 +33,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("peerAddress", Napi::Function::New(env, rxredirect::PeerAddress, "peerAddress"));
   exports.Set("getMark", Napi::Function::New(env, rxredirect::GetMark, "getMark"));
   exports.Set("tcpNoDelay", Napi::Function::New(env, rxredirect::TcpNoDelay, "tcpNoDelay"));
+  exports.Set("pendingError", Napi::Function::New(env, rxredirect::PendingError, "pendingError"));
+  exports.Set("resetOnClose", Napi::Function::New(env, rxredirect::ResetOnClose, "resetOnClose"));
   exports.Set("setTransparent", Napi::Function::New(env, rxredirect::SetTransparent, "setTransparent"));
   exports.Set("isTransparent", Napi::Function::New(env, rxredirect::IsTransparent, "isTransparent"));
   exports.Set("createMarkedSocket", Napi::Function::New(env, rxredirect::CreateMarkedSocket, "createMarkedSocket"));

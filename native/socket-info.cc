@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstdint>
+#include <cstring>
 
 #include "sockaddr.h"
 #include "sys-error.h"
@@ -53,6 +54,23 @@ Napi::Value GetMark(const Napi::CallbackInfo& info) {
 
 Napi::Value TcpNoDelay(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), IntOption(info, IPPROTO_TCP, TCP_NODELAY) != 0);
+}
+
+Napi::Value PendingError(const Napi::CallbackInfo& info) {
+  int err = IntOption(info, SOL_SOCKET, SO_ERROR);
+  if (err == 0) return info.Env().Null();
+  return Napi::String::New(info.Env(), ErrnoName(err));
+}
+
+Napi::Value ResetOnClose(const Napi::CallbackInfo& info) {
+  int fd = FdArgument(info, 0);
+  linger abortive{};
+  abortive.l_onoff = 1;
+  abortive.l_linger = 0;
+  if (setsockopt(fd, SOL_SOCKET, SO_LINGER, &abortive, sizeof abortive) != 0) {
+    throw SystemError(info.Env(), errno, "setsockopt");
+  }
+  return info.Env().Undefined();
 }
 
 }  // namespace rxredirect

@@ -4,6 +4,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -51,6 +52,7 @@ struct Relay {
   uint64_t reportedOut = 0;
   Clock::time_point lastReport{};
   bool srcEof = false;
+  uint64_t eofAtNs = 0;  // CLOCK_MONOTONIC when srcEof was read
   bool queued = false;
   bool sinkFault = false;
   // The relay of the other direction of the same connection (same worker), or 0.
@@ -192,6 +194,12 @@ void Grow(Relay& r) {
   else r.canGrow = false;
 }
 
+uint64_t MonotonicNs() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
 Outcome Pump(Relay& r, int* err, Side* side) {
   if (r.sinkFault) {
     // The sink reported an error while we had nothing to write to it.
@@ -216,7 +224,17 @@ Outcome Pump(Relay& r, int* err, Side* side) {
         filled = r.inPipe == r.pipeCap;
         if (!filled) r.fullRounds = 0;
       } else if (n == 0) {
+        // An RST that arrived with unread data can read as EOF; the kernel still
+        // holds the error. A FIN is passed on only when there is none.
+        int e = 0;
+        socklen_t len = sizeof e;
+        if (getsockopt(r.src, SOL_SOCKET, SO_ERROR, &e, &len) == 0 && e != 0) {
+          *err = e;
+          *side = Side::kSource;
+          return Outcome::kError;
+        }
         r.srcEof = true;
+        r.eofAtNs = MonotonicNs();
         progress = true;
       } else if (errno != EAGAIN && errno != EINTR) {
         *err = errno;
@@ -301,7 +319,7 @@ void Run(Worker* w) {
         Outcome o = Pump(r, &err, &side);
         if (o == Outcome::kEnd || o == Outcome::kError) {
           out.push_back(Report{r.id, o == Outcome::kEnd ? ReportKind::kEnd : ReportKind::kError, r.bytesIn,
-                               r.bytesOut, err, side});
+                               r.bytesOut, err, side, r.eofAtNs});
           uint64_t peerId = r.peer;
           Release(*w, r);
           dirty.erase(id);

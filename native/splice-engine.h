@@ -22,6 +22,9 @@ struct Report {
   uint64_t bytesOut;  // written from the pipe to dst
   int err;            // errno for kError, else 0
   Side side;
+  // kEnd: when the source's EOF was read, in ns of CLOCK_MONOTONIC (the clock of
+  // Node's process.hrtime), so the core can tell which side closed first.
+  uint64_t eofAtNs = 0;
 };
 
 struct Budget {

@@ -32,7 +32,8 @@ void DeliverReport(Napi::Env env, Napi::Function callback, splice::Report* repor
                    Napi::Number::New(env, static_cast<int>(r.kind)),
                    Napi::Number::New(env, static_cast<double>(r.bytesIn)),
                    Napi::Number::New(env, static_cast<double>(r.bytesOut)), err,
-                   Napi::Number::New(env, static_cast<int>(r.side))});
+                   Napi::Number::New(env, static_cast<int>(r.side)),
+                   Napi::Number::New(env, static_cast<double>(r.eofAtNs))});
   } catch (const Napi::Error& e) {
     // Let Node treat it like any exception thrown from a callback.
     e.ThrowAsJavaScriptException();
