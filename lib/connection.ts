@@ -71,7 +71,9 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   private downPump: Pump | undefined;
   private reason: CloseReason | undefined;
   private error: RedirectError | undefined;
-  private firstEnd: CloseReason | undefined;
+  /** When each side's FIN was seen (process.hrtime ns): the earlier one closed first. */
+  private clientEndAt = 0;
+  private upstreamEndAt = 0;
   private clientClosed = false;
   private upstreamClosed = true;
   private connected = false;
@@ -430,9 +432,25 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     if (this.bypassDown) this.downPump?.bypass();
   }
 
-  /** @internal A zero-copy relay saw `side`'s FIN. */
-  noteEnd(side: 'client' | 'upstream'): void {
-    if (this.firstEnd === undefined) this.firstEnd = side === 'client' ? 'client-end' : 'upstream-end';
+  /**
+   * @internal `side`'s FIN was seen at `atNs` (process.hrtime's clock). The
+   * splice engine reports its EOFs through a queue, so a FIN the engine read
+   * first can reach us after the other side's FIN that it caused: the
+   * timestamps, not the order of arrival, say who closed first.
+   */
+  noteEnd(side: 'client' | 'upstream', atNs: number): void {
+    if (side === 'client') {
+      if (this.clientEndAt === 0 || atNs < this.clientEndAt) this.clientEndAt = atNs;
+    } else if (this.upstreamEndAt === 0 || atNs < this.upstreamEndAt) this.upstreamEndAt = atNs;
+  }
+
+  /** The graceful reason: the side whose FIN came first. */
+  private get firstEnd(): CloseReason | undefined {
+    const client = this.clientEndAt;
+    const upstream = this.upstreamEndAt;
+    if (client === 0 && upstream === 0) return undefined;
+    if (upstream === 0 || (client !== 0 && client <= upstream)) return 'client-end';
+    return 'upstream-end';
   }
 
   /** @internal Bytes moved: only the idle timer reads the time. */
@@ -469,7 +487,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   }
 
   private sourceEnded(side: 'client' | 'upstream'): void {
-    if (this.firstEnd === undefined) this.firstEnd = side === 'client' ? 'client-end' : 'upstream-end';
+    this.noteEnd(side, Number(process.hrtime.bigint()));
     if (side === 'client') this.upPump?.onSourceEnd();
     else this.downPump?.onSourceEnd();
   }
@@ -632,8 +650,8 @@ class DirectionHooks implements PumpHooks {
     this.conn.directionFinished();
   }
 
-  sourceEnded(): void {
-    this.conn.noteEnd(this.side);
+  sourceEnded(atNs: number): void {
+    this.conn.noteEnd(this.side, atNs);
   }
 
   relayFailed(err: Error, which: 'source' | 'sink'): void {

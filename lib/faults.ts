@@ -22,7 +22,10 @@ const UNREACHABLE_ERRNOS: ReadonlySet<string> = new Set([
 /** A socket error on `side`; before the upstream connected, it says why the connect failed. */
 export function socketFault(side: 'client' | 'upstream', err: Error, connected: boolean): Fault {
   const errno = errnoOf(err);
-  if (side === 'upstream' && !connected) {
+  // A reset can only come from a peer that accepted (a refused SYN is ECONNREFUSED).
+  // libuv reads SO_ERROR to finish a connect, so an upstream that accepted, sent
+  // and reset before our loop got to it reports its reset as the connect's error.
+  if (side === 'upstream' && !connected && !(errno !== undefined && RESET_ERRNOS.has(errno))) {
     if (errno === 'ECONNREFUSED') {
       return {
         reason: 'upstream-refused',

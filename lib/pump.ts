@@ -12,8 +12,8 @@ export interface PumpHooks {
   failed(err: RedirectError): void;
   /** The sink has been sent FIN after everything the chain emitted. */
   finished(): void;
-  /** Zero-copy path: the engine saw the source's FIN (and passed it on). */
-  sourceEnded?(): void;
+  /** Zero-copy path: the engine saw the source's FIN (and passed it on) at `atNs` (process.hrtime's clock). */
+  sourceEnded?(atNs: number): void;
   /** Zero-copy path: the engine hit a socket error on the source or the sink. */
   relayFailed?(err: Error, side: 'source' | 'sink'): void;
 }
@@ -433,12 +433,12 @@ export class Pump implements ReadSizer {
   private relayHandlers(): RelayHandlers {
     return {
       progress: (bytesIn, bytesOut) => this.spliced(bytesIn, bytesOut),
-      end: (bytesIn, bytesOut) => {
+      end: (bytesIn, bytesOut, eofAtNs) => {
         this.spliced(bytesIn, bytesOut);
         if (this.stopped) return;
         this.chainDone = true;
         this.endedSink = true;
-        this.hooks.sourceEnded?.();
+        this.hooks.sourceEnded?.(eofAtNs);
         this.hooks.finished();
       },
       error: (err, side, bytesIn, bytesOut) => {

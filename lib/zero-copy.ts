@@ -43,8 +43,11 @@ export const DEFAULT_ZERO_COPY_BUDGET: Readonly<Required<ZeroCopyBudget>> = Obje
 /** What the engine reports for one relay; byte counts are totals since it started. */
 export interface RelayHandlers {
   progress(bytesIn: number, bytesOut: number): void;
-  /** The source sent FIN; everything was written and the sink was shut down for writing. */
-  end(bytesIn: number, bytesOut: number): void;
+  /**
+   * The source sent FIN; everything was written and the sink was shut down for writing.
+   * `eofAtNs`: when the engine read the EOF, on process.hrtime's clock.
+   */
+  end(bytesIn: number, bytesOut: number, eofAtNs: number): void;
   error(err: NodeJS.ErrnoException, side: 'source' | 'sink', bytesIn: number, bytesOut: number): void;
 }
 
@@ -93,6 +96,7 @@ export class SpliceEngine {
     bytesOut: number,
     errno: string | undefined,
     side: 0 | 1,
+    eofAtNs: number,
   ): void => {
     const handlers = this.relays.get(id);
     if (handlers === undefined) return; // aborted meanwhile
@@ -101,7 +105,7 @@ export class SpliceEngine {
       return;
     }
     this.relays.delete(id);
-    if (kind === 1) handlers.end(bytesIn, bytesOut);
+    if (kind === 1) handlers.end(bytesIn, bytesOut, eofAtNs);
     else handlers.error(systemError(errno ?? 'EIO', 'splice'), side === 0 ? 'source' : 'sink', bytesIn, bytesOut);
   };
 }
@@ -265,9 +269,9 @@ export class ZeroCopyLink {
     if (this.source.destroyed || this.sink.destroyed || this.sink.writableLength > 0) return false;
     const wrapped: RelayHandlers = {
       progress: (i, o) => handlers.progress(i, o),
-      end: (i, o) => {
+      end: (i, o, at) => {
         this.settle();
-        handlers.end(i, o);
+        handlers.end(i, o, at);
       },
       error: (err, side, i, o) => {
         this.settle();
