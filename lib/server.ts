@@ -83,6 +83,8 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
   private readonly host: ConnectionHost;
   /** The addon's listener when `transport: 'native'` (Windows WFP); net.Server otherwise. */
   private nativeListener: { close(): void } | undefined;
+  /** While close() waits for live connections: moves its deadline forward. */
+  private hastenDeadline: ((ms: number) => void) | undefined;
   /**
    * True until the listener's own TCP_NODELAY is known to cover every accepted
    * socket (sockets queued before it was set did not inherit it).
@@ -201,10 +203,15 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
   /**
    * Stops accepting, lets live connections finish for `timeoutMs` (default
    * limits.closeTimeoutMs), then resets what is left with reason 'server-shutdown'.
+   * Called again while closing, a shorter `timeoutMs` brings the deadline forward
+   * (a graceful drain, then a hard stop); it never pushes it back.
    */
   close(options: { timeoutMs?: number } = {}): Promise<void> {
-    if (this.closing) return this.closing;
     const timeoutMs = options.timeoutMs ?? this.config.limits.closeTimeoutMs;
+    if (this.closing) {
+      if (options.timeoutMs !== undefined) this.hastenDeadline?.(timeoutMs);
+      return this.closing;
+    }
     this.state = 'closing';
     this.closing = (async () => {
       this.nativeListener?.close();
@@ -230,10 +237,18 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
           poll.unref();
         });
         let timer: NodeJS.Timeout | undefined;
+        let dueAt = performance.now() + timeoutMs;
         const deadline = new Promise<void>((resolve) => {
           timer = setTimeout(resolve, timeoutMs);
+          this.hastenDeadline = (ms) => {
+            if (performance.now() + ms >= dueAt) return;
+            dueAt = performance.now() + ms;
+            clearTimeout(timer);
+            timer = setTimeout(resolve, ms);
+          };
         });
         await Promise.race([allClosed, deadline]);
+        this.hastenDeadline = undefined;
         clearTimeout(timer);
         if (this.live.size > 0) {
           const rest = [...this.live];
