@@ -126,53 +126,6 @@ export function evaluateGoals(r: Pick<BenchResults, 'scenarios' | 'settings'>): 
   return goals;
 }
 
-/** Hand-written SVG: one block per scenario, a bar per subject (median) with a min–max whisker. */
-export function renderSvg(r: BenchResults): string {
-  const W = 860;
-  const labelW = 250;
-  const barW = 470;
-  const rowH = 18;
-  const out: string[] = [];
-  let y = 30;
-  const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
-  for (const [name, bySubject] of Object.entries(r.scenarios) as [ScenarioName, Record<string, SubjectSummary>][]) {
-    const info = SCENARIO_INFO[name];
-    const rows = Object.entries(bySubject);
-    const max = Math.max(...rows.map(([, s]) => s.max).filter(Number.isFinite), 1e-9);
-    out.push(
-      `<text x="10" y="${y}" font-weight="bold">${esc(info.title)} (${esc(info.unit)}, ${info.higherIsBetter ? 'higher' : 'lower'} is better)</text>`,
-    );
-    y += 8;
-    for (const [subject, s] of rows) {
-      const label = r.subjects.find((x) => x.name === subject)?.label ?? subject;
-      const w = Number.isFinite(s.median) ? Math.max(0, (s.median / max) * barW) : 0;
-      const x0 = labelW + (Number.isFinite(s.min) ? (Math.max(0, s.min) / max) * barW : 0);
-      const x1 = labelW + (Number.isFinite(s.max) ? (Math.max(0, s.max) / max) * barW : 0);
-      const fill =
-        subject.startsWith('rx') || subject === 'user' ? '#c2185b' : subject === 'plain' ? '#1976d2' : '#9e9e9e';
-      const cy = y + rowH / 2;
-      out.push(
-        `<text x="${labelW - 6}" y="${cy + 4}" text-anchor="end">${esc(label)}</text>`,
-        `<rect x="${labelW}" y="${y + 2}" width="${w.toFixed(1)}" height="${rowH - 4}" fill="${fill}"/>`,
-        `<line x1="${x0.toFixed(1)}" y1="${cy}" x2="${x1.toFixed(1)}" y2="${cy}" stroke="#000"/>`,
-        `<line x1="${x0.toFixed(1)}" y1="${cy - 4}" x2="${x0.toFixed(1)}" y2="${cy + 4}" stroke="#000"/>`,
-        `<line x1="${x1.toFixed(1)}" y1="${cy - 4}" x2="${x1.toFixed(1)}" y2="${cy + 4}" stroke="#000"/>`,
-        `<text x="${labelW + barW + 8}" y="${cy + 4}">${fmt(s.median)}</text>`,
-      );
-      y += rowH;
-    }
-    y += 26;
-  }
-  return [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${y}" viewBox="0 0 ${W} ${y}" font-family="sans-serif" font-size="12">`,
-    '<title>rxredirect benchmarks: each subject against the plain Node relay and direct</title>',
-    `<rect width="${W}" height="${y}" fill="#fff"/>`,
-    ...out,
-    '</svg>',
-    '',
-  ].join('\n');
-}
-
 /** Close reasons of a normal end (the slow-reader run resets the reader on purpose). */
 const GRACEFUL = new Set(['client-end', 'upstream-end', 'upstream-reset', 'client-reset']);
 

@@ -5,7 +5,8 @@ import { parseArgs } from 'node:util';
 import { DEFAULT_LIMITS } from '../lib/index';
 import { loadMiddleware } from './chain';
 import { machineInfo } from './proc';
-import { type BenchResults, evaluateGoals, renderMarkdown, renderSvg, type SubjectSummary, summarise } from './report';
+import { renderSvg } from './chart';
+import { type BenchResults, evaluateGoals, renderMarkdown, type SubjectSummary, summarise } from './report';
 import {
   measure,
   Peers,
@@ -310,7 +311,10 @@ function writeReport(
   const reportPath = resolve(options.report ?? join(outDir, 'report.md'));
   const svgPath = `${reportPath.replace(/\.md$/, '')}.svg`;
   mkdirSync(dirname(reportPath), { recursive: true });
-  writeFileSync(svgPath, renderSvg(results));
+  writeFileSync(
+    svgPath,
+    renderSvg(results, 'rxredirect benchmarks: each subject against the plain Node relay and direct'),
+  );
   writeFileSync(reportPath, renderMarkdown(results, basename(svgPath)));
   log(`results: ${jsonPath}\nreport:  ${reportPath} (chart ${svgPath})`);
   for (const g of results.goals)
