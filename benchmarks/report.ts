@@ -1,3 +1,4 @@
+import { type Goal, MIN_RUNS_FOR_VERDICT, type Verdict } from './goals';
 import type { MachineInfo } from './proc';
 import { SCENARIO_INFO, type Measurement, type ScenarioName, type Settings } from './scenarios';
 
@@ -29,12 +30,6 @@ export interface BenchResults {
   durationSeconds: number;
   /** Hand-written Markdown about this run (--findings). */
   findings?: string;
-}
-
-export interface Goal {
-  goal: string;
-  measured: string;
-  met: boolean | undefined;
 }
 
 export function median(values: number[]): number {
@@ -71,63 +66,16 @@ function ratio(a: number | undefined, b: number | undefined): number | undefined
   return a !== undefined && b !== undefined && Number.isFinite(a) && Number.isFinite(b) && b !== 0 ? a / b : undefined;
 }
 
-/** The issue's goals, each stated whether or not it was met (undefined: not measured in this run). */
-export function evaluateGoals(r: Pick<BenchResults, 'scenarios' | 'settings'>): Goal[] {
-  const med = (scenario: ScenarioName, subject: string): number | undefined => r.scenarios[scenario]?.[subject]?.median;
-  const goals: Goal[] = [];
-  const compare = (
-    goal: string,
-    scenarios: ScenarioName[],
-    a: string,
-    b: string,
-    factor: number,
-    lower = false,
-  ): void => {
-    const parts: string[] = [];
-    let met: boolean | undefined;
-    for (const s of scenarios) {
-      const q = ratio(med(s, a), med(s, b));
-      if (q === undefined) continue;
-      parts.push(`${s}: ${q.toFixed(2)}×`);
-      const ok = lower ? q <= factor : q >= factor;
-      met = (met ?? true) && ok;
-    }
-    goals.push({ goal, measured: parts.length ? parts.join(', ') : 'not measured', met });
-  };
-  const bulk: ScenarioName[] = ['bulk-up', 'bulk-down', 'streams-64'];
-  compare('zero-copy ≥ HAProxy with splice (throughput)', bulk, 'rx-zc', 'haproxy-splice', 1);
-  compare('JS path, no middleware ≥ Node pipe() relay (throughput)', bulk, 'rx', 'plain', 1);
-  compare('3 pass-through operators ≥ 0.9 × JS no middleware (throughput)', bulk, 'rx-map3', 'rx', 0.9);
-  compare('connection rate ≥ 0.9 × Node pipe() relay', ['connrate'], 'rx', 'plain', 0.9);
-  compare('RSS per idle connection ≤ 1.2 × Node pipe() relay', ['idle-rss'], 'rx', 'plain', 1.2, true);
-  if (Object.values(r.scenarios).some((s) => s?.user)) {
-    compare('your chain ≥ 0.9 × rxredirect with no middleware', [...bulk, 'connrate'], 'user', 'rx', 0.9);
-    compare('your chain: RSS per idle connection ≤ 1.2 × Node pipe() relay', ['idle-rss'], 'user', 'plain', 1.2, true);
-  }
-
-  // Bounded: the relay never held more than the high-water mark plus one read (64 KiB) in
-  // one direction (its own peakBuffered), and its RSS grew no more than twice the plain
-  // relay's plus twice the mark (RSS over a few seconds is mostly garbage not yet collected).
-  const slow = r.scenarios['slow-reader'];
-  const hwm = r.settings.highWaterMark;
-  const rx = slow?.rx ?? slow?.user;
-  if (rx) {
-    const peak = Math.max(...rx.runs.map((m) => Number(m.extra?.peakBuffered ?? Number.NaN)));
-    const plainGrowth = slow?.plain?.median;
-    const limitMiB = 2 * Math.max(0, plainGrowth ?? 0) + (2 * hwm) / 1048576;
-    const bufferedOk = Number.isFinite(peak) ? peak <= hwm + 65536 : undefined;
-    const rssOk = rx.median <= limitMiB;
-    goals.push({
-      goal: `slow-reader growth bounded by highWaterMark (${hwm / 1024} KiB)`,
-      measured: `peakBuffered ${Number.isFinite(peak) ? `${(peak / 1024).toFixed(0)} KiB` : 'n/a'} (limit ${hwm / 1024 + 64} KiB); RSS growth ${fmt(rx.median)} MiB vs plain relay ${fmt(plainGrowth)} MiB (limit ${fmt(limitMiB)} MiB)`,
-      met: bufferedOk === undefined ? rssOk : bufferedOk && rssOk,
-    });
-  } else goals.push({ goal: 'slow-reader growth bounded by highWaterMark', measured: 'not measured', met: undefined });
-  return goals;
-}
-
 /** Close reasons of a normal end (the slow-reader run resets the reader on purpose). */
 const GRACEFUL = new Set(['client-end', 'upstream-end', 'upstream-reset', 'client-reset']);
+
+const VERDICT_TEXT: Record<Verdict, string> = {
+  met: 'yes',
+  missed: '**no**',
+  'within noise': 'within noise',
+  'too few runs': 'too few runs',
+  'not measured': 'not measured',
+};
 
 const mib = (b: number): string => `${(b / 1048576).toFixed(0)} MiB`;
 
@@ -162,9 +110,9 @@ export function renderMarkdown(r: BenchResults, svgName: string): string {
     '',
     '| Goal | Measured (ratio of medians) | Met |',
     '| --- | --- | --- |',
-    ...r.goals.map(
-      (g) => `| ${g.goal} | ${g.measured} | ${g.met === undefined ? 'not measured' : g.met ? 'yes' : '**no**'} |`,
-    ),
+    ...r.goals.map((g) => `| ${g.goal} | ${g.measured} | ${VERDICT_TEXT[g.verdict]} |`),
+    '',
+    `A goal is met or missed only when it holds for every pair of runs, or for none; otherwise the runs' spread is wider than the effect and the goal is "within noise" (fewer than ${MIN_RUNS_FOR_VERDICT} runs: no verdict).`,
     '',
   );
   if (r.findings?.trim()) {

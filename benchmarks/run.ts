@@ -6,7 +6,8 @@ import { DEFAULT_LIMITS } from '../lib/index';
 import { loadMiddleware } from './chain';
 import { machineInfo } from './proc';
 import { renderSvg } from './chart';
-import { type BenchResults, evaluateGoals, renderMarkdown, type SubjectSummary, summarise } from './report';
+import { evaluateGoals } from './goals';
+import { type BenchResults, renderMarkdown, type SubjectSummary, summarise } from './report';
 import {
   measure,
   Peers,
@@ -317,8 +318,7 @@ function writeReport(
   );
   writeFileSync(reportPath, renderMarkdown(results, basename(svgPath)));
   log(`results: ${jsonPath}\nreport:  ${reportPath} (chart ${svgPath})`);
-  for (const g of results.goals)
-    log(`goal ${g.met === undefined ? '–' : g.met ? 'met' : 'MISSED'}: ${g.goal}: ${g.measured}`);
+  for (const g of results.goals) log(`goal ${g.verdict === 'missed' ? 'MISSED' : g.verdict}: ${g.goal}: ${g.measured}`);
   return { results, jsonPath, reportPath, svgPath };
 }
 
@@ -333,6 +333,8 @@ function renderOnly(
     throw new Error(`${jsonPath} is not a results file of this harness`);
   }
   if (options.findings !== undefined) results.findings = readFileSync(options.findings, 'utf8');
+  // Verdicts are derived from the runs: files of earlier versions get today's rules.
+  results.goals = evaluateGoals(results);
   return writeReport(results, jsonPath, options, dirname(jsonPath), log);
 }
 
