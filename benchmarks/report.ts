@@ -25,6 +25,8 @@ export interface BenchResults {
   generator: 'iperf3' | 'node';
   settings: Settings & { runs: number; highWaterMark: number };
   subjects: { name: string; label: string; status: 'ok' | 'unavailable'; reason?: string }[];
+  /** `bench --middleware`: the user's chain (subject 'user'), its short name and the module as given. */
+  chain?: { name: string; module: string };
   scenarios: Partial<Record<ScenarioName, Record<string, SubjectSummary>>>;
   goals: Goal[];
   durationSeconds: number;

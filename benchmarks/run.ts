@@ -36,6 +36,8 @@ export interface BenchOptions {
   scenarios?: ScenarioName[];
   /** A user's chain module: runs it against the references instead of the built-in subjects. */
   middleware?: string;
+  /** The chain's name in the report (default: the module's file name). */
+  name?: string;
   generator?: 'auto' | 'iperf3' | 'node';
   /** Directory for the JSON (and the report unless `report` is given). */
   outDir?: string;
@@ -57,6 +59,7 @@ export const BENCH_USAGE = `rxredirect bench [--quick] [--middleware FILE] [opti
 
   --quick               short runs (under 2 minutes with every subject) instead of the full set
   --middleware FILE     benchmark your chain: FILE exports \`middleware: Middleware[]\` or a default
+  --name NAME           your chain's name in the report (default: FILE's name, e.g. chain.js)
   --runs N              runs per subject (default 3 quick, 5 full; at least 3 for min–max)
   --subjects A,B        subjects to run (${ALL_SUBJECTS.map((s) => s.name).join(', ')})
   --scenarios A,B       scenarios to run (${SCENARIOS.join(', ')})
@@ -97,6 +100,7 @@ export function parseBenchArgs(args: string[]): BenchOptions {
     options: {
       quick: { type: 'boolean' },
       middleware: { type: 'string' },
+      name: { type: 'string' },
       runs: { type: 'string' },
       subjects: { type: 'string' },
       scenarios: { type: 'string' },
@@ -110,6 +114,14 @@ export function parseBenchArgs(args: string[]): BenchOptions {
   });
   const options: BenchOptions = { quick: values.quick ?? false };
   if (values.middleware !== undefined) options.middleware = values.middleware;
+  if (values.name !== undefined) {
+    if (values.middleware === undefined) throw new Error('--name names a --middleware chain');
+    // It goes into a chart label, a Markdown table and a code span.
+    if (!/^[^\p{Cc}`|]{1,64}$/u.test(values.name) || !values.name.trim()) {
+      throw new Error('--name must be 1 to 64 printable characters, without ` or |');
+    }
+    options.name = values.name;
+  }
   if (values.runs !== undefined) {
     const runs = Number(values.runs);
     if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs must be a positive integer, got "${values.runs}"`);
@@ -146,7 +158,7 @@ export function parseBenchArgs(args: string[]): BenchOptions {
 function chooseSubjects(options: BenchOptions): SubjectSpec[] {
   if (options.middleware !== undefined) {
     loadMiddleware(options.middleware); // fail now, not in every child
-    const list = userSubjects(resolve(options.middleware));
+    const list = userSubjects(resolve(options.middleware), options.name);
     return options.subjects ? list.filter((s) => options.subjects?.includes(s.name)) : list;
   }
   if (!options.subjects) return [...ALL_SUBJECTS];
@@ -190,6 +202,9 @@ export async function runBench(
     generator,
     settings: { ...settings, runs, highWaterMark },
     subjects: specs.map((s) => ({ name: s.name, label: s.label, status: 'ok' })),
+    ...(options.middleware !== undefined
+      ? { chain: { name: options.name ?? basename(options.middleware), module: options.middleware } }
+      : {}),
     scenarios: {},
     goals: [],
     durationSeconds: 0,
