@@ -54,7 +54,7 @@ export function renderSvg(r: BenchResults, title: string): string {
   let x = 10;
   let y = 20;
   for (const s of charted) {
-    const text = fitLabel(s.label);
+    const text = s.name === 'user' ? `${fitLabel(s.label)} (your chain)` : fitLabel(s.label);
     const width = 18 + text.length * CHAR_PX + 16;
     if (x + width > W - 10 && x > 10) {
       x = 10;

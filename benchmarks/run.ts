@@ -7,7 +7,17 @@ import { loadMiddleware } from './chain';
 import { machineInfo } from './proc';
 import { renderSvg } from './chart';
 import { evaluateGoals } from './goals';
-import { type BenchResults, renderMarkdown, type SubjectSummary, summarise } from './report';
+import {
+  type BenchResults,
+  chainName,
+  chartTitle,
+  isUserRun,
+  renderMarkdown,
+  type SubjectSummary,
+  summarise,
+} from './report';
+import { labelOf } from './report-sections';
+import { chainComparisons } from './user-report';
 import {
   measure,
   Peers,
@@ -327,13 +337,18 @@ function writeReport(
   const reportPath = resolve(options.report ?? join(outDir, 'report.md'));
   const svgPath = `${reportPath.replace(/\.md$/, '')}.svg`;
   mkdirSync(dirname(reportPath), { recursive: true });
-  writeFileSync(
-    svgPath,
-    renderSvg(results, 'rxredirect benchmarks: each subject against the plain Node relay and direct'),
-  );
+  writeFileSync(svgPath, renderSvg(results, chartTitle(results)));
   writeFileSync(reportPath, renderMarkdown(results, basename(svgPath)));
   log(`results: ${jsonPath}\nreport:  ${reportPath} (chart ${svgPath})`);
   for (const g of results.goals) log(`goal ${g.verdict === 'missed' ? 'MISSED' : g.verdict}: ${g.goal}: ${g.measured}`);
+  if (isUserRun(results)) {
+    for (const c of chainComparisons(results)) {
+      const parts = c.against.map(
+        (a) => `${a.ratio?.toFixed(2) ?? '–'}× ${labelOf(results, a.subject)} (${a.comparison})`,
+      );
+      log(`${chainName(results)}, ${c.scenario}: ${parts.join(', ')}`);
+    }
+  }
   return { results, jsonPath, reportPath, svgPath };
 }
 
@@ -348,6 +363,13 @@ function renderOnly(
     throw new Error(`${jsonPath} is not a results file of this harness`);
   }
   if (options.findings !== undefined) results.findings = readFileSync(options.findings, 'utf8');
+  // Files of earlier versions labelled a user's chain with its module's path.
+  const user = results.subjects.find((s) => s.name === 'user');
+  if (user && !results.chain) {
+    const module = user.label.replace(/^rxredirect with /, '');
+    results.chain = { name: basename(module), module };
+    user.label = results.chain.name;
+  }
   // Verdicts are derived from the runs: files of earlier versions get today's rules.
   results.goals = evaluateGoals(results);
   return writeReport(results, jsonPath, options, dirname(jsonPath), log);
