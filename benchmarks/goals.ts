@@ -35,6 +35,16 @@ export function goalVerdict(a: Spread, b: Spread, factor: number, lower = false)
   return 'within noise';
 }
 
+/**
+ * How often two subjects that are in truth equal still come out with their ranges apart:
+ * 2 of the C(m + n, n) equally likely orders of their runs (1 in 10 for 3 runs each, 1 in 126 for 5).
+ */
+export function chanceApart(m: number, n: number): number {
+  let orders = 1;
+  for (let i = 1; i <= n; i++) orders = (orders * (m + i)) / i;
+  return 2 / orders;
+}
+
 export type Comparison = 'better' | 'worse' | 'within noise' | 'too few runs' | 'not measured';
 
 /** `a` against `b`: better or worse only when their min–max ranges do not overlap. */

@@ -2,7 +2,7 @@ import { type Goal, MIN_RUNS_FOR_VERDICT, type Verdict } from './goals';
 import type { MachineInfo } from './proc';
 import { findingsSection, headline, machineSection, methodSection, resultsSection } from './report-sections';
 import type { Measurement, ScenarioName, Settings } from './scenarios';
-import { renderUserMarkdown } from './user-report';
+import { chainName, isUserRun, renderUserMarkdown } from './user-report';
 
 export interface SubjectSummary {
   runs: Measurement[];
@@ -70,13 +70,6 @@ const VERDICT_TEXT: Record<Verdict, string> = {
   'too few runs': 'too few runs',
   'not measured': 'not measured',
 };
-
-/** A run of a user's chain (`bench --middleware`), which gets its own report. */
-export const isUserRun = (r: Pick<BenchResults, 'subjects'>): boolean => r.subjects.some((s) => s.name === 'user');
-
-/** The chain's short name; runs recorded before `chain` existed fall back to its label. */
-export const chainName = (r: BenchResults): string =>
-  r.chain?.name ?? r.subjects.find((s) => s.name === 'user')?.label ?? 'your chain';
 
 export function chartTitle(r: BenchResults): string {
   return isUserRun(r)

@@ -7,17 +7,9 @@ import { loadMiddleware } from './chain';
 import { machineInfo } from './proc';
 import { renderSvg } from './chart';
 import { evaluateGoals } from './goals';
-import {
-  type BenchResults,
-  chainName,
-  chartTitle,
-  isUserRun,
-  renderMarkdown,
-  type SubjectSummary,
-  summarise,
-} from './report';
+import { type BenchResults, chartTitle, renderMarkdown, type SubjectSummary, summarise } from './report';
 import { labelOf } from './report-sections';
-import { chainComparisons } from './user-report';
+import { chainComparisons, chainName, isUserRun } from './user-report';
 import {
   measure,
   Peers,

@@ -1,7 +1,7 @@
 // The report of `rxredirect bench --middleware FILE`: the user's chain against the baselines
 // of the same run, with the runs' spread, and none of this repository's goals or sections.
-import { type Comparison, compareSpread } from './goals';
-import { type BenchResults, chainName, type SubjectSummary } from './report';
+import { type Comparison, chanceApart, compareSpread, MIN_RUNS_FOR_VERDICT } from './goals';
+import type { BenchResults, SubjectSummary } from './report';
 import {
   findingsSection,
   fmt,
@@ -13,6 +13,13 @@ import {
   resultsSection,
 } from './report-sections';
 import { SCENARIO_INFO, type ScenarioName } from './scenarios';
+
+/** A run of a user's chain (`bench --middleware`), which gets its own report. */
+export const isUserRun = (r: Pick<BenchResults, 'subjects'>): boolean => r.subjects.some((s) => s.name === 'user');
+
+/** The chain's short name; runs recorded before `chain` existed fall back to its label. */
+export const chainName = (r: BenchResults): string =>
+  r.chain?.name ?? r.subjects.find((s) => s.name === 'user')?.label ?? 'your chain';
 
 /** Baselines in the order a reader asks about them: the chain's own cost first. */
 const BASELINE_ORDER = ['rx', 'plain', 'direct'];
@@ -53,19 +60,21 @@ function baselines(r: BenchResults): string[] {
 
 /** One cell: the ratio of medians, and what the spread lets us say about it. */
 export function comparisonText(c: { ratio: number | undefined; comparison: Comparison }): string {
-  const q = `${fmt(c.ratio)}×`;
+  // A consistent difference under 1% would read "1.00× worse": give it the digit that shows it.
+  const q = `${c.ratio !== undefined && Math.abs(c.ratio - 1) < 0.01 ? c.ratio.toFixed(3) : fmt(c.ratio)}×`;
   return c.comparison === 'better' || c.comparison === 'worse' ? `**${q} ${c.comparison}**` : `${q} ${c.comparison}`;
 }
 
 export function renderUserMarkdown(r: BenchResults, svgName: string): string {
   const name = chainName(r);
   const comparisons = chainComparisons(r);
+  const runs = r.settings.runs;
   const columns = baselines(r).filter((b) => comparisons.some((c) => c.against.some((a) => a.subject === b)));
   const lines = [
     ...headline(r, `Benchmark of your chain: \`${name}\``),
     '## Your chain against the baselines',
     '',
-    `\`${name}\` is rxredirect (JS path) running the chain ${r.chain ? `exported by \`${r.chain.module}\`` : 'given with `--middleware`'}. Each cell is the ratio of medians (your chain ÷ the baseline, over ${r.settings.runs} run${r.settings.runs === 1 ? '' : 's'} each) and what the runs' spread lets us say: **better** or **worse** only when the min–max ranges of the two do not overlap, otherwise "within noise".`,
+    `\`${name}\` is rxredirect (JS path) running the chain ${r.chain ? `exported by \`${r.chain.module}\`` : 'given with `--middleware`'}. Each cell is the ratio of medians (your chain ÷ the baseline, over ${r.settings.runs} run${r.settings.runs === 1 ? '' : 's'} each) and what the runs' spread lets us say: **better** or **worse** only when the min–max ranges of the two do not overlap, otherwise "within noise".${runs >= MIN_RUNS_FOR_VERDICT ? ` Even so, with ${runs} runs each, two subjects that are in truth equal come out apart about once in ${Math.round(1 / chanceApart(runs, runs))} comparisons.` : ''}`,
     '',
   ];
   if (comparisons.length && columns.length) {

@@ -141,7 +141,7 @@ const COMMANDS: Record<string, Subcommand> = {
       }
       const { reportPath, jsonPath } = await bench.runBench({
         ...options,
-        command: ['rxredirect', 'bench', ...args].join(' '),
+        command: formatCommand(['rxredirect', 'bench', ...args]),
         log: (line) => io.stderr.write(`${line}\n`),
       });
       io.stdout.write(`${reportPath}\n${jsonPath}\n`);

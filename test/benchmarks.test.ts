@@ -3,9 +3,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
 import { fitLabel } from '../benchmarks/chart';
-import { compareSpread, goalVerdict } from '../benchmarks/goals';
+import { chanceApart, compareSpread, goalVerdict } from '../benchmarks/goals';
 import { type BenchOptions, parseBenchArgs, runBench } from '../benchmarks/run';
 import { userSubjects } from '../benchmarks/subjects';
+import { comparisonText } from '../benchmarks/user-report';
 import { main } from '../lib/cli';
 
 // The harness end to end on a tiny configuration. Never asserts timings: only that
@@ -235,4 +236,10 @@ test('a verdict is given only when the runs are apart; otherwise within noise', 
   t.is(goalVerdict(runs(20), runs(10), 1), 'too few runs');
   t.is(compareSpread(runs(20, 21), runs(10, 11), true), 'too few runs');
   t.is(goalVerdict(runs(Number.NaN), runs(10, 11, 12), 1), 'not measured');
+  // Equal subjects still come out apart by chance: 2 of the 20 orders of 3 + 3 runs.
+  t.is(chanceApart(3, 3), 0.1);
+  t.is(Math.round(1 / chanceApart(5, 5)), 126);
+  // A consistent but tiny difference shows its size instead of "1.00× worse".
+  t.is(comparisonText({ ratio: 1.004, comparison: 'worse' }), '**1.004× worse**');
+  t.is(comparisonText({ ratio: 0.57, comparison: 'within noise' }), '0.57× within noise');
 });
