@@ -1,5 +1,8 @@
+import { type Goal, MIN_RUNS_FOR_VERDICT, type Verdict } from './goals';
 import type { MachineInfo } from './proc';
-import { SCENARIO_INFO, type Measurement, type ScenarioName, type Settings } from './scenarios';
+import { findingsSection, headline, machineSection, methodSection, resultsSection } from './report-sections';
+import type { Measurement, ScenarioName, Settings } from './scenarios';
+import { chainName, isUserRun, renderUserMarkdown } from './user-report';
 
 export interface SubjectSummary {
   runs: Measurement[];
@@ -24,17 +27,13 @@ export interface BenchResults {
   generator: 'iperf3' | 'node';
   settings: Settings & { runs: number; highWaterMark: number };
   subjects: { name: string; label: string; status: 'ok' | 'unavailable'; reason?: string }[];
+  /** `bench --middleware`: the user's chain (subject 'user'), its short name and the module as given. */
+  chain?: { name: string; module: string };
   scenarios: Partial<Record<ScenarioName, Record<string, SubjectSummary>>>;
   goals: Goal[];
   durationSeconds: number;
   /** Hand-written Markdown about this run (--findings). */
   findings?: string;
-}
-
-export interface Goal {
-  goal: string;
-  measured: string;
-  met: boolean | undefined;
 }
 
 export function median(values: number[]): number {
@@ -64,241 +63,38 @@ export function summarise(runs: Measurement[]): SubjectSummary {
   return s;
 }
 
-const fmt = (v: number | undefined, digits = 2): string =>
-  v === undefined || !Number.isFinite(v) ? '–' : v >= 100 ? v.toFixed(0) : v.toFixed(digits);
+const VERDICT_TEXT: Record<Verdict, string> = {
+  met: 'yes',
+  missed: '**no**',
+  'within noise': 'within noise',
+  'too few runs': 'too few runs',
+  'not measured': 'not measured',
+};
 
-function ratio(a: number | undefined, b: number | undefined): number | undefined {
-  return a !== undefined && b !== undefined && Number.isFinite(a) && Number.isFinite(b) && b !== 0 ? a / b : undefined;
+export function chartTitle(r: BenchResults): string {
+  return isUserRun(r)
+    ? `rxredirect bench: ${chainName(r)} against the baselines`
+    : 'rxredirect benchmarks: each subject against the plain Node relay and direct';
 }
-
-/** The issue's goals, each stated whether or not it was met (undefined: not measured in this run). */
-export function evaluateGoals(r: Pick<BenchResults, 'scenarios' | 'settings'>): Goal[] {
-  const med = (scenario: ScenarioName, subject: string): number | undefined => r.scenarios[scenario]?.[subject]?.median;
-  const goals: Goal[] = [];
-  const compare = (
-    goal: string,
-    scenarios: ScenarioName[],
-    a: string,
-    b: string,
-    factor: number,
-    lower = false,
-  ): void => {
-    const parts: string[] = [];
-    let met: boolean | undefined;
-    for (const s of scenarios) {
-      const q = ratio(med(s, a), med(s, b));
-      if (q === undefined) continue;
-      parts.push(`${s}: ${q.toFixed(2)}×`);
-      const ok = lower ? q <= factor : q >= factor;
-      met = (met ?? true) && ok;
-    }
-    goals.push({ goal, measured: parts.length ? parts.join(', ') : 'not measured', met });
-  };
-  const bulk: ScenarioName[] = ['bulk-up', 'bulk-down', 'streams-64'];
-  compare('zero-copy ≥ HAProxy with splice (throughput)', bulk, 'rx-zc', 'haproxy-splice', 1);
-  compare('JS path, no middleware ≥ Node pipe() relay (throughput)', bulk, 'rx', 'plain', 1);
-  compare('3 pass-through operators ≥ 0.9 × JS no middleware (throughput)', bulk, 'rx-map3', 'rx', 0.9);
-  compare('connection rate ≥ 0.9 × Node pipe() relay', ['connrate'], 'rx', 'plain', 0.9);
-  compare('RSS per idle connection ≤ 1.2 × Node pipe() relay', ['idle-rss'], 'rx', 'plain', 1.2, true);
-  if (Object.values(r.scenarios).some((s) => s?.user)) {
-    compare('your chain ≥ 0.9 × rxredirect with no middleware', [...bulk, 'connrate'], 'user', 'rx', 0.9);
-    compare('your chain: RSS per idle connection ≤ 1.2 × Node pipe() relay', ['idle-rss'], 'user', 'plain', 1.2, true);
-  }
-
-  // Bounded: the relay never held more than the high-water mark plus one read (64 KiB) in
-  // one direction (its own peakBuffered), and its RSS grew no more than twice the plain
-  // relay's plus twice the mark (RSS over a few seconds is mostly garbage not yet collected).
-  const slow = r.scenarios['slow-reader'];
-  const hwm = r.settings.highWaterMark;
-  const rx = slow?.rx ?? slow?.user;
-  if (rx) {
-    const peak = Math.max(...rx.runs.map((m) => Number(m.extra?.peakBuffered ?? Number.NaN)));
-    const plainGrowth = slow?.plain?.median;
-    const limitMiB = 2 * Math.max(0, plainGrowth ?? 0) + (2 * hwm) / 1048576;
-    const bufferedOk = Number.isFinite(peak) ? peak <= hwm + 65536 : undefined;
-    const rssOk = rx.median <= limitMiB;
-    goals.push({
-      goal: `slow-reader growth bounded by highWaterMark (${hwm / 1024} KiB)`,
-      measured: `peakBuffered ${Number.isFinite(peak) ? `${(peak / 1024).toFixed(0)} KiB` : 'n/a'} (limit ${hwm / 1024 + 64} KiB); RSS growth ${fmt(rx.median)} MiB vs plain relay ${fmt(plainGrowth)} MiB (limit ${fmt(limitMiB)} MiB)`,
-      met: bufferedOk === undefined ? rssOk : bufferedOk && rssOk,
-    });
-  } else goals.push({ goal: 'slow-reader growth bounded by highWaterMark', measured: 'not measured', met: undefined });
-  return goals;
-}
-
-/** Hand-written SVG: one block per scenario, a bar per subject (median) with a min–max whisker. */
-export function renderSvg(r: BenchResults): string {
-  const W = 860;
-  const labelW = 250;
-  const barW = 470;
-  const rowH = 18;
-  const out: string[] = [];
-  let y = 30;
-  const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
-  for (const [name, bySubject] of Object.entries(r.scenarios) as [ScenarioName, Record<string, SubjectSummary>][]) {
-    const info = SCENARIO_INFO[name];
-    const rows = Object.entries(bySubject);
-    const max = Math.max(...rows.map(([, s]) => s.max).filter(Number.isFinite), 1e-9);
-    out.push(
-      `<text x="10" y="${y}" font-weight="bold">${esc(info.title)} (${esc(info.unit)}, ${info.higherIsBetter ? 'higher' : 'lower'} is better)</text>`,
-    );
-    y += 8;
-    for (const [subject, s] of rows) {
-      const label = r.subjects.find((x) => x.name === subject)?.label ?? subject;
-      const w = Number.isFinite(s.median) ? Math.max(0, (s.median / max) * barW) : 0;
-      const x0 = labelW + (Number.isFinite(s.min) ? (Math.max(0, s.min) / max) * barW : 0);
-      const x1 = labelW + (Number.isFinite(s.max) ? (Math.max(0, s.max) / max) * barW : 0);
-      const fill =
-        subject.startsWith('rx') || subject === 'user' ? '#c2185b' : subject === 'plain' ? '#1976d2' : '#9e9e9e';
-      const cy = y + rowH / 2;
-      out.push(
-        `<text x="${labelW - 6}" y="${cy + 4}" text-anchor="end">${esc(label)}</text>`,
-        `<rect x="${labelW}" y="${y + 2}" width="${w.toFixed(1)}" height="${rowH - 4}" fill="${fill}"/>`,
-        `<line x1="${x0.toFixed(1)}" y1="${cy}" x2="${x1.toFixed(1)}" y2="${cy}" stroke="#000"/>`,
-        `<line x1="${x0.toFixed(1)}" y1="${cy - 4}" x2="${x0.toFixed(1)}" y2="${cy + 4}" stroke="#000"/>`,
-        `<line x1="${x1.toFixed(1)}" y1="${cy - 4}" x2="${x1.toFixed(1)}" y2="${cy + 4}" stroke="#000"/>`,
-        `<text x="${labelW + barW + 8}" y="${cy + 4}">${fmt(s.median)}</text>`,
-      );
-      y += rowH;
-    }
-    y += 26;
-  }
-  return [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${y}" viewBox="0 0 ${W} ${y}" font-family="sans-serif" font-size="12">`,
-    '<title>rxredirect benchmarks: each subject against the plain Node relay and direct</title>',
-    `<rect width="${W}" height="${y}" fill="#fff"/>`,
-    ...out,
-    '</svg>',
-    '',
-  ].join('\n');
-}
-
-/** Close reasons of a normal end (the slow-reader run resets the reader on purpose). */
-const GRACEFUL = new Set(['client-end', 'upstream-end', 'upstream-reset', 'client-reset']);
-
-const mib = (b: number): string => `${(b / 1048576).toFixed(0)} MiB`;
 
 export function renderMarkdown(r: BenchResults, svgName: string): string {
-  const m = r.machine;
-  const loaded = m.loadAverage[0] !== undefined && m.loadAverage[0] > m.cpus * 0.25;
-  const lines: string[] = [
-    '# Benchmarks',
-    '',
-    `Generated by \`${r.command}\` on ${r.date} in **${r.mode} mode** (${r.settings.runs} runs per subject, ${r.durationSeconds.toFixed(0)} s in all).`,
-    '',
-  ];
-  if (loaded || r.note) {
-    lines.push(
-      `> **Measured under load.** ${r.note ?? ''} Load average at the start: ${m.loadAverage.map((l) => l.toFixed(2)).join(' ')} on ${m.cpus} CPUs. Absolute figures are disturbed; compare subjects of the same run (they were interleaved run by run), not runs across machines.`,
-      '',
-    );
-  }
-  lines.push(
-    '## Machine',
-    '',
-    `- CPUs: ${m.cpus} × ${m.cpuModel}`,
-    `- Memory: ${mib(m.memoryBytes)}`,
-    `- Kernel: Linux ${m.kernel}`,
-    `- Node: ${m.node}`,
-    `- Tools: ${Object.entries(r.tools)
-      .map(([k, v]) => `${k} ${v ?? 'not installed'}`)
-      .join(', ')}`,
-    `- Load generator: ${r.generator === 'iperf3' ? 'iperf3 (`-J`, client and server as child processes; control connection through the relay too) for throughput' : 'Node generator (benchmarks/peer.ts, 1 MiB writes and reads) for throughput'}; Node generator (benchmarks/peer.ts, its own process) for connection rate and memory`,
-    '',
+  if (isUserRun(r)) return renderUserMarkdown(r, svgName);
+  return [
+    ...headline(r, 'Benchmarks'),
+    ...machineSection(r),
     '## Goals',
     '',
     '| Goal | Measured (ratio of medians) | Met |',
     '| --- | --- | --- |',
-    ...r.goals.map(
-      (g) => `| ${g.goal} | ${g.measured} | ${g.met === undefined ? 'not measured' : g.met ? 'yes' : '**no**'} |`,
-    ),
+    ...r.goals.map((g) => `| ${g.goal} | ${g.measured} | ${VERDICT_TEXT[g.verdict]} |`),
     '',
-  );
-  if (r.findings?.trim()) {
-    lines.push(
-      '## Findings',
-      '',
-      '_Written by hand about this run (`--findings`); the figures they rest on are in the tables below or named where they come from._',
-      '',
-      r.findings.trim(),
-      '',
-    );
-  }
-  lines.push(`![chart](${svgName})`, '', '## Results', '');
-  for (const [name, bySubject] of Object.entries(r.scenarios) as [ScenarioName, Record<string, SubjectSummary>][]) {
-    const info = SCENARIO_INFO[name];
-    const plain = bySubject.plain?.median;
-    const direct = bySubject.direct?.median;
-    const latency = name === 'connrate';
-    lines.push(
-      `### ${info.title}`,
-      '',
-      `| Subject | median ${info.unit} | min–max | × plain relay | × direct | relay CPU % | relay RSS${latency ? ' | p50 ms | p99 ms | added p50/p99 ms' : ''} |`,
-      `| --- | ---: | ---: | ---: | ---: | ---: | ---:${latency ? ' | ---: | ---: | ---:' : ''} |`,
-    );
-    for (const [subject, s] of Object.entries(bySubject)) {
-      const label = r.subjects.find((x) => x.name === subject)?.label ?? subject;
-      const row = [
-        label,
-        fmt(s.median),
-        `${fmt(s.min)}–${fmt(s.max)}`,
-        fmt(ratio(s.median, plain)),
-        fmt(ratio(s.median, direct)),
-        fmt(s.cpuPercentMedian, 0),
-        s.rssMedian === undefined ? '–' : mib(s.rssMedian),
-      ];
-      if (latency) {
-        const d = bySubject.direct;
-        row.push(
-          fmt(s.p50Ms),
-          fmt(s.p99Ms),
-          d?.p50Ms !== undefined && s.p50Ms !== undefined && d.p99Ms !== undefined && s.p99Ms !== undefined
-            ? `${fmt(s.p50Ms - d.p50Ms)} / ${fmt(s.p99Ms - d.p99Ms)}`
-            : '–',
-        );
-      }
-      lines.push(`| ${row.join(' | ')} |`);
-    }
-    lines.push('');
-    for (const [subject, s] of Object.entries(bySubject)) {
-      const faults: Record<string, number> = {};
-      let clientErrors = 0;
-      for (const run of s.runs) {
-        clientErrors += Number(run.extra?.errors ?? run.extra?.clientErrors ?? 0);
-        const reasons = (run.extra?.reasons ?? {}) as Record<string, number>;
-        for (const [reason, n] of Object.entries(reasons)) {
-          if (!GRACEFUL.has(reason)) faults[reason] = (faults[reason] ?? 0) + n;
-        }
-      }
-      const paths = s.runs.at(-1)?.extra?.paths as Record<string, number> | undefined;
-      if (paths && Object.keys(paths).length && subject !== 'plain') {
-        const carried = Object.entries(paths)
-          .map(([k, n]) => `${k} ${n}`)
-          .join(', ');
-        lines.push(`- **${subject}**: connections by data path (last run, cumulative): ${carried}.`);
-      }
-      const list = Object.entries(faults).map(([k, n]) => `${n} ${k}`);
-      if (clientErrors) list.push(`${clientErrors} failed on the client side`);
-      if (list.length)
-        lines.push(`- **${subject}**: connections that did not complete over all runs: ${list.join(', ')}.`);
-    }
-    if (lines[lines.length - 1] !== '') lines.push('');
-  }
-  const skipped = r.subjects.filter((s) => s.status === 'unavailable');
-  if (skipped.length) {
-    lines.push('Not run here: ', ...skipped.map((s) => `- ${s.label}: ${s.reason ?? ''}`), '');
-  }
-  const st = r.settings;
-  lines.push(
-    '## Method',
+    `A goal is met or missed only when it holds for every pair of runs, or for none; otherwise the runs' spread is wider than the effect and the goal is "within noise" (fewer than ${MIN_RUNS_FOR_VERDICT} runs: no verdict).`,
     '',
-    `- Throughput: ${st.generator !== 'iperf3' ? `${st.seconds} s` : st.iperfBytes !== undefined ? `iperf3 -n ${st.iperfBytes / 1048576} MiB (×2 for 64 streams)` : `iperf3 -t ${Math.max(1, Math.round(st.seconds))}`} per run; 64-stream runs use \`-P 64\`; server → client uses \`-R\`.`,
-    `- Connection rate: ${st.concurrency} concurrent clients, each connects, sends ${st.requestBytes} bytes, waits for the echo, ends, and starts again after close; ${st.connrateSeconds} s per run, after one unrecorded warm-up pass over every subject. Latency is connect → echo received; "added" is against direct.`,
-    `- Idle RSS: ${st.idleConnections} connections opened through the relay and held idle; (VmRSS after − before) / connections, fresh relay process per run. "Before" and "after" are read once the Node relays (plain and rxredirect alike) have run a full garbage collection, so the garbage of the accept burst is not counted as memory per connection; the figure before it is in the JSON (\`kibPerConnectionBeforeGc\`).`,
-    `- Slow reader: one connection written as fast as possible for ${st.slowSeconds} s to a peer reading ${(st.slowRateBytes / 1048576).toFixed(0)} MiB/s; peak VmRSS − VmRSS before. rxredirect reports its own peakBuffered (bytes held between the sockets), to compare with \`limits.highWaterMark\` = ${st.highWaterMark / 1024} KiB.`,
-    '- Every subject runs in its own process; CPU is utime+stime (+ reaped children, for socat) from /proc/<pid>/stat over the run, in % of one core; RSS is VmRSS at the end of the run (for socat, plus the proportional set size, Pss, of its live forked children). Subjects are interleaved within each run so background load spreads over all of them. HAProxy runs with `nbthread 1`, like the single-threaded Node relays.',
-    '- Ratios are of medians. Ratios on a 2-core machine include the load generator competing with the relay for CPU.',
+    ...findingsSection(r),
+    `![chart](${svgName})`,
     '',
+    ...resultsSection(r, (subject) => subject),
+    ...methodSection(r),
     '## Running it',
     '',
     '```sh',
@@ -313,11 +109,10 @@ export function renderMarkdown(r: BenchResults, svgName: string): string {
     '## Benchmarking your own middleware',
     '',
     '```sh',
-    'npx rxredirect bench --middleware ./my-chain.js [--quick]',
+    'npx rxredirect bench --middleware ./my-chain.js [--quick] [--name NAME]',
     '```',
     '',
-    '`./my-chain.js` exports `middleware: Middleware[]` (or a default export: an array or one middleware). The same scenarios run against direct, the Node `pipe()` relay, rxredirect with no middleware and rxredirect with your chain, and the report (in `./benchmarks/results/` of the current directory) gives your chain as a ratio of each. Your chain must pass bytes through unchanged in length for the throughput figures to mean anything (a chain that drops or delays bytes measures that instead).',
+    "`./my-chain.js` exports `middleware: Middleware[]` (or a default export: an array or one middleware). The same scenarios run against direct, the Node `pipe()` relay and rxredirect with no middleware, and the report (in `./benchmarks/results/` of the current directory) shows your chain, under its file name or `--name`, against each of them: the medians, their min–max spread, and whether a difference is larger than the spread. It has none of the goals above, which are this repository's. Your chain must pass bytes through unchanged in length for the throughput figures to mean anything (a chain that drops or delays bytes measures that instead).",
     '',
-  );
-  return lines.join('\n');
+  ].join('\n');
 }

@@ -5,7 +5,11 @@ import { parseArgs } from 'node:util';
 import { DEFAULT_LIMITS } from '../lib/index';
 import { loadMiddleware } from './chain';
 import { machineInfo } from './proc';
-import { type BenchResults, evaluateGoals, renderMarkdown, renderSvg, type SubjectSummary, summarise } from './report';
+import { renderSvg } from './chart';
+import { evaluateGoals } from './goals';
+import { type BenchResults, chartTitle, renderMarkdown, type SubjectSummary, summarise } from './report';
+import { labelOf } from './report-sections';
+import { chainComparisons, chainName, isUserRun } from './user-report';
 import {
   measure,
   Peers,
@@ -34,6 +38,8 @@ export interface BenchOptions {
   scenarios?: ScenarioName[];
   /** A user's chain module: runs it against the references instead of the built-in subjects. */
   middleware?: string;
+  /** The chain's name in the report (default: the module's file name). */
+  name?: string;
   generator?: 'auto' | 'iperf3' | 'node';
   /** Directory for the JSON (and the report unless `report` is given). */
   outDir?: string;
@@ -55,6 +61,7 @@ export const BENCH_USAGE = `rxredirect bench [--quick] [--middleware FILE] [opti
 
   --quick               short runs (under 2 minutes with every subject) instead of the full set
   --middleware FILE     benchmark your chain: FILE exports \`middleware: Middleware[]\` or a default
+  --name NAME           your chain's name in the report (default: FILE's name, e.g. chain.js)
   --runs N              runs per subject (default 3 quick, 5 full; at least 3 for min–max)
   --subjects A,B        subjects to run (${ALL_SUBJECTS.map((s) => s.name).join(', ')})
   --scenarios A,B       scenarios to run (${SCENARIOS.join(', ')})
@@ -95,6 +102,7 @@ export function parseBenchArgs(args: string[]): BenchOptions {
     options: {
       quick: { type: 'boolean' },
       middleware: { type: 'string' },
+      name: { type: 'string' },
       runs: { type: 'string' },
       subjects: { type: 'string' },
       scenarios: { type: 'string' },
@@ -108,6 +116,14 @@ export function parseBenchArgs(args: string[]): BenchOptions {
   });
   const options: BenchOptions = { quick: values.quick ?? false };
   if (values.middleware !== undefined) options.middleware = values.middleware;
+  if (values.name !== undefined) {
+    if (values.middleware === undefined) throw new Error('--name names a --middleware chain');
+    // It goes into a chart label, a Markdown table and a code span.
+    if (!/^[^\p{Cc}`|]{1,64}$/u.test(values.name) || !values.name.trim()) {
+      throw new Error('--name must be 1 to 64 printable characters, without ` or |');
+    }
+    options.name = values.name;
+  }
   if (values.runs !== undefined) {
     const runs = Number(values.runs);
     if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs must be a positive integer, got "${values.runs}"`);
@@ -144,7 +160,7 @@ export function parseBenchArgs(args: string[]): BenchOptions {
 function chooseSubjects(options: BenchOptions): SubjectSpec[] {
   if (options.middleware !== undefined) {
     loadMiddleware(options.middleware); // fail now, not in every child
-    const list = userSubjects(resolve(options.middleware));
+    const list = userSubjects(resolve(options.middleware), options.name);
     return options.subjects ? list.filter((s) => options.subjects?.includes(s.name)) : list;
   }
   if (!options.subjects) return [...ALL_SUBJECTS];
@@ -188,6 +204,9 @@ export async function runBench(
     generator,
     settings: { ...settings, runs, highWaterMark },
     subjects: specs.map((s) => ({ name: s.name, label: s.label, status: 'ok' })),
+    ...(options.middleware !== undefined
+      ? { chain: { name: options.name ?? basename(options.middleware), module: options.middleware } }
+      : {}),
     scenarios: {},
     goals: [],
     durationSeconds: 0,
@@ -310,11 +329,18 @@ function writeReport(
   const reportPath = resolve(options.report ?? join(outDir, 'report.md'));
   const svgPath = `${reportPath.replace(/\.md$/, '')}.svg`;
   mkdirSync(dirname(reportPath), { recursive: true });
-  writeFileSync(svgPath, renderSvg(results));
+  writeFileSync(svgPath, renderSvg(results, chartTitle(results)));
   writeFileSync(reportPath, renderMarkdown(results, basename(svgPath)));
   log(`results: ${jsonPath}\nreport:  ${reportPath} (chart ${svgPath})`);
-  for (const g of results.goals)
-    log(`goal ${g.met === undefined ? '–' : g.met ? 'met' : 'MISSED'}: ${g.goal}: ${g.measured}`);
+  for (const g of results.goals) log(`goal ${g.verdict === 'missed' ? 'MISSED' : g.verdict}: ${g.goal}: ${g.measured}`);
+  if (isUserRun(results)) {
+    for (const c of chainComparisons(results)) {
+      const parts = c.against.map(
+        (a) => `${a.ratio?.toFixed(2) ?? '–'}× ${labelOf(results, a.subject)} (${a.comparison})`,
+      );
+      log(`${chainName(results)}, ${c.scenario}: ${parts.join(', ')}`);
+    }
+  }
   return { results, jsonPath, reportPath, svgPath };
 }
 
@@ -329,6 +355,15 @@ function renderOnly(
     throw new Error(`${jsonPath} is not a results file of this harness`);
   }
   if (options.findings !== undefined) results.findings = readFileSync(options.findings, 'utf8');
+  // Files of earlier versions labelled a user's chain with its module's path.
+  const user = results.subjects.find((s) => s.name === 'user');
+  if (user && !results.chain) {
+    const module = user.label.replace(/^rxredirect with /, '');
+    results.chain = { name: basename(module), module };
+    user.label = results.chain.name;
+  }
+  // Verdicts are derived from the runs: files of earlier versions get today's rules.
+  results.goals = evaluateGoals(results);
   return writeReport(results, jsonPath, options, dirname(jsonPath), log);
 }
 

@@ -2,7 +2,7 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { type AddressInfo, connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import type { RelayConfig } from './relay-child';
 import { sleep, Worker } from './proc';
 
@@ -39,13 +39,16 @@ export const ALL_SUBJECTS: readonly SubjectSpec[] = [
   { name: 'socat', label: 'socat (fork per connection)', kind: 'socat' },
 ];
 
-/** Subjects for `rxredirect bench --middleware`: the user's chain against the references. */
-export function userSubjects(modulePath: string): SubjectSpec[] {
+/**
+ * Subjects for `rxredirect bench --middleware`: the user's chain against the references,
+ * labelled with a short name (`--name`, else the file's name) that fits a chart's label.
+ */
+export function userSubjects(modulePath: string, name = basename(modulePath)): SubjectSpec[] {
   return [
     { name: 'direct', label: 'direct (no relay)', kind: 'direct' },
     { name: 'plain', label: 'Node pipe() relay', kind: 'plain' },
     { name: 'rx', label: 'rxredirect JS, no middleware', kind: 'rx', middleware: 'none' },
-    { name: 'user', label: `rxredirect with ${modulePath}`, kind: 'rx', middleware: modulePath },
+    { name: 'user', label: name, kind: 'rx', middleware: modulePath },
   ];
 }
 

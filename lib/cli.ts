@@ -46,6 +46,7 @@ const BENCH_USAGE = `rxredirect bench [--quick] [--middleware FILE] [options]
 
   --quick               short runs (2–3 minutes with every subject) instead of the full set
   --middleware FILE     your chain: FILE exports \`middleware: Middleware[]\` (or a default)
+  --name NAME           your chain's name in the report (default: FILE's name, e.g. chain.js)
   --runs N              runs per subject (default 3 quick, 5 full)
   --subjects A,B        direct, plain, rx, rx-map3, rx-zc, haproxy-splice, haproxy, socat (with --middleware: direct, plain, rx, user)
   --scenarios A,B       bulk-up, bulk-down, streams-64, connrate, idle-rss, slow-reader
@@ -140,7 +141,7 @@ const COMMANDS: Record<string, Subcommand> = {
       }
       const { reportPath, jsonPath } = await bench.runBench({
         ...options,
-        command: ['rxredirect', 'bench', ...args].join(' '),
+        command: formatCommand(['rxredirect', 'bench', ...args]),
         log: (line) => io.stderr.write(`${line}\n`),
       });
       io.stdout.write(`${reportPath}\n${jsonPath}\n`);
