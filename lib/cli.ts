@@ -4,8 +4,8 @@ import { RedirectError } from './errors';
 import { formatCommand, formatRules, generateRules, type RulesOptions } from './rules';
 
 /**
- * `rxredirect <command>`: doctor, rules, bench. Each subcommand is one entry in
- * COMMANDS (a later `bench` is one more). Exit codes: 0 ok, 1 failed, 2 bad usage.
+ * `rxredirect <command>`: doctor, rules (and bench, added by bin/rxredirect.js from
+ * the benchmark harness). Each subcommand is one entry in COMMANDS. Exit codes: 0 ok, 1 failed, 2 bad usage.
  */
 
 export interface CliIo {
@@ -13,14 +13,14 @@ export interface CliIo {
   stderr: { write(text: string): unknown };
 }
 
-interface Subcommand {
+export interface Subcommand {
   readonly summary: string;
   readonly usage: string;
   run(args: string[], io: CliIo): number | Promise<number>;
 }
 
 /** Bad usage: reported on stderr with the usage line, exit code 2. */
-class UsageError extends Error {}
+export class UsageError extends Error {}
 
 const RULES_USAGE = `rxredirect rules --port P [--mark M] [--tproxy] [--ipv6] [--nft] [options]
 
@@ -41,19 +41,6 @@ const RULES_USAGE = `rxredirect rules --port P [--mark M] [--tproxy] [--ipv6] [-
   --table N           TPROXY routing table (default 100)
   --fwmark-accept     add sysctl net.ipv4.tcp_fwmark_accept=1 (cooperating proxies)
   --setup | --teardown  print only that half`;
-
-const BENCH_USAGE = `rxredirect bench [--quick] [--middleware FILE] [options]
-
-  --quick               short runs (2–3 minutes with every subject) instead of the full set
-  --middleware FILE     your chain: FILE exports \`middleware: Middleware[]\` (or a default)
-  --name NAME           your chain's name in the report (default: FILE's name, e.g. chain.js)
-  --runs N              runs per subject (default 3 quick, 5 full)
-  --subjects A,B        direct, plain, rx, rx-map3, rx-zc, haproxy-splice, haproxy, socat (with --middleware: direct, plain, rx, user)
-  --scenarios A,B       bulk-up, bulk-down, streams-64, connrate, idle-rss, slow-reader
-  --generator G         auto (iperf3 when installed), iperf3 or node
-  --out DIR             results directory (default ./benchmarks/results)
-  --report FILE         Markdown report there (SVG next to it) instead of DIR/report.md
-  --note TEXT           a sentence for the report (e.g. what else was running)`;
 
 const COMMANDS: Record<string, Subcommand> = {
   doctor: {
@@ -122,32 +109,6 @@ const COMMANDS: Record<string, Subcommand> = {
       return 0;
     },
   },
-  bench: {
-    summary: 'throughput, connection rate and memory against a plain Node relay (or of your --middleware chain)',
-    usage: BENCH_USAGE,
-    async run(args, io) {
-      // Loaded on use: the harness (dist/benchmarks) is not needed by anything else.
-      let bench: typeof import('../benchmarks/run');
-      try {
-        bench = require('../benchmarks/run') as typeof import('../benchmarks/run');
-      } catch (err) {
-        throw new Error(`the benchmark harness is not installed with this package (${(err as Error).message})`);
-      }
-      let options: ReturnType<typeof bench.parseBenchArgs>;
-      try {
-        options = bench.parseBenchArgs(args);
-      } catch (err) {
-        throw isParseArgsError(err) ? err : new UsageError((err as Error).message);
-      }
-      const { reportPath, jsonPath } = await bench.runBench({
-        ...options,
-        command: formatCommand(['rxredirect', 'bench', ...args]),
-        log: (line) => io.stderr.write(`${line}\n`),
-      });
-      io.stdout.write(`${reportPath}\n${jsonPath}\n`);
-      return 0;
-    },
-  },
 };
 
 /** RulesOptions keys as the flags that set them, for error messages. */
@@ -175,23 +136,31 @@ function integer(text: string, flag: string): number {
   return value;
 }
 
-function help(): string {
-  const width = Math.max(...Object.keys(COMMANDS).map((name) => name.length));
-  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`);
+function help(commands: Record<string, Subcommand>): string {
+  const width = Math.max(...Object.keys(commands).map((name) => name.length));
+  const lines = Object.entries(commands).map(([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`);
   return `usage: rxredirect <command> [options]\n\ncommands:\n${lines.join('\n')}\n  ${'help'.padEnd(width)}  this text (or: rxredirect help <command>)\n`;
 }
 
-/** Runs the CLI; resolves with the exit code. */
-export async function main(argv: readonly string[], io: CliIo = process): Promise<number> {
+/**
+ * Runs the CLI; resolves with the exit code. `extra` adds commands that live
+ * outside the library (bin/rxredirect.js adds the benchmark harness's `bench`).
+ */
+export async function main(
+  argv: readonly string[],
+  io: CliIo = process,
+  extra: Readonly<Record<string, Subcommand>> = {},
+): Promise<number> {
+  const commands: Record<string, Subcommand> = { ...COMMANDS, ...extra };
   const [name, ...args] = argv;
   if (name === undefined || name === 'help' || name === '--help' || name === '-h') {
-    const topic = name === 'help' && args[0] !== undefined ? COMMANDS[args[0]] : undefined;
-    io.stdout.write(topic ? `usage: ${topic.usage}\n` : help());
+    const topic = name === 'help' && args[0] !== undefined ? commands[args[0]] : undefined;
+    io.stdout.write(topic ? `usage: ${topic.usage}\n` : help(commands));
     return 0;
   }
-  const command = COMMANDS[name];
+  const command = commands[name];
   if (command === undefined) {
-    io.stderr.write(`rxredirect: unknown command "${name}"\n\n${help()}`);
+    io.stderr.write(`rxredirect: unknown command "${name}"\n\n${help(commands)}`);
     return 2;
   }
   if (args.includes('--help') || args.includes('-h')) {
@@ -216,14 +185,14 @@ export async function main(argv: readonly string[], io: CliIo = process): Promis
   }
 }
 
-function isParseArgsError(err: unknown): boolean {
+export function isParseArgsError(err: unknown): boolean {
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS_');
 }
 
 /** Entry point for bin/rxredirect.js. */
-export function run(): void {
-  main(process.argv.slice(2)).then(
+export function run(extra: Readonly<Record<string, Subcommand>> = {}): void {
+  main(process.argv.slice(2), process, extra).then(
     (code) => {
       process.exitCode = code;
     },

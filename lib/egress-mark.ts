@@ -1,5 +1,6 @@
 import { closeSync } from 'node:fs';
 import { isIP, Socket, type SocketConstructorOpts } from 'node:net';
+import { PROXY_ID_PATTERN } from './record';
 import { invalidOption, RedirectError } from './errors';
 import { nativeError, requireLinux } from './native';
 import type { ChainEntry, EgressPlugin, RedirectRecord, ResolvedTarget } from './types';
@@ -31,8 +32,6 @@ export const PERMISSION_REMEDY =
   'Without it, skip the proxy by owner instead of by mark: run it as a dedicated user and use ' +
   '`iptables ... -m owner --uid-owner <user> -j RETURN` (see docs/linux.md)';
 
-const ID_PATTERN = /^[A-Za-z0-9._:-]{1,64}$/;
-
 export function checkMark(value: unknown, path: string): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 0xffffffff) {
     throw invalidOption(path, `must be an integer 1 – 0xffffffff, got ${String(value)}`);
@@ -47,7 +46,7 @@ export function checkCooperating(value: unknown, path: string): CooperatingMarks
   }
   const seen = new Map<number, string>();
   for (const [id, bit] of Object.entries(value)) {
-    if (!ID_PATTERN.test(id)) throw invalidOption(path, `"${id}" is not a valid proxy id`);
+    if (!PROXY_ID_PATTERN.test(id)) throw invalidOption(path, `"${id}" is not a valid proxy id`);
     checkMark(bit, `${path}.${id}`);
     if ((bit & (bit - 1)) !== 0) {
       throw invalidOption(`${path}.${id}`, `must be a single bit (a power of two), got 0x${bit.toString(16)}`);

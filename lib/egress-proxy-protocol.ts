@@ -4,6 +4,7 @@
  * the flow, ours included, in a custom TLV. Format and rules: docs/proxy-protocol.md.
  */
 import { randomUUID } from 'node:crypto';
+import { PROXY_ID_PATTERN } from './record';
 import { invalidOption, RedirectError } from './errors';
 import {
   encodeProxyHeaderV1,
@@ -22,7 +23,6 @@ export const DEFAULT_HOP_LIMIT = 8;
 /** The chain TLV's format version (first byte of its value). */
 const CHAIN_FORMAT = 1;
 /** Proxy ids follow the `id` option's rule. */
-const ID_PATTERN = /^[A-Za-z0-9._:-]{1,64}$/;
 
 export interface ProxyProtocolEgressOptions {
   version: 'v1' | 'v2';
@@ -75,7 +75,7 @@ export function proxyProtocolEgress(
   const { version } = options;
   if (version !== 'v1' && version !== 'v2') throw invalidOption(`${path}.version`, "must be 'v1' or 'v2'");
   const id = options.id ?? 'rxredirect';
-  if (typeof id !== 'string' || !ID_PATTERN.test(id)) {
+  if (typeof id !== 'string' || !PROXY_ID_PATTERN.test(id)) {
     throw invalidOption(`${path}.id`, 'must be 1–64 characters of A–Z a–z 0–9 . _ : - (the server id)');
   }
   const chainTlvType = checkChainTlvType(options.chainTlvType, `${path}.chainTlvType`);
@@ -159,7 +159,7 @@ export function encodeChainTlv(ids: readonly string[]): Buffer {
   if (ids.length > 0xff) throw invalidOption('chain', 'at most 255 proxies fit in a chain TLV');
   const parts: Buffer[] = [Buffer.from([CHAIN_FORMAT, ids.length])];
   for (const id of ids) {
-    if (!ID_PATTERN.test(id)) throw invalidOption('chain', `"${id}" is not a valid proxy id`);
+    if (!PROXY_ID_PATTERN.test(id)) throw invalidOption('chain', `"${id}" is not a valid proxy id`);
     parts.push(Buffer.from([id.length]), Buffer.from(id, 'latin1'));
   }
   return Buffer.concat(parts);
@@ -177,7 +177,7 @@ export function decodeChainTlv(value: Buffer): ChainEntry[] {
     const len = value[at];
     if (len === undefined || at + 1 + len > value.length) throw bad(`entry ${i} runs past the end`);
     const id = value.toString('latin1', at + 1, at + 1 + len);
-    if (!ID_PATTERN.test(id)) throw bad(`entry ${i} is not a valid proxy id`);
+    if (!PROXY_ID_PATTERN.test(id)) throw bad(`entry ${i} is not a valid proxy id`);
     out.push({ id, via: 'proxy-protocol' });
     at += 1 + len;
   }

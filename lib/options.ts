@@ -1,6 +1,7 @@
 import { invalidOption } from './errors';
 import { checkCooperating, markEgress } from './egress-mark';
 import { type ProxyProtocolEgressOptions, proxyProtocolEgress } from './egress-proxy-protocol';
+import { PROXY_ID_PATTERN } from './record';
 import { createResolver } from './resolvers';
 import type {
   EgressPlugin,
@@ -66,7 +67,7 @@ export function normaliseOptions(options: RedirectServerOptions): ServerConfig {
     if (!KNOWN_OPTIONS.has(key)) throw invalidOption(key, `unknown option (known: ${[...KNOWN_OPTIONS].join(', ')})`);
   }
   const id = options.id ?? 'rxredirect';
-  if (typeof id !== 'string' || !/^[A-Za-z0-9._:-]{1,64}$/.test(id)) {
+  if (typeof id !== 'string' || !PROXY_ID_PATTERN.test(id)) {
     throw invalidOption('id', 'must be 1–64 characters of A–Z a–z 0–9 . _ : -');
   }
   const localAddress = normaliseEgress(options.egress);

@@ -38,6 +38,9 @@ export function makeEndpoint(
 }
 
 export const UNKNOWN_SOURCE: Endpoint = Object.freeze({ address: '0.0.0.0', port: 0, family: 'IPv4' });
+/** A proxy id (`options.id`, chain entries): what every hop can carry in a mark table or a TLV. */
+export const PROXY_ID_PATTERN = /^[A-Za-z0-9._:-]{1,64}$/;
+
 export const EMPTY_CHAIN: readonly ChainEntry[] = Object.freeze([]);
 
 /** Builds a frozen, normalised record from what a resolver found. */

@@ -7,6 +7,7 @@ import { chanceApart, compareSpread, goalVerdict } from '../benchmarks/goals';
 import { type BenchOptions, parseBenchArgs, runBench } from '../benchmarks/run';
 import { userSubjects } from '../benchmarks/subjects';
 import { comparisonText } from '../benchmarks/user-report';
+import { benchCommand } from '../benchmarks/cli-command';
 import { main } from '../lib/cli';
 
 // The harness end to end on a tiny configuration. Never asserts timings: only that
@@ -125,10 +126,10 @@ test('bench arguments are checked before anything runs', async (t) => {
   t.throws(() => parseBenchArgs(['--generator', 'wrk']), { message: /--generator/ });
   let err = '';
   const io = { stdout: { write: () => true }, stderr: { write: (s: string) => (err += s) } };
-  t.is(await main(['bench', '--scenarios', 'nope'], io), 2);
+  t.is(await main(['bench', '--scenarios', 'nope'], io, { bench: benchCommand }), 2);
   t.regex(err, /unknown scenario "nope"/);
-  t.is(await main(['bench', '--bogus'], io), 2);
-  t.is(await main(['bench', '--subjects', 'nope', '--runs', '1'], io), 2);
+  t.is(await main(['bench', '--bogus'], io, { bench: benchCommand }), 2);
+  t.is(await main(['bench', '--subjects', 'nope', '--runs', '1'], io, { bench: benchCommand }), 2);
   t.regex(err, /unknown subject "nope"/);
 });
 
@@ -140,7 +141,7 @@ test("a user's chain gets its own report: short label, own colour, legend, sprea
   const io = { stdout: { write: (s: string) => (out += s) }, stderr: { write: (s: string) => (err += s) } };
   // Quick mode as a user runs it, on the shortest scenario and two subjects.
   const args = ['bench', '--quick', '--middleware', chain, '--subjects', 'rx,user', '--scenarios', 'connrate'];
-  t.is(await main([...args, '--generator', 'node', '--out', dir], io), 0, err);
+  t.is(await main([...args, '--generator', 'node', '--out', dir], io, { bench: benchCommand }), 0, err);
   const [reportPath, jsonPath] = out.trim().split('\n') as [string, string];
   const results = JSON.parse(readFileSync(jsonPath, 'utf8'));
   t.is(results.mode, 'quick');
