@@ -1,4 +1,6 @@
 // A TLS SNI allow-list: passes TLS connections whose ClientHello names an allowed server, resets the rest.
+// A denied client never reaches the target: sniff with onSniff holds the upstream connect until its
+// verdict (no SYN, no RST to the destination of a refused flow).
 // Run: node dist/examples/sni-allowlist.js  (PORT, ALLOW='example.com,*.example.org', TARGET=host:port)
 import { createRedirectServer, type RedirectServer, type TargetAddress } from '../lib/index';
 import { sniff } from '../middleware/index';
@@ -23,6 +25,7 @@ export function createSniAllowlist(options: SniAllowlistOptions): RedirectServer
     middleware: [
       sniff({
         maxBytes: 16384,
+        // Under limits.connectTimeoutMs (10 s by default), which also covers the held connect.
         timeoutMs: 5000,
         onSniff: (r, ctx) => {
           const ok = r.protocol === 'tls' && isAllowed(r.sni, options.allow);

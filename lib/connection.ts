@@ -196,6 +196,8 @@ export class Connection extends EventEmitter<ConnectionEvents> {
         const ctx = createContext(this, config.id, (direction) => this.requestBypass(direction), deferrals);
         chain = buildChain(config.middleware, ctx);
         deferrals.seal();
+        // A release that named a bad target while the chain was built.
+        if (deferrals.failure) throw deferrals.failure;
       }
       const chosen = resolved.target ?? config.target?.(this.record);
       if (chosen === undefined) {
@@ -232,9 +234,11 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     this.upPump.start(resolved.leftover);
     const chosen = deferrals;
     wait
-      .then(() => {
+      .then((failure) => {
         this.clearDeadline();
         if (this.done) return;
+        // A release named a bad target: end now rather than at the deadline.
+        if (failure) return this.terminate('middleware-error', failure, 'reset');
         this.target = chosen.routed ?? target;
         this.lookUpTarget(this.target, chain, undefined, sink);
       })

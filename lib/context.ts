@@ -11,15 +11,33 @@ export interface ContextOwner {
 }
 
 /**
+ * The target a `deferConnect()` release named, checked. A bad one is a bug in the
+ * middleware that gave it, found while the flow runs: it ends that flow (reason
+ * `middleware-error`) rather than throwing into whoever called release().
+ */
+export function checkReleaseTarget(to: unknown): TargetAddress {
+  try {
+    return checkTargetAddress(to, 'release(target)');
+  } catch (err) {
+    // The target is a value handed over at run time, not a server option: say where it came from.
+    const message = err instanceof Error ? err.message.replace(/^options\./, '') : String(err);
+    throw new RedirectError('ERR_REDIRECT_INVALID_OPTION', `ctx.deferConnect(): ${message}`);
+  }
+}
+
+/**
  * ctx.deferConnect() bookkeeping: the connect waits until every deferral
- * handed out while the chain was built has been released.
+ * handed out while the chain was built has been released. A release with a
+ * bad target settles the wait at once, as a failure.
  */
 export class ConnectDeferrals {
   /** The target named by a release, if any (the last one wins). */
   routed: TargetAddress | undefined;
+  /** The error of the first release that named a bad target: the flow ends with it. */
+  failure: RedirectError | undefined;
   private building = true;
   private outstanding = 0;
-  private released: () => void = () => {};
+  private settle: ((failure: RedirectError | undefined) => void) | undefined;
 
   /** Deferrals not released yet. */
   get pending(): number {
@@ -34,11 +52,18 @@ export class ConnectDeferrals {
     this.outstanding++;
     let done = false;
     return (to?: TargetAddress) => {
-      if (done) return;
-      // A bad target throws into the middleware that gave it, not into the connection.
-      if (to !== undefined) this.routed = checkTargetAddress(to, 'deferConnect(target)');
+      if (done || this.failure !== undefined) return;
       done = true;
-      if (--this.outstanding === 0) this.released();
+      if (to !== undefined) {
+        try {
+          this.routed = checkReleaseTarget(to);
+        } catch (err) {
+          this.failure = err as RedirectError;
+          this.settled();
+          return;
+        }
+      }
+      if (--this.outstanding === 0) this.settled();
     };
   }
 
@@ -47,11 +72,17 @@ export class ConnectDeferrals {
     this.building = false;
   }
 
-  /** Settles once the last pending deferral is released. */
-  wait(): Promise<void> {
-    return new Promise<void>((resolve) => {
-      this.released = resolve;
+  /** Settles once the last pending deferral is released, or at once with the error of a bad target. */
+  wait(): Promise<RedirectError | undefined> {
+    return new Promise((resolve) => {
+      this.settle = resolve;
     });
+  }
+
+  private settled(): void {
+    const settle = this.settle;
+    this.settle = undefined;
+    settle?.(this.failure);
   }
 }
 

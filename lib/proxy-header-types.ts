@@ -103,7 +103,10 @@ export interface ProxySslInfo {
 /** A parsed PROXY header. Faithful to the wire: nothing is rewritten except address text. */
 export interface ProxyHeader {
   readonly version: 1 | 2;
-  /** v1 is always 'proxy'. For 'local' the caller must use the real socket endpoints. */
+  /**
+   * v1 is always 'proxy'. For 'local' the caller must use the real socket endpoints: the block
+   * after the fixed 16 bytes is discarded (family and transport read 'unspec', no TLVs).
+   */
   readonly command: ProxyCommand;
   readonly family: ProxyFamily;
   readonly transport: ProxyTransport;
@@ -113,7 +116,7 @@ export interface ProxyHeader {
   /** Present for command 'proxy' with family 'unix'. */
   readonly unixSource?: ProxyUnixAddress;
   readonly unixDestination?: ProxyUnixAddress;
-  /** Every top-level TLV in wire order (v2 only; empty for v1). */
+  /** Every top-level TLV in wire order (v2 PROXY only; empty for v1 and LOCAL). */
   readonly tlvs: readonly ProxyTlv[];
   /** PP2_TYPE_ALPN bytes as latin1 text (one char per byte, lossless). */
   readonly alpn?: string;

@@ -50,8 +50,16 @@ const FAMILIES = new Map<number, FamilyInfo>([
   [0x32, { family: 'unix', transport: 'unix-dgram', addressLength: 2 * UNIX_PATH_LENGTH }],
 ]);
 
-/** Checks the 14th byte. */
-export function checkFamily(byte: number): FamilyInfo {
+/**
+ * LOCAL (spec 2.2): the receiver must accept the connection, use the real endpoints and discard
+ * the protocol block, family included. So whatever byte 13 and the length say, everything after
+ * the fixed 16 bytes is skipped unread: no family check, no addresses, no TLVs.
+ */
+const LOCAL_BLOCK: FamilyInfo = Object.freeze({ family: 'unspec', transport: 'unspec', addressLength: 0 });
+
+/** Checks the 14th byte; a LOCAL header's family byte is ignored (any value passes). */
+export function checkFamily(byte: number, command: ProxyCommand): FamilyInfo {
+  if (command === 'local') return LOCAL_BLOCK;
   const info = FAMILIES.get(byte);
   if (info === undefined) {
     throw new ProxyHeaderError('v2-bad-family', `family/protocol byte ${hex(byte)} is not one the spec defines`);
@@ -91,7 +99,7 @@ export function decodeV2(raw: Buffer): ProxyHeader {
     throw new ProxyHeaderError('bad-signature', 'not a v2 signature');
   }
   const command = checkVersionCommand(raw[12]!);
-  const info = checkFamily(raw[13]!);
+  const info = checkFamily(raw[13]!, command);
   const total = checkLength(raw.readUInt16BE(14), info);
   if (raw.length !== total) {
     throw new ProxyHeaderError('v2-length-mismatch', `header has ${raw.length} bytes, its length field says ${total}`);
@@ -105,35 +113,33 @@ export function decodeV2(raw: Buffer): ProxyHeader {
     tlvs: [],
     raw,
   };
-  // LOCAL: the spec says the address block is to be discarded, so it is not exposed
-  // and no caller can mistake it for the peer.
-  if (command === 'proxy') {
-    if (info.family === 'IPv4') {
-      header.source = {
-        address: formatIpAddress(raw.subarray(a, a + 4)),
-        port: raw.readUInt16BE(a + 8),
-        family: 'IPv4',
-      };
-      header.destination = {
-        address: formatIpAddress(raw.subarray(a + 4, a + 8)),
-        port: raw.readUInt16BE(a + 10),
-        family: 'IPv4',
-      };
-    } else if (info.family === 'IPv6') {
-      header.source = {
-        address: formatIpAddress(raw.subarray(a, a + 16)),
-        port: raw.readUInt16BE(a + 32),
-        family: 'IPv6',
-      };
-      header.destination = {
-        address: formatIpAddress(raw.subarray(a + 16, a + 32)),
-        port: raw.readUInt16BE(a + 34),
-        family: 'IPv6',
-      };
-    } else if (info.family === 'unix') {
-      header.unixSource = unixAddress(raw.subarray(a, a + UNIX_PATH_LENGTH));
-      header.unixDestination = unixAddress(raw.subarray(a + UNIX_PATH_LENGTH, a + 2 * UNIX_PATH_LENGTH));
-    }
+  // LOCAL: the whole block is discarded (see LOCAL_BLOCK); only `raw` still holds it.
+  if (command === 'local') return header;
+  if (info.family === 'IPv4') {
+    header.source = {
+      address: formatIpAddress(raw.subarray(a, a + 4)),
+      port: raw.readUInt16BE(a + 8),
+      family: 'IPv4',
+    };
+    header.destination = {
+      address: formatIpAddress(raw.subarray(a + 4, a + 8)),
+      port: raw.readUInt16BE(a + 10),
+      family: 'IPv4',
+    };
+  } else if (info.family === 'IPv6') {
+    header.source = {
+      address: formatIpAddress(raw.subarray(a, a + 16)),
+      port: raw.readUInt16BE(a + 32),
+      family: 'IPv6',
+    };
+    header.destination = {
+      address: formatIpAddress(raw.subarray(a + 16, a + 32)),
+      port: raw.readUInt16BE(a + 34),
+      family: 'IPv6',
+    };
+  } else if (info.family === 'unix') {
+    header.unixSource = unixAddress(raw.subarray(a, a + UNIX_PATH_LENGTH));
+    header.unixDestination = unixAddress(raw.subarray(a + UNIX_PATH_LENGTH, a + 2 * UNIX_PATH_LENGTH));
   }
   return { ...header, ...decodeTlvs(raw, a + info.addressLength) };
 }

@@ -101,6 +101,7 @@ class Parser implements ProxyHeaderParser {
   #sawCr = false;
   // v2: total header length once the 16 fixed bytes are in.
   #total = 0;
+  #command: ReturnType<typeof checkVersionCommand> = 'proxy';
   #family: ReturnType<typeof checkFamily> | undefined;
 
   constructor(options: ProxyHeaderParserOptions) {
@@ -218,9 +219,9 @@ class Parser implements ProxyHeaderParser {
           throw new ProxyHeaderError('version-not-allowed', 'v2 headers are not accepted here');
         }
       } else if (pos === 12) {
-        checkVersionCommand(b);
+        this.#command = checkVersionCommand(b);
       } else if (pos === 13) {
-        this.#family = checkFamily(b);
+        this.#family = checkFamily(b, this.#command);
       }
       this.#buf[this.#len++] = b;
       if (this.#len === V2_FIXED_LENGTH) {

@@ -1,5 +1,6 @@
 import { Observable, type Subscriber, type Subscription } from 'rxjs';
 import { applyChain, buildChain } from './compose';
+import { checkReleaseTarget } from './context';
 import { RedirectError } from './errors';
 import { createRecord } from './record';
 import type {
@@ -107,7 +108,15 @@ export async function testMiddleware(
       return (to?: TargetAddress) => {
         if (done) return;
         done = true;
-        if (to !== undefined) target = to;
+        if (to !== undefined) {
+          // As in the server: a bad target ends the flow, it is not thrown at the caller.
+          try {
+            target = checkReleaseTarget(to);
+          } catch (err) {
+            fail(err);
+            return;
+          }
+        }
         deferrals--;
       };
     },

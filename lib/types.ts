@@ -87,6 +87,8 @@ export interface ConnectionContext {
    * being built; the connect happens once every deferral is released. While deferred, client
    * bytes run through the upstream chain and are held by the core's flow control; the
    * `connectTimeoutMs` deadline covers the wait. Connect-at-accept stays the default.
+   * The returned function never throws: a bad target ends the flow at once (`middleware-error`,
+   * ERR_REDIRECT_INVALID_OPTION).
    */
   readonly deferConnect?: () => (target?: TargetAddress) => void;
   /**

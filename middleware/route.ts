@@ -18,7 +18,7 @@ export type Router = (ctx: ConnectionContext) => TargetAddress | undefined | Pro
  * it defers the connect (`ctx.deferConnect()`), and when the first client bytes reach it (put
  * `sniff()` before it, so those are sniff's whole decided head), when the client ends, or after
  * `waitMs`, it calls `choose(ctx)` and connects to what it returns (`undefined`: the default
- * target). A throw or rejection ends the connection with `middleware-error`.
+ * target). A throw, a rejection or a bad target ends the connection with `middleware-error`.
  *
  * Memory bound: none of its own; it passes bytes on at once. Until the connect, the core holds
  * the client's bytes under the usual high-water mark (reading stops there).

@@ -31,6 +31,15 @@ export interface SniffOptions {
   /** Called once with the result; 'deny' ends the connection with ERR_REDIRECT_DENIED. */
   // biome-ignore lint/suspicious/noConfusingVoidType: a callback may return nothing.
   onSniff?: (result: SniffResult, ctx: ConnectionContext) => 'allow' | 'deny' | undefined | void;
+  /**
+   * Hold the upstream connect until `onSniff` has allowed the flow (`ctx.deferConnect()`), so a
+   * denied flow never touches its destination: no SYN, no RST. Default: true when `onSniff` is
+   * given, false otherwise. `false` connects at accept, as without a policy: the destination then
+   * sees every flow, denied ones included, but a server-speaks-first protocol gets its connect
+   * before the client's first bytes (with the hold it waits `timeoutMs`, then `onSniff` decides
+   * on `stoppedBy: 'timeout'`).
+   */
+  deferConnect?: boolean;
 }
 
 /**
@@ -38,11 +47,15 @@ export interface SniffOptions {
  * client bytes, puts a {@link SniffResult} on `ctx.state` under {@link SNIFF_KEY}, and calls
  * `onSniff`. Upstream direction only; bytes are passed on unchanged and in order.
  *
+ * With `onSniff` (a policy) the upstream connect waits for its verdict (see `deferConnect`): a
+ * denied flow is reset without any packet to its destination. Keep `timeoutMs` under
+ * `limits.connectTimeoutMs`, which also covers this wait.
+ *
  * Memory bound: until it decides, it holds the client's first bytes, at most `maxBytes` (plus the
  * last chunk that crossed the limit), and emits them as one chunk once decided; after that it holds
  * nothing and is a pass-through. Deciding takes at most `timeoutMs`: a client that sends nothing
- * (a server-speaks-first protocol) gets `protocol: 'unknown', stoppedBy: 'timeout'` and nothing
- * is delayed, since nothing was held.
+ * (a server-speaks-first protocol) gets `protocol: 'unknown', stoppedBy: 'timeout'`; no byte was
+ * held, but with a policy the upstream connect waited for that verdict.
  *
  * @example
  * ```ts
@@ -57,60 +70,86 @@ export function sniff(options: SniffOptions = {}): Middleware {
   const { onSniff } = options;
   if (onSniff !== undefined && typeof onSniff !== 'function')
     throw invalidOption('sniff.onSniff', 'must be a function');
+  const { deferConnect = onSniff !== undefined } = options;
+  if (typeof deferConnect !== 'boolean') throw invalidOption('sniff.deferConnect', 'must be true or false');
 
-  return (ctx) => ({
-    upstream: (source) =>
-      new Observable<Buffer>((subscriber) => {
-        let held: Buffer[] = [];
-        let heldBytes = 0;
-        let decided = false;
-        const decide = (result: SniffResult): boolean => {
-          decided = true;
-          clearTimeout(timer);
-          ctx.state.set(SNIFF_KEY, result);
-          try {
-            if (onSniff?.(result, ctx) === 'deny') {
-              const what = result.sni ?? result.host ?? result.protocol;
-              subscriber.error(new RedirectError('ERR_REDIRECT_DENIED', `sniff: ${what} was denied`));
-              return false;
-            }
-          } catch (err) {
-            subscriber.error(err);
-            return false;
-          }
-          const first = heldBytes > 0 ? Buffer.concat(held, heldBytes) : undefined;
-          held = [];
-          heldBytes = 0;
-          if (first) subscriber.next(first);
-          return true;
-        };
-        const timer = setTimeout(() => {
-          if (!decided) decide(examine(Buffer.concat(held, heldBytes), 'timeout'));
-        }, timeoutMs);
-        const subscription = source.subscribe({
-          next(chunk) {
-            if (decided) {
-              subscriber.next(chunk);
-              return;
-            }
-            held.push(chunk);
-            heldBytes += chunk.length;
-            const seen = held.length === 1 ? chunk : Buffer.concat(held, heldBytes);
-            const full = heldBytes >= maxBytes;
-            const result = examine(full ? seen.subarray(0, maxBytes) : seen, full ? 'max-bytes' : undefined);
-            if (result) decide(result);
-          },
-          error: (err) => subscriber.error(err),
-          complete() {
-            if (!decided && !decide(examine(Buffer.concat(held, heldBytes), 'end'))) return;
-            subscriber.complete();
-          },
-        });
-        return () => {
-          clearTimeout(timer);
-          subscription.unsubscribe();
-        };
-      }),
+  return (ctx) => {
+    // A firewall must not touch the destination of a flow it refuses: no connect before the verdict.
+    let release: (() => void) | undefined;
+    if (deferConnect) {
+      if (typeof ctx.deferConnect !== 'function') {
+        throw new RedirectError(
+          'ERR_REDIRECT_SERVER_STATE',
+          'sniff() with a policy holds the connect until its verdict and needs ctx.deferConnect(); pass deferConnect: false to connect at accept',
+        );
+      }
+      release = ctx.deferConnect();
+    }
+    return { upstream: (source) => sniffHead(source, ctx, maxBytes, timeoutMs, onSniff, release) };
+  };
+}
+
+/** The upstream operator of one flow; `release` lets the held connect go once the flow is allowed. */
+function sniffHead(
+  source: Observable<Buffer>,
+  ctx: ConnectionContext,
+  maxBytes: number,
+  timeoutMs: number,
+  onSniff: SniffOptions['onSniff'],
+  release: (() => void) | undefined,
+): Observable<Buffer> {
+  return new Observable<Buffer>((subscriber) => {
+    let held: Buffer[] = [];
+    let heldBytes = 0;
+    let decided = false;
+    const decide = (result: SniffResult): boolean => {
+      decided = true;
+      clearTimeout(timer);
+      ctx.state.set(SNIFF_KEY, result);
+      try {
+        if (onSniff?.(result, ctx) === 'deny') {
+          const what = result.sni ?? result.host ?? result.protocol;
+          subscriber.error(new RedirectError('ERR_REDIRECT_DENIED', `sniff: ${what} was denied`));
+          return false;
+        }
+      } catch (err) {
+        subscriber.error(err);
+        return false;
+      }
+      const first = heldBytes > 0 ? Buffer.concat(held, heldBytes) : undefined;
+      held = [];
+      heldBytes = 0;
+      // Allowed: connect now. The head goes into the core's queue and is sent first.
+      release?.();
+      if (first) subscriber.next(first);
+      return true;
+    };
+    const timer = setTimeout(() => {
+      if (!decided) decide(examine(Buffer.concat(held, heldBytes), 'timeout'));
+    }, timeoutMs);
+    const subscription = source.subscribe({
+      next(chunk) {
+        if (decided) {
+          subscriber.next(chunk);
+          return;
+        }
+        held.push(chunk);
+        heldBytes += chunk.length;
+        const seen = held.length === 1 ? chunk : Buffer.concat(held, heldBytes);
+        const full = heldBytes >= maxBytes;
+        const result = examine(full ? seen.subarray(0, maxBytes) : seen, full ? 'max-bytes' : undefined);
+        if (result) decide(result);
+      },
+      error: (err) => subscriber.error(err),
+      complete() {
+        if (!decided && !decide(examine(Buffer.concat(held, heldBytes), 'end'))) return;
+        subscriber.complete();
+      },
+    });
+    return () => {
+      clearTimeout(timer);
+      subscription.unsubscribe();
+    };
   });
 }
 

@@ -45,17 +45,27 @@ test('http-router example: routes one request by Host', async (t) => {
   t.regex(lines.join('\n'), /GET app\.test\/x/);
 });
 
-test('sni-allowlist example: an allowed name reaches the target, another is reset', async (t) => {
+test('sni-allowlist example: an allowed name reaches the target, another is reset and never dialled', async (t) => {
   t.true(isAllowed('a.example.org', ['*.example.org']));
   t.false(isAllowed('example.org.evil', ['*.example.org']));
   const received: Buffer[] = [];
-  const target = await listenTcp(t, (s) => s.on('data', (c: Buffer) => received.push(c)));
+  const peers: number[] = [];
+  const target = await listenTcp(t, (s) => {
+    peers.push(s.remotePort ?? 0);
+    s.on('data', (c: Buffer) => received.push(c));
+  });
   const server = createSniAllowlist({ allow: ['good.test'], target: { host: '127.0.0.1', port: target.port } });
   const port = await start(t, server);
   const closed = nextClose(server);
   const bad = tlsConnect({ port, host: '127.0.0.1', servername: 'bad.test' });
   await once(bad, 'error').catch(() => {});
   t.is((await closed).error?.code, 'ERR_REDIRECT_DENIED');
+  // Accepts come in order: once this probe is accepted, any connection the proxy made was too.
+  const probe = await dial(target.port);
+  const probePort = probe.localPort;
+  while (!peers.includes(probePort ?? -1)) await once(target.server, 'connection');
+  probe.destroy();
+  t.deepEqual(peers, [probePort], 'only the probe: the denied flow never reached the target');
   t.is(received.length, 0);
   const good = tlsConnect({ port, host: '127.0.0.1', servername: 'good.test' });
   good.on('error', () => {});

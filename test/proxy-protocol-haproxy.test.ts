@@ -1,4 +1,8 @@
 import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import test from 'ava';
 import {
   createProxyHeaderParser,
@@ -114,3 +118,89 @@ backend be
     t.is((await found!.payload).toString(), 'payload for the backend');
   });
 }
+
+/** One `show stat` line of haproxy's stats socket, as column → value. */
+async function serverStat(socketPath: string, backend: string, server: string): Promise<Record<string, string>> {
+  const s = connect({ path: socketPath });
+  s.end('show stat\n');
+  const out = (await collect(s)).data!.toString();
+  const [head, ...rows] = out.trim().split('\n');
+  const columns = head!.replace(/^# /, '').split(',');
+  for (const row of rows) {
+    const cells = row.split(',');
+    if (cells[0] === backend && cells[1] === server) return Object.fromEntries(columns.map((c, i) => [c, cells[i]!]));
+  }
+  throw new Error(`no stats row for ${backend}/${server}:\n${out}`);
+}
+
+interop(
+  'HAProxy check-send-proxy health checks (LOCAL headers with TLVs) pass through a proxy-protocol server',
+  async (t) => {
+    // The checked service, behind us: answers PING with PONG, as haproxy's tcp-check expects.
+    const { port: service } = await listenTcp(t, (s) => {
+      s.on('data', (c: Buffer) => {
+        if (c.toString().includes('PING')) s.end('PONG\r\n');
+      });
+    });
+    const { server, port } = await startRedirect(t, {
+      resolve: proxyProtocolResolver({ trust: ['127.0.0.1/32'], versions: ['v2'] }),
+      // LOCAL flows carry no destination: they need a target (else the listener itself: a loop).
+      target: { host: LOOP, port: service },
+    });
+    const checks: ProxyProtocolExtension[] = [];
+    let passed = 0;
+    let notify: () => void = () => {};
+    server.on('connection', (c) => {
+      const ext = c.record.extensions?.proxyProtocol as ProxyProtocolExtension;
+      // The helper's readiness probe of the frontend also comes through us, with a PROXY header.
+      if (ext.command !== 'local') return;
+      checks.push(ext);
+      c.once('close', (summary) => {
+        if (summary.error === undefined) passed++;
+        notify();
+      });
+    });
+    const dir = mkdtempSync(join(tmpdir(), 'rxredirect-haproxy-stats-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    const stats = join(dir, 'stats.sock');
+    const front = await freePort();
+    await startHaproxy(
+      t,
+      HAPROXY ?? 'haproxy',
+      `global
+  maxconn 256
+  stats socket ${stats} level admin
+
+defaults
+  mode tcp
+  timeout connect 2s
+  timeout client 10s
+  timeout server 10s
+  timeout check 2s
+
+frontend fe
+  bind ${LOOP}:${front}
+  default_backend be
+
+backend be
+  option tcp-check
+  tcp-check send PING\\r\\n
+  tcp-check expect string PONG
+  server s1 ${LOOP}:${port} check inter 100 fall 1 rise 1 send-proxy-v2 check-send-proxy proxy-v2-options crc32c
+`,
+      [front],
+    );
+    // Two whole checks went through us; the first one's verdict is then certainly recorded.
+    while (passed < 2) await new Promise<void>((r) => (notify = r));
+    const stat = await serverStat(stats, 'be', 's1');
+    t.is(stat.check_status, 'L7OK', JSON.stringify(stat));
+    t.is(stat.status, 'UP');
+    t.true(checks.length >= 2);
+    for (const ext of checks.slice(0, 2)) {
+      // haproxy sends LOCAL, AF_UNSPEC, with a CRC32C TLV; all of the block is discarded.
+      t.like(ext, { version: 2, command: 'local', family: 'unspec' });
+      t.true(ext.raw.length > 16, 'the header carried a block');
+      t.deepEqual(ext.tlvs, []);
+    }
+  },
+);

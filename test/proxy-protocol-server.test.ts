@@ -168,6 +168,53 @@ test('LOCAL command and UNKNOWN use the real socket endpoints', async (t) => {
   }
 });
 
+test('LOCAL headers with a block (TLVs, addresses, garbage, any family) are accepted; the block is discarded', async (t) => {
+  const up = await echoUpstream(t);
+  const { server, port } = await startRedirect(t, {
+    resolve: proxyProtocolResolver({ trust: ['127.0.0.1/32'] }),
+    target: { host: LOOP, port: up.port },
+  });
+  const fixed = (fam: number, block: Buffer): Buffer => {
+    const h = Buffer.alloc(16);
+    Buffer.from('0d0a0d0a000d0a515549540a', 'hex').copy(h);
+    h[12] = 0x20; // version 2, LOCAL
+    h[13] = fam;
+    h.writeUInt16BE(block.length, 14);
+    return Buffer.concat([h, block]);
+  };
+  const headers: Array<[string, Buffer]> = [
+    ['AF_UNSPEC, a block that is no TLVs', fixed(0x00, Buffer.from('\x05\xff\xff garbage'))],
+    // What HAProxy 2.6 sends for `check-send-proxy` with send-proxy-v2: AF_UNSPEC, CRC32C and SSL TLVs.
+    ['haproxy health check', Buffer.from('0d0a0d0a000d0a515549540a2000000f030004889da1df2000050000000000', 'hex')],
+    [
+      'AF_INET with addresses (not to be used)',
+      fixed(0x11, Buffer.from([203, 0, 113, 7, 198, 51, 100, 9, 0xc8, 0x22, 0x01, 0xbb])),
+    ],
+    ['an undefined family byte', fixed(0x44, Buffer.alloc(40, 0xee))],
+  ];
+  for (const [name, hdr] of headers) {
+    // Every flow ends in 'closed', a refused header included.
+    const ended = new Promise<CloseSummary>((r) => server.once('closed', r));
+    const client = await dial(port);
+    const clientPort = client.localPort;
+    const echoed = collect(client);
+    const payload = Buffer.from(`payload after a LOCAL header: ${name}`);
+    client.end(Buffer.concat([hdr, payload]));
+    const summary = await ended;
+    t.is(summary.error?.message, undefined, name);
+    t.is(summary.reason, 'client-end', name);
+    const rec = summary.record!;
+    t.deepEqual(rec.source, { address: LOOP, port: clientPort as number, family: 'IPv4' }, name);
+    t.deepEqual(rec.destination, { address: LOOP, port, family: 'IPv4' }, name);
+    const ext = rec.extensions?.proxyProtocol as ProxyProtocolExtension;
+    t.like(ext, { version: 2, command: 'local', family: 'unspec' }, name);
+    t.deepEqual(ext.tlvs, [], name);
+    t.deepEqual(rec.chain, [], name);
+    t.deepEqual((await echoed).data, payload, name);
+    t.is(summary.upstream.bytesWritten, payload.length, name);
+  }
+});
+
 test('an untrusted peer is refused before any byte is read', async (t) => {
   const { server, port } = await startRedirect(t, {
     resolve: proxyProtocolResolver({ trust: ['10.0.0.0/8'] }),
