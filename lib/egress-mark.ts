@@ -59,6 +59,46 @@ export function checkCooperating(value: unknown, path: string): CooperatingMarks
   return Object.freeze({ ...(value as Record<string, number>) });
 }
 
+/**
+ * The server's `cooperating` map with this proxy's own bit in it. `id` plus
+ * `egress.mark` already name that bit, so the map may leave it out; only a
+ * contradiction is refused (own bit not in the mark, or a bit another proxy has).
+ */
+export function withOwnBit(cooperating: CooperatingMarks, id: string, mark: number | undefined): CooperatingMarks {
+  const hex = (n: number): string => `0x${n.toString(16)}`;
+  const own = cooperating[id];
+  if (own !== undefined) {
+    if (mark !== undefined && (mark & own) >>> 0 === 0) {
+      throw invalidOption(
+        `cooperating.${id}`,
+        `is ${hex(own)}, but egress.mark ${hex(mark)} does not carry that bit: this proxy's own bit must be in its mark (or leave "${id}" out and it is taken from egress.mark)`,
+      );
+    }
+    return cooperating;
+  }
+  if (mark === undefined) {
+    throw invalidOption(
+      'cooperating',
+      `has no bit for this proxy's own id "${id}": add "${id}": <its bit>, or set egress.mark to that bit`,
+    );
+  }
+  if ((mark & (mark - 1)) !== 0) {
+    throw invalidOption(
+      'cooperating',
+      `has no bit for this proxy's own id "${id}", and egress.mark ${hex(mark)} has several bits: add "${id}": <the one that is its own>`,
+    );
+  }
+  for (const [other, bit] of Object.entries(cooperating)) {
+    if (bit === mark) {
+      throw invalidOption(
+        `cooperating.${other}`,
+        `uses ${hex(bit)}, the bit of egress.mark (this proxy's own, "${id}")`,
+      );
+    }
+  }
+  return Object.freeze({ ...cooperating, [id]: mark });
+}
+
 /** All cooperating bits together. */
 export function cooperatingMask(cooperating: CooperatingMarks | undefined): number {
   let mask = 0;

@@ -48,6 +48,7 @@ export function errnoOf(err: unknown): string | undefined {
   return undefined;
 }
 
+/** `path` is the option as the user wrote it, below `options` (e.g. 'limits.highWaterMark'). */
 export function invalidOption(path: string, message: string): RedirectError {
-  return new RedirectError('ERR_REDIRECT_INVALID_OPTION', `options.${path}: ${message}`);
+  return new RedirectError('ERR_REDIRECT_INVALID_OPTION', path === '' ? message : `options.${path}: ${message}`);
 }

@@ -88,3 +88,46 @@ test('the package loads through require and import, with the middleware subpath'
   ).toString();
   t.is(esm.trim(), 'function function function');
 });
+
+test('messages name each option as it was written: no argument, notRedirected, transparent, cooperating', (t) => {
+  const message = (options: unknown): string =>
+    t.throws(() => createRedirectServer(options as RedirectServerOptions), { instanceOf: RedirectError })?.message ??
+    '';
+  const noArgument = t.throws(() => (createRedirectServer as () => unknown)(), { instanceOf: RedirectError });
+  t.is(noArgument?.message, 'createRedirectServer(options) needs an options object with at least `resolve`');
+  t.regex(message({ resolve: 'netfilter', notRedirected: { host: '', port: 1 } }), /^options\.notRedirected\.host: /);
+  t.regex(message({ resolve: 'netfilter', notRedirected: 'drop' }), /^options\.notRedirected: /);
+  t.regex(message({ resolve: 'auto', transparent: 'yes' }), /^options\.transparent: /);
+  // Without egress.mark the own bit cannot be inferred: the top-level name, not resolve.cooperating.
+  t.regex(
+    message({ id: 'a', resolve: 'netfilter', cooperating: { b: 0x2 } }),
+    /^options\.cooperating: has no bit for this proxy's own id "a"/,
+  );
+});
+
+test('cooperating: the own bit is inferred from id + egress.mark; only a contradiction is refused', (t) => {
+  const base = { id: 'a', resolve: 'netfilter' as const };
+  // Inferred, or repeated consistently: both fine.
+  t.notThrows(() => createRedirectServer({ ...base, cooperating: { b: 0x2 }, egress: { mark: 0x1 } }));
+  t.notThrows(() => createRedirectServer({ ...base, cooperating: { a: 0x1, b: 0x2 }, egress: { mark: 0x1 } }));
+  t.notThrows(() => createRedirectServer({ ...base, cooperating: { a: 0x1, b: 0x2 }, egress: { mark: 0x101 } }));
+  const refused: Array<[unknown, RegExp]> = [
+    [
+      { ...base, cooperating: { a: 0x4, b: 0x2 }, egress: { mark: 0x1 } },
+      /^options\.cooperating\.a: is 0x4, but egress\.mark 0x1/,
+    ],
+    [
+      { ...base, cooperating: { b: 0x1 }, egress: { mark: 0x1 } },
+      /^options\.cooperating\.b: uses 0x1, the bit of egress\.mark/,
+    ],
+    [
+      { ...base, cooperating: { b: 0x2 }, egress: { mark: 0x5 } },
+      /^options\.cooperating: .*egress\.mark 0x5 has several bits/,
+    ],
+  ];
+  for (const [options, expected] of refused) {
+    const err = t.throws(() => createRedirectServer(options as RedirectServerOptions), { instanceOf: RedirectError });
+    t.is(err?.code, 'ERR_REDIRECT_INVALID_OPTION');
+    t.regex(err?.message ?? '', expected);
+  }
+});

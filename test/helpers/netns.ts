@@ -194,6 +194,11 @@ export interface ProxySpec {
   id?: string;
   resolve: { kind: 'netfilter' | 'tproxy' | 'auto'; options?: Record<string, unknown> };
   egress?: { mark: number; cooperating?: Record<string, number> };
+  /**
+   * Builds the server from the top-level options instead of resolver and plugin
+   * objects: `resolve: kind`, `cooperating`, `egress: { mark }`.
+   */
+  topLevel?: { cooperating?: Record<string, number>; mark?: number };
   /** 'upper' upper-cases client → server bytes; 'tap' records them. */
   middleware?: Array<'upper' | 'tap'>;
 }
@@ -347,11 +352,14 @@ async function createAgentHandler(): Promise<(request: AgentRequest) => Promise<
             upstream: tap((b: Buffer) => state.seen.set(ctx.id, (state.seen.get(ctx.id) ?? '') + b.toString('latin1'))),
           }),
     );
+    const top = spec.topLevel;
     const server = createRedirectServer({
-      resolve,
+      resolve: top ? kind : resolve,
       middleware,
       ...(spec.id ? { id: spec.id } : {}),
       ...(spec.egress ? { egress: { plugins: [markEgress(spec.egress)] } } : {}),
+      ...(top?.mark !== undefined ? { egress: { mark: top.mark } } : {}),
+      ...(top?.cooperating ? { cooperating: top.cooperating } : {}),
       limits: { connectTimeoutMs: 3000, resolveTimeoutMs: 3000 },
     });
     state.server = server;
