@@ -24,12 +24,23 @@ export interface MarkEgressOptions {
   cooperating?: CooperatingMarks;
 }
 
-export const PERMISSION_REMEDY =
-  'Setting SO_MARK and IP_TRANSPARENT needs CAP_NET_ADMIN (SO_MARK also accepts CAP_NET_RAW on Linux >= 5.17): ' +
+/** What to do when SO_MARK is refused: the capability, or skip the proxy by owner (REDIRECT only). */
+export const MARK_PERMISSION_REMEDY =
+  'Setting SO_MARK needs CAP_NET_ADMIN (or CAP_NET_RAW on Linux >= 5.17): ' +
   'run the proxy as root, with ' +
   '`setcap cap_net_admin+ep <node binary>`, or under systemd with AmbientCapabilities=CAP_NET_ADMIN. ' +
   'Without it, skip the proxy by owner instead of by mark: run it as a dedicated user and use ' +
-  '`iptables ... -m owner --uid-owner <user> -j RETURN` (see docs/linux.md)';
+  '`iptables ... -m owner --uid-owner <user> -j RETURN` (REDIRECT only; see docs/linux.md)';
+
+/**
+ * What to do when IP_TRANSPARENT is refused. TPROXY rules sit in PREROUTING, where no owner is
+ * known, so an owner match is no way round it: the listener itself must be transparent.
+ */
+export const TRANSPARENT_PERMISSION_REMEDY =
+  'Setting IP_TRANSPARENT on the listener needs CAP_NET_ADMIN: run the proxy as root, with ' +
+  '`setcap cap_net_admin+ep <node binary>`, or under systemd with AmbientCapabilities=CAP_NET_ADMIN. ' +
+  'Without it, let a privileged helper create the transparent listening socket and pass its fd: ' +
+  'server.listen({ fd }) with transparent: false (see docs/linux.md)';
 
 const ID_PATTERN = /^[A-Za-z0-9._:-]{1,64}$/;
 
@@ -139,7 +150,7 @@ export function markEgress(options: MarkEgressOptions): EgressPlugin {
       try {
         fd = addon.createMarkedSocket(4, mark);
       } catch (err) {
-        throw nativeError(err, `cannot set SO_MARK 0x${mark.toString(16)}`, PERMISSION_REMEDY);
+        throw nativeError(err, `cannot set SO_MARK 0x${mark.toString(16)}`, MARK_PERMISSION_REMEDY);
       }
       closeSync(fd);
     },
@@ -157,7 +168,7 @@ export function markEgress(options: MarkEgressOptions): EgressPlugin {
         throw nativeError(
           err,
           `cannot create an outbound socket with mark 0x${socketMark.toString(16)}`,
-          PERMISSION_REMEDY,
+          MARK_PERMISSION_REMEDY,
         );
       }
       return wrapUnconnected(fd);

@@ -1,7 +1,7 @@
 import { networkInterfaces } from 'node:os';
 import type { Server } from 'node:net';
 import { invalidOption } from './errors';
-import { PERMISSION_REMEDY } from './egress-mark';
+import { TRANSPARENT_PERMISSION_REMEDY } from './egress-mark';
 import { fdOf, nativeError, optionalLinux, requireLinux } from './native';
 import {
   acceptedFacts,
@@ -55,7 +55,7 @@ export function makeTransparent(server: Server): void {
   try {
     addon.setTransparent(fdOf(server));
   } catch (err) {
-    throw nativeError(err, 'cannot make the listener transparent (IP_TRANSPARENT)', PERMISSION_REMEDY);
+    throw nativeError(err, 'cannot make the listener transparent (IP_TRANSPARENT)', TRANSPARENT_PERMISSION_REMEDY);
   }
 }
 

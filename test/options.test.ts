@@ -1,7 +1,17 @@
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import test from 'ava';
-import { createRecord, createRedirectServer, RedirectError, type RedirectServerOptions } from '../lib/index';
+import { map } from 'rxjs';
+import {
+  both,
+  compose,
+  createRecord,
+  createRedirectServer,
+  downstream,
+  RedirectError,
+  type RedirectServerOptions,
+  upstream,
+} from '../lib/index';
 
 const ok: RedirectServerOptions = { resolve: { host: '127.0.0.1', port: 80 } };
 
@@ -129,5 +139,19 @@ test('cooperating: the own bit is inferred from id + egress.mark; only a contrad
     const err = t.throws(() => createRedirectServer(options as RedirectServerOptions), { instanceOf: RedirectError });
     t.is(err?.code, 'ERR_REDIRECT_INVALID_OPTION');
     t.regex(err?.message ?? '', expected);
+  }
+});
+
+test('upstream(), downstream(), both() and compose() refuse a non-function with ERR_REDIRECT_INVALID_OPTION', (t) => {
+  const cases: Array<[string, () => unknown, RegExp]> = [
+    ['upstream', () => upstream(42 as never), /^upstream\(operator\): operator is number/],
+    ['downstream', () => downstream(undefined as never), /^downstream\(operator\): operator is undefined/],
+    ['both', () => both({} as never), /^both\(operator\): operator is object/],
+    ['compose', () => compose(upstream(map((c: Buffer) => c)), null as never), /^compose\(\): argument 1 is null/],
+  ];
+  for (const [name, make, message] of cases) {
+    const err = t.throws(make, { instanceOf: RedirectError }, name);
+    t.is(err?.code, 'ERR_REDIRECT_INVALID_OPTION', name);
+    t.regex(err?.message ?? '', message, name);
   }
 });
