@@ -16,6 +16,7 @@ export type RedirectErrorCode =
   | 'ERR_REDIRECT_UPSTREAM_FAILED'
   | 'ERR_REDIRECT_IDLE_TIMEOUT'
   | 'ERR_REDIRECT_SERVER_STATE'
+  | 'ERR_REDIRECT_LISTEN_FAILED'
   | 'ERR_REDIRECT_ADDON_UNAVAILABLE'
   | 'ERR_REDIRECT_NATIVE'
   | 'ERR_REDIRECT_PERMISSION'
@@ -47,6 +48,7 @@ export function errnoOf(err: unknown): string | undefined {
   return undefined;
 }
 
+/** `path` is the option as the user wrote it, below `options` (e.g. 'limits.highWaterMark'). */
 export function invalidOption(path: string, message: string): RedirectError {
-  return new RedirectError('ERR_REDIRECT_INVALID_OPTION', `options.${path}: ${message}`);
+  return new RedirectError('ERR_REDIRECT_INVALID_OPTION', path === '' ? message : `options.${path}: ${message}`);
 }
