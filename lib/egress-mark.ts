@@ -32,7 +32,7 @@ export const PERMISSION_REMEDY =
   'Without it, skip the proxy by owner instead of by mark: run it as a dedicated user and use ' +
   '`iptables ... -m owner --uid-owner <user> -j RETURN` (see docs/linux.md)';
 
-export function checkMark(value: unknown, path: string): number {
+function checkMark(value: unknown, path: string): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 0xffffffff) {
     throw invalidOption(path, `must be an integer 1 – 0xffffffff, got ${String(value)}`);
   }

@@ -69,7 +69,7 @@ export function egressFault(err: unknown): Fault {
 }
 
 /** Wraps a socket error under our code; the errno goes into the message, where logs show it. */
-export function coded(code: RedirectError['code'], message: string, cause: Error): RedirectError {
+function coded(code: RedirectError['code'], message: string, cause: Error): RedirectError {
   const errno = errnoOf(cause);
   return new RedirectError(code, errno ? `${message} (${errno})` : message, { cause });
 }
