@@ -1,4 +1,5 @@
 import { type Observable, pipe } from 'rxjs';
+import { RedirectError } from './errors';
 import type { ByteOperator, ConnectionContext, Middleware, MiddlewareOperators } from './types';
 
 /**
@@ -14,8 +15,8 @@ export function buildChain(middleware: readonly Middleware[], ctx: ConnectionCon
     if (typeof ops !== 'object') {
       throw new TypeError(`a middleware returned ${typeof ops}; return { upstream?, downstream? } or nothing`);
     }
-    if (ops.upstream !== undefined) up.push(checkOperator(ops.upstream, 'upstream'));
-    if (ops.downstream !== undefined) down.push(checkOperator(ops.downstream, 'downstream'));
+    if (ops.upstream !== undefined) up.push(returnedOperator(ops.upstream, 'upstream'));
+    if (ops.downstream !== undefined) down.push(returnedOperator(ops.downstream, 'downstream'));
   }
   down.reverse();
   const result: MiddlewareOperators = {};
@@ -29,7 +30,12 @@ export function buildChain(middleware: readonly Middleware[], ctx: ConnectionCon
 /** Makes one middleware out of many, with the same ordering rules as the server's array. */
 export function compose(...middleware: Middleware[]): Middleware {
   for (const [i, m] of middleware.entries()) {
-    if (typeof m !== 'function') throw new TypeError(`compose(): argument ${i} is not a middleware function`);
+    if (typeof m !== 'function') {
+      throw new RedirectError(
+        'ERR_REDIRECT_INVALID_OPTION',
+        `compose(): argument ${i} is ${describe(m)}, not a middleware function (ctx) => ({ upstream?, downstream? })`,
+      );
+    }
   }
   return (ctx) => buildChain(middleware, ctx);
 }
@@ -52,9 +58,25 @@ export function both(operator: ByteOperator): Middleware {
   return () => ({ upstream: operator, downstream: operator });
 }
 
+/** The argument of upstream(), downstream() or both(): a mistake in the code that builds the chain. */
 function checkOperator(op: unknown, where: string): ByteOperator {
-  if (typeof op !== 'function') throw new TypeError(`${where} must be an RxJS operator function`);
+  if (typeof op !== 'function') {
+    throw new RedirectError(
+      'ERR_REDIRECT_INVALID_OPTION',
+      `${where}(operator): operator is ${describe(op)}, not an RxJS operator function (e.g. map(…))`,
+    );
+  }
   return op as ByteOperator;
+}
+
+/** What a middleware returned for one connection: its fault ends that connection (middleware-error). */
+function returnedOperator(op: unknown, where: string): ByteOperator {
+  if (typeof op !== 'function') throw new TypeError(`a middleware's ${where} must be an RxJS operator function`);
+  return op as ByteOperator;
+}
+
+function describe(value: unknown): string {
+  return value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value;
 }
 
 function join(ops: ByteOperator[]): ByteOperator | undefined {

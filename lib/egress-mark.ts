@@ -25,14 +25,25 @@ export interface MarkEgressOptions {
   cooperating?: CooperatingMarks;
 }
 
-export const PERMISSION_REMEDY =
-  'Setting SO_MARK and IP_TRANSPARENT needs CAP_NET_ADMIN (SO_MARK also accepts CAP_NET_RAW on Linux >= 5.17): ' +
+/** What to do when SO_MARK is refused: the capability, or skip the proxy by owner (REDIRECT only). */
+export const MARK_PERMISSION_REMEDY =
+  'Setting SO_MARK needs CAP_NET_ADMIN (or CAP_NET_RAW on Linux >= 5.17): ' +
   'run the proxy as root, with ' +
   '`setcap cap_net_admin+ep <node binary>`, or under systemd with AmbientCapabilities=CAP_NET_ADMIN. ' +
   'Without it, skip the proxy by owner instead of by mark: run it as a dedicated user and use ' +
-  '`iptables ... -m owner --uid-owner <user> -j RETURN` (see docs/linux.md)';
+  '`iptables ... -m owner --uid-owner <user> -j RETURN` (REDIRECT only; see docs/linux.md)';
 
-function checkMark(value: unknown, path: string): number {
+/**
+ * What to do when IP_TRANSPARENT is refused. TPROXY rules sit in PREROUTING, where no owner is
+ * known, so an owner match is no way round it: the listener itself must be transparent.
+ */
+export const TRANSPARENT_PERMISSION_REMEDY =
+  'Setting IP_TRANSPARENT on the listener needs CAP_NET_ADMIN: run the proxy as root, with ' +
+  '`setcap cap_net_admin+ep <node binary>`, or under systemd with AmbientCapabilities=CAP_NET_ADMIN. ' +
+  'Without it, let a privileged helper create the transparent listening socket and pass its fd: ' +
+  'server.listen({ fd }) with transparent: false (see docs/linux.md)';
+
+export function checkMark(value: unknown, path: string): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 0xffffffff) {
     throw invalidOption(path, `must be an integer 1 – 0xffffffff, got ${String(value)}`);
   }
@@ -56,6 +67,46 @@ export function checkCooperating(value: unknown, path: string): CooperatingMarks
     seen.set(bit, id);
   }
   return Object.freeze({ ...(value as Record<string, number>) });
+}
+
+/**
+ * The server's `cooperating` map with this proxy's own bit in it. `id` plus
+ * `egress.mark` already name that bit, so the map may leave it out; only a
+ * contradiction is refused (own bit not in the mark, or a bit another proxy has).
+ */
+export function withOwnBit(cooperating: CooperatingMarks, id: string, mark: number | undefined): CooperatingMarks {
+  const hex = (n: number): string => `0x${n.toString(16)}`;
+  const own = cooperating[id];
+  if (own !== undefined) {
+    if (mark !== undefined && (mark & own) >>> 0 === 0) {
+      throw invalidOption(
+        `cooperating.${id}`,
+        `is ${hex(own)}, but egress.mark ${hex(mark)} does not carry that bit: this proxy's own bit must be in its mark (or leave "${id}" out and it is taken from egress.mark)`,
+      );
+    }
+    return cooperating;
+  }
+  if (mark === undefined) {
+    throw invalidOption(
+      'cooperating',
+      `has no bit for this proxy's own id "${id}": add "${id}": <its bit>, or set egress.mark to that bit`,
+    );
+  }
+  if ((mark & (mark - 1)) !== 0) {
+    throw invalidOption(
+      'cooperating',
+      `has no bit for this proxy's own id "${id}", and egress.mark ${hex(mark)} has several bits: add "${id}": <the one that is its own>`,
+    );
+  }
+  for (const [other, bit] of Object.entries(cooperating)) {
+    if (bit === mark) {
+      throw invalidOption(
+        `cooperating.${other}`,
+        `uses ${hex(bit)}, the bit of egress.mark (this proxy's own, "${id}")`,
+      );
+    }
+  }
+  return Object.freeze({ ...cooperating, [id]: mark });
 }
 
 /** All cooperating bits together. */
@@ -98,7 +149,7 @@ export function markEgress(options: MarkEgressOptions): EgressPlugin {
       try {
         fd = addon.createMarkedSocket(4, mark);
       } catch (err) {
-        throw nativeError(err, `cannot set SO_MARK 0x${mark.toString(16)}`, PERMISSION_REMEDY);
+        throw nativeError(err, `cannot set SO_MARK 0x${mark.toString(16)}`, MARK_PERMISSION_REMEDY);
       }
       closeSync(fd);
     },
@@ -116,7 +167,7 @@ export function markEgress(options: MarkEgressOptions): EgressPlugin {
         throw nativeError(
           err,
           `cannot create an outbound socket with mark 0x${socketMark.toString(16)}`,
-          PERMISSION_REMEDY,
+          MARK_PERMISSION_REMEDY,
         );
       }
       return wrapUnconnected(fd);

@@ -23,6 +23,7 @@ export const REDIRECT_ERROR_CODES = [
   'ERR_REDIRECT_EGRESS_FAILED',
   'ERR_REDIRECT_IDLE_TIMEOUT',
   'ERR_REDIRECT_SERVER_STATE',
+  'ERR_REDIRECT_LISTEN_FAILED',
   'ERR_REDIRECT_SERVER_SHUTDOWN',
   'ERR_REDIRECT_MAX_CONNECTIONS',
   'ERR_REDIRECT_INTERNAL',
@@ -60,6 +61,7 @@ export function errnoOf(err: unknown): string | undefined {
   return undefined;
 }
 
+/** `path` is the option as the user wrote it, below `options` (e.g. 'limits.highWaterMark'). */
 export function invalidOption(path: string, message: string): RedirectError {
-  return new RedirectError('ERR_REDIRECT_INVALID_OPTION', `options.${path}: ${message}`);
+  return new RedirectError('ERR_REDIRECT_INVALID_OPTION', path === '' ? message : `options.${path}: ${message}`);
 }

@@ -1,3 +1,4 @@
+import { networkInterfaces } from 'node:os';
 import { endpointKey } from './record';
 import type { Endpoint, RedirectRecord, ResolvedTarget } from './types';
 
@@ -38,13 +39,31 @@ export function recordLoop(
 
 /** Why connecting to `target` would reach this very listener; undefined when it would not. */
 export function selfTargetLoop(target: ResolvedTarget, listen: Endpoint | undefined): string | undefined {
-  if (listen === undefined || target.port !== listen.port) return undefined;
-  // A wildcard listener is reached through loopback (or its own wildcard
-  // address); any other target on that port is another host's.
-  const self = isWildcard(listen.address)
-    ? isLoopback(target.host) || target.host === listen.address
-    : target.host === listen.address;
-  return self ? `the target ${endpointKey({ ...listen })} is this server itself` : undefined;
+  const endpoint = { address: target.host, port: target.port, family: target.family };
+  return isListenerEndpoint(endpoint, listen) ? `the target ${endpointKey(endpoint)} is this server itself` : undefined;
+}
+
+/**
+ * Whether `endpoint` is the listener itself: the same port, and the listener's
+ * address or, on a wildcard listener, any address of this host (its own
+ * wildcard address, loopback, or an interface's: a client may dial any of them).
+ */
+export function isListenerEndpoint(endpoint: { address: string; port: number }, listen: Endpoint | undefined): boolean {
+  if (listen === undefined || endpoint.port !== listen.port) return false;
+  if (!isWildcard(listen.address)) return endpoint.address === listen.address;
+  return isWildcard(endpoint.address) || isLocalAddress(endpoint.address);
+}
+
+/** An address of this host (in this network namespace), asked anew each time: interfaces change. */
+export function isLocalAddress(address: string): boolean {
+  if (isLoopback(address)) return true;
+  const wanted = address.toLowerCase();
+  for (const list of Object.values(networkInterfaces())) {
+    for (const info of list ?? []) {
+      if (info.address.toLowerCase() === wanted) return true;
+    }
+  }
+  return false;
 }
 
 function isWildcard(address: string): boolean {

@@ -1,5 +1,5 @@
-import { invalidOption } from './errors';
-import { checkCooperating, markEgress } from './egress-mark';
+import { invalidOption, RedirectError } from './errors';
+import { checkCooperating, checkMark, markEgress, withOwnBit } from './egress-mark';
 import { type ProxyProtocolEgressOptions, proxyProtocolEgress } from './egress-proxy-protocol';
 import { PROXY_ID_PATTERN } from './record';
 import { createResolver } from './resolvers';
@@ -61,7 +61,10 @@ const KNOWN_EGRESS = new Set(['plugins', 'localAddress', 'mark', 'proxyProtocol'
 /** Checks every option at once and throws a coded error that says what to fix. */
 export function normaliseOptions(options: RedirectServerOptions): ServerConfig {
   if (options === null || typeof options !== 'object') {
-    throw invalidOption('', 'createRedirectServer(options) needs an options object with at least `resolve`');
+    throw new RedirectError(
+      'ERR_REDIRECT_INVALID_OPTION',
+      'createRedirectServer(options) needs an options object with at least `resolve`',
+    );
   }
   for (const key of Object.keys(options)) {
     if (!KNOWN_OPTIONS.has(key)) throw invalidOption(key, `unknown option (known: ${[...KNOWN_OPTIONS].join(', ')})`);
@@ -71,14 +74,21 @@ export function normaliseOptions(options: RedirectServerOptions): ServerConfig {
     throw invalidOption('id', 'must be 1–64 characters of A–Z a–z 0–9 . _ : -');
   }
   const localAddress = normaliseEgress(options.egress);
+  const mark = options.egress?.mark === undefined ? undefined : checkMark(options.egress.mark, 'egress.mark');
   const cooperating =
-    options.cooperating === undefined ? undefined : checkCooperating(options.cooperating, 'cooperating');
+    options.cooperating === undefined
+      ? undefined
+      : withOwnBit(checkCooperating(options.cooperating, 'cooperating'), id, mark);
+  // The named resolvers check these again under their own names; checked here, a
+  // message names the option as written: `notRedirected`, not `resolve.notRedirected`.
+  const notRedirected = normaliseNotRedirected(options.notRedirected);
+  const transparent = normaliseTransparent(options.transparent);
   const egress = [...normaliseEgressPlugins(options.egress?.plugins)];
-  if (options.egress?.mark !== undefined) {
+  if (mark !== undefined) {
     if (egress.some((p) => p.createSocket)) {
       throw invalidOption('egress.mark', 'cannot be combined with an egress plugin that creates the socket');
     }
-    egress.unshift(markEgress({ mark: options.egress.mark, ...(cooperating ? { cooperating } : {}) }));
+    egress.unshift(markEgress({ mark, ...(cooperating ? { cooperating } : {}) }));
   }
   if (options.egress?.proxyProtocol !== undefined) egress.push(proxyProtocolEgressOf(options.egress.proxyProtocol, id));
   checkEgressProxyIds(options.egress?.plugins ?? [], id);
@@ -91,8 +101,8 @@ export function normaliseOptions(options: RedirectServerOptions): ServerConfig {
   const resolver = createResolver(options.resolve, {
     id,
     cooperating,
-    notRedirected: options.notRedirected,
-    transparent: options.transparent,
+    notRedirected,
+    transparent,
     proxyProtocol: options.proxyProtocol,
   });
   const transport = normaliseTransport(options.transport, options.resolve, resolver, egress);
@@ -232,6 +242,18 @@ function normaliseEgress(egress: RedirectServerOptions['egress']): string | unde
     throw invalidOption('egress.localAddress', 'must be an IP address string');
   }
   return egress.localAddress;
+}
+
+function normaliseNotRedirected(value: unknown): 'refuse' | TargetAddress | undefined {
+  if (value === undefined || value === 'refuse') return value;
+  if (typeof value === 'string')
+    throw invalidOption('notRedirected', `must be 'refuse' or { host, port }, got "${value}"`);
+  return checkTargetAddress(value, 'notRedirected');
+}
+
+function normaliseTransparent(value: unknown): boolean | 'try' | undefined {
+  if (value === undefined || value === true || value === false || value === 'try') return value;
+  throw invalidOption('transparent', `must be true, false or 'try', got ${String(value)}`);
 }
 
 function normaliseZeroCopy(value: unknown): 'auto' | 'off' {

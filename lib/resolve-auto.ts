@@ -1,5 +1,6 @@
 import type { Server } from 'node:net';
 import { RedirectError } from './errors';
+import { isListenerEndpoint } from './loop-guard';
 import { requireLinux } from './native';
 import {
   acceptedFacts,
@@ -10,7 +11,8 @@ import {
   originalDestinationOf,
   redirectedResult,
 } from './resolve-netfilter';
-import { isListenerEndpoint, makeTransparent } from './resolve-tproxy';
+import { makeTransparent } from './resolve-tproxy';
+import { endpointKey } from './record';
 import type { Resolver, ResolveResult, ResolverContext } from './types';
 
 /**
@@ -48,9 +50,20 @@ export function autoResolver(options?: AutoResolverOptions): Resolver {
     async resolve(ctx: ResolverContext): Promise<ResolveResult> {
       const addon = requireLinux('resolve: auto');
       const facts = acceptedFacts(ctx.socket, addon);
+      const listen = listenerEndpoint(ctx);
       const natted = originalDestinationOf(addon, facts);
-      if (natted !== undefined) return redirectedResult('netfilter', facts, natted, checked);
-      if (!isListenerEndpoint(facts.local, listenerEndpoint(ctx))) {
+      if (natted !== undefined) {
+        if (isListenerEndpoint(natted, listen)) {
+          return notRedirectedResult(
+            'auto',
+            facts,
+            checked,
+            `it dialled the proxy's own address ${endpointKey(natted)}`,
+          );
+        }
+        return redirectedResult('netfilter', facts, natted, checked);
+      }
+      if (!isListenerEndpoint(facts.local, listen)) {
         return redirectedResult('tproxy', facts, facts.local, checked);
       }
       return notRedirectedResult('auto', facts, checked, 'no NAT entry and its local address is the listener');

@@ -1,6 +1,7 @@
 import type { Server, Socket } from 'node:net';
 import { errnoOf, invalidOption, RedirectError } from './errors';
 import { chainFromMark, checkCooperating, type CooperatingMarks } from './egress-mark';
+import { isListenerEndpoint } from './loop-guard';
 import { fdOf, type LinuxAddon, requireLinux } from './native';
 import { checkTargetAddress } from './options';
 import { createRecord, endpointKey, makeEndpoint, sameEndpoint } from './record';
@@ -165,6 +166,16 @@ export function netfilterResolver(options?: NetfilterResolverOptions): Resolver 
       const facts = acceptedFacts(ctx.socket, addon);
       const destination = originalDestinationOf(addon, facts);
       if (destination === undefined) return notRedirectedResult('netfilter', facts, checked, 'no NAT entry');
+      // A catch-all rule also rewrites a dial of one of our own addresses (to loopback):
+      // the original destination is then this listener, and relaying would dial ourselves.
+      if (isListenerEndpoint(destination, listenerEndpoint(ctx))) {
+        return notRedirectedResult(
+          'netfilter',
+          facts,
+          checked,
+          `it dialled the proxy's own address ${endpointKey(destination)}`,
+        );
+      }
       return redirectedResult('netfilter', facts, destination, checked);
     },
   };

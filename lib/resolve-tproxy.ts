@@ -1,7 +1,7 @@
-import { networkInterfaces } from 'node:os';
 import type { Server } from 'node:net';
 import { invalidOption } from './errors';
-import { PERMISSION_REMEDY } from './egress-mark';
+import { TRANSPARENT_PERMISSION_REMEDY } from './egress-mark';
+import { isListenerEndpoint } from './loop-guard';
 import { fdOf, nativeError, optionalLinux, requireLinux } from './native';
 import {
   acceptedFacts,
@@ -11,7 +11,7 @@ import {
   notRedirectedResult,
   redirectedResult,
 } from './resolve-netfilter';
-import type { Endpoint, Resolver, ResolveResult, ResolverContext } from './types';
+import type { Resolver, ResolveResult, ResolverContext } from './types';
 
 /**
  * Resolver for iptables/nftables TPROXY: the packet is delivered unchanged to
@@ -55,28 +55,6 @@ export function makeTransparent(server: Server): void {
   try {
     addon.setTransparent(fdOf(server));
   } catch (err) {
-    throw nativeError(err, 'cannot make the listener transparent (IP_TRANSPARENT)', PERMISSION_REMEDY);
+    throw nativeError(err, 'cannot make the listener transparent (IP_TRANSPARENT)', TRANSPARENT_PERMISSION_REMEDY);
   }
-}
-
-/**
- * Whether a flow's local endpoint is the listener itself, i.e. the client
- * connected to us rather than being steered to us. On a wildcard listener the
- * port must match and the address must be one this host owns; TPROXY'd flows
- * carry foreign addresses (or foreign ports) instead.
- */
-export function isListenerEndpoint(local: Endpoint, listen: Endpoint | undefined): boolean {
-  if (listen === undefined || local.port !== listen.port) return false;
-  if (listen.address !== '0.0.0.0' && listen.address !== '::') return local.address === listen.address;
-  return isLocalAddress(local.address);
-}
-
-function isLocalAddress(address: string): boolean {
-  if (address === '::1' || address.startsWith('127.')) return true;
-  for (const list of Object.values(networkInterfaces())) {
-    for (const info of list ?? []) {
-      if (info.address.toLowerCase() === address) return true;
-    }
-  }
-  return false;
 }

@@ -64,7 +64,8 @@ const GRACEFUL = new Set<CloseReason>(['client-end', 'upstream-end']);
 /** A listener that turns each redirected connection into a middleware pipeline. */
 export class RedirectServer extends EventEmitter<RedirectServerEvents> {
   readonly config: ServerConfig;
-  private readonly net: Server;
+  /** The listener of the current listen() attempt (a failed attempt leaves none). */
+  private net: Server | undefined;
   private readonly live = new Set<Connection>();
   private readonly egressEndpoints = new Set<string>();
   private nextId = 1;
@@ -94,15 +95,6 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
   constructor(options: RedirectServerOptions) {
     super();
     this.config = normaliseOptions(options);
-    // TCP_NODELAY: on Linux an accepted socket inherits it from the listener,
-    // which saves a setsockopt per connection (see listen()).
-    this.net = createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: !INHERITS_NODELAY }, (socket) => {
-      if (this.noDelayPerSocket) socket.setNoDelay(true);
-      this.accept(socket);
-    });
-    this.net.on('error', (err) => {
-      if (this.state === 'listening') this.emit('error', err);
-    });
     const server = this;
     this.host = {
       config: this.config,
@@ -133,19 +125,21 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
     for (const plugin of this.config.egress) await plugin.check?.();
     this.state = 'listening';
     if (this.config.transport === 'native') return this.listenNative(options);
+    const net = this.createListener();
+    this.net = net;
     try {
       await new Promise<void>((resolve, reject) => {
         const onError = (err: Error): void => reject(err);
-        this.net.once('error', onError);
+        net.once('error', onError);
         const done = (): void => {
-          this.net.off('error', onError);
+          net.off('error', onError);
           // Still in the tick of listen(2) (Node emits 'listening' on nextTick): no accept yet.
           this.setListenerNoDelay();
           resolve();
         };
-        if (options.fd !== undefined) this.net.listen({ fd: options.fd, backlog: options.backlog }, done);
+        if (options.fd !== undefined) net.listen({ fd: options.fd, backlog: options.backlog }, done);
         else
-          this.net.listen(
+          net.listen(
             {
               port: options.port ?? 0,
               host: options.host ?? '127.0.0.1',
@@ -155,19 +149,38 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
             done,
           );
       });
-      const bound = this.net.address();
+      if (this.state !== 'listening') {
+        throw new RedirectError('ERR_REDIRECT_SERVER_STATE', 'close() was called while listen() was binding');
+      }
+      const bound = net.address();
       if (bound === null || typeof bound === 'string') throw new Error('the listener has no IP address');
       const { address, family } = normaliseAddress(bound.address);
       this.address = Object.freeze({ address, port: bound.port, family });
-      await this.config.resolver.prepareListener?.(this.net);
+      await this.config.resolver.prepareListener?.(net);
     } catch (err) {
-      this.state = 'closed';
-      this.net.close();
-      if (err instanceof RedirectError) throw err;
-      throw new RedirectError('ERR_REDIRECT_SERVER_STATE', `cannot listen: ${(err as Error).message}`, { cause: err });
+      // A failed attempt leaves nothing behind: listen() may be called again.
+      net.close();
+      this.net = undefined;
+      this.address = undefined;
+      if (this.state === 'listening') this.state = 'idle';
+      throw listenFailed(err, options);
     }
     this.emit('listening', this.address);
     return this.address;
+  }
+
+  /** A fresh net.Server for one listen() attempt. */
+  private createListener(): Server {
+    // TCP_NODELAY: on Linux an accepted socket inherits it from the listener,
+    // which saves a setsockopt per connection (see listen()).
+    const net = createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: !INHERITS_NODELAY }, (socket) => {
+      if (this.noDelayPerSocket) socket.setNoDelay(true);
+      this.accept(socket);
+    });
+    net.on('error', (err) => {
+      if (this.state === 'listening' && this.net === net) this.emit('error', err);
+    });
+    return net;
   }
 
   /**
@@ -178,6 +191,7 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
    */
   private setListenerNoDelay(): void {
     if (!INHERITS_NODELAY) return;
+    this.noDelayPerSocket = true;
     const handle = (this.net as unknown as { _handle?: { setNoDelay?(on: boolean): number } | null })._handle;
     if (typeof handle?.setNoDelay !== 'function' || handle.setNoDelay(true) !== 0) return;
     setImmediate(() => {
@@ -192,9 +206,8 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
       this.nativeListener = native;
       this.address = native.address;
     } catch (err) {
-      this.state = 'closed';
-      if (err instanceof RedirectError) throw err;
-      throw new RedirectError('ERR_REDIRECT_SERVER_STATE', `cannot listen: ${(err as Error).message}`, { cause: err });
+      if (this.state === 'listening') this.state = 'idle';
+      throw listenFailed(err, options);
     }
     this.emit('listening', this.address);
     return this.address;
@@ -217,9 +230,10 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
       this.nativeListener?.close();
       // net.Server's close callback waits for every accepted socket, so it is
       // awaited last, after live connections had their chance and the rest were reset.
+      const net = this.net;
       const listenerClosed = new Promise<void>((resolve) => {
-        if (!this.net.listening) return resolve();
-        this.net.close(() => resolve());
+        if (!net?.listening) return resolve();
+        net.close(() => resolve());
       });
       if (this.live.size > 0) {
         const allClosed = new Promise<void>((resolve) => {
@@ -343,6 +357,15 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
 
 export function createRedirectServer(options: RedirectServerOptions): RedirectServer {
   return new RedirectServer(options);
+}
+
+/** A failed listen attempt as a coded error: a system call's errno is its syscallCode. */
+function listenFailed(err: unknown, options: ListenOptions): RedirectError {
+  if (err instanceof RedirectError) return err;
+  const where =
+    options.fd !== undefined ? `fd ${options.fd}` : `${options.host ?? '127.0.0.1'} port ${options.port ?? 0}`;
+  const message = err instanceof Error ? err.message : String(err);
+  return new RedirectError('ERR_REDIRECT_LISTEN_FAILED', `cannot listen on ${where}: ${message}`, { cause: err });
 }
 
 function validateListen(options: ListenOptions): void {

@@ -293,7 +293,8 @@ export interface RedirectServerOptions {
   /**
    * Cooperating proxies and their socket-mark bits (Linux, with
    * net.ipv4.tcp_fwmark_accept=1): `{ 'proxy-a': 0x1, 'proxy-b': 0x2 }`.
-   * Include our own `id` with the bit of `egress.mark`.
+   * Our own `id` may be left out: it has the bit of `egress.mark` (a single bit
+   * then). Given, it must be a bit of `egress.mark`.
    */
   cooperating?: Readonly<Record<string, number>>;
   /** Flows that were not redirected (netfilter, tproxy, auto, wfp): refuse them (default) or send them here. */

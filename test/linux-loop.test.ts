@@ -85,3 +85,29 @@ netnsTest('a proxy that knows its own mark bit recognises the loop from the mark
   t.is(report.rejected[0]?.reason, 'loop-detected');
   t.regex(report.rejected[0]?.message ?? '', /already passed through "self"/);
 });
+
+netnsTest('top-level options: the own bit comes from id and egress.mark, so the map may leave it out', async (t) => {
+  const { ns, agent } = await setup(t);
+  await ns.sysctl('net.ipv4.tcp_fwmark_accept', 1);
+  const { port } = await agent.call({
+    cmd: 'proxy',
+    spec: {
+      name: 'p',
+      host: '0.0.0.0',
+      id: 'self',
+      resolve: { kind: 'netfilter' },
+      // 'self' is not in the map: its bit is egress.mark's.
+      topLevel: { cooperating: { other: 0x2 }, mark: 0x1 },
+    },
+  });
+  // Rules WITHOUT the skip: the marked SYN is redirected back to us, carrying our bit.
+  await ns.apply(generateRules({ port, destinations: [`${ADDRESS}/32`] }).setup);
+  const reply = await agent.call({ cmd: 'client', host: ADDRESS, port: 80, send: 'ping' });
+  t.false(reply.data.includes('server'), 'the real server was never reached');
+  // The looped flow is refused before its reset reaches the client; poll in case the report races it.
+  let report = await agent.call({ cmd: 'report', name: 'p' });
+  while (report.rejected.length === 0) report = await agent.call({ cmd: 'report', name: 'p' });
+  t.is(report.accepted, 2, 'the client flow and one looped flow, nothing more');
+  t.is(report.rejected[0]?.reason, 'loop-detected');
+  t.regex(report.rejected[0]?.message ?? '', /already passed through "self"/, 'recognised by its mark');
+});

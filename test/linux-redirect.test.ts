@@ -78,3 +78,30 @@ for (const [backend, netnsTest] of Object.entries(BACKENDS)) {
     );
   }
 }
+
+const NOBODY = 65534;
+
+BACKENDS.iptables(
+  'REDIRECT with no privilege at all: resolve netfilter as an ordinary user, skipped by an owner rule',
+  async (t) => {
+    const address = '198.51.100.10';
+    const ns = await Netns.create(t, 'unpriv');
+    await ns.ip('addr', 'add', `${address}/32`, 'dev', 'lo');
+    const peers = await ns.agent(t);
+    const proxy = await ns.agent(t, { uid: NOBODY });
+    t.deepEqual(await proxy.call({ cmd: 'identity' }), { uid: NOBODY, capEff: '0000000000000000' });
+    await peers.call({ cmd: 'server', host: address, port: 80 });
+    const { port } = await proxy.call({
+      cmd: 'proxy',
+      spec: { name: 'p', host: '0.0.0.0', resolve: { kind: 'netfilter' }, topLevel: {} },
+    });
+    await ns.apply(generateRules({ port, ownerUid: NOBODY, destinations: [`${address}/32`], ports: [80] }).setup);
+
+    const reply = await peers.call({ cmd: 'client', host: address, port: 80, send: 'hello' });
+    t.is(reply.error, undefined);
+    t.is(reply.data, `server ${address}:80 got hello`);
+    const report = await proxy.call({ cmd: 'report', name: 'p' });
+    t.like(report.records[0], { mechanism: 'netfilter', destination: { address, port: 80 } });
+    t.deepEqual(report.rejected, []);
+  },
+);

@@ -137,3 +137,26 @@ test('tproxy resolves without the addon when the listener is already transparent
   t.is(record.mark, undefined);
   t.is(record.destination.address, '127.0.0.1');
 });
+
+const asRoot = gatedTest(
+  test,
+  linux && process.getuid?.() === 0 ? undefined : 'needs root (to drop CAP_NET_ADMIN and CAP_NET_RAW)',
+);
+
+asRoot('tproxy without CAP_NET_ADMIN: listen() fails with a remedy that fits TPROXY (no owner match)', async (t) => {
+  const script = `
+    const { createRedirectServer } = require(${JSON.stringify(join(__dirname, '..', 'lib', 'index.js'))});
+    const server = createRedirectServer({ resolve: 'tproxy' });
+    server.listen({ host: '127.0.0.1', port: 0 }).then(
+      () => { console.log(JSON.stringify({ ok: true })); return server.close(); },
+      (e) => console.log(JSON.stringify({ code: e.code, syscallCode: e.syscallCode, message: e.message })),
+    );`;
+  const { stdout } = await run('setpriv', ['--bounding-set', '-net_admin,-net_raw', process.execPath, '-e', script]);
+  const out = JSON.parse(stdout) as { code: string; syscallCode: string; message: string };
+  t.is(out.code, 'ERR_REDIRECT_PERMISSION');
+  t.is(out.syscallCode, 'EPERM');
+  t.regex(out.message, /IP_TRANSPARENT/);
+  t.regex(out.message, /CAP_NET_ADMIN/);
+  t.regex(out.message, /listen\(\{ fd \}\) with transparent: false/);
+  t.notRegex(out.message, /owner/, 'an owner match cannot skip TPROXY (PREROUTING has no owner)');
+});

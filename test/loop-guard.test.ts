@@ -1,3 +1,4 @@
+import { networkInterfaces } from 'node:os';
 import test from 'ava';
 import { createRecord } from '../lib/index';
 import { flowKey, recordLoop, selfTargetLoop } from '../lib/loop-guard';
@@ -42,4 +43,8 @@ test('a target that is this listener is a loop; the same port on another host is
   t.truthy(selfTargetLoop(target('127.0.0.2'), bound));
   t.is(selfTargetLoop(target('127.0.0.1'), bound), undefined);
   t.is(selfTargetLoop(target('127.0.0.1'), undefined), undefined);
+  // Every address of this host reaches a wildcard listener, not only loopback.
+  for (const info of Object.values(networkInterfaces()).flat()) {
+    if (info?.family === 'IPv4') t.truthy(selfTargetLoop(target(info.address), wildcard), info.address);
+  }
 });

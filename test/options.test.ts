@@ -1,7 +1,17 @@
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import test from 'ava';
-import { createRecord, createRedirectServer, RedirectError, type RedirectServerOptions } from '../lib/index';
+import { map } from 'rxjs';
+import {
+  both,
+  compose,
+  createRecord,
+  createRedirectServer,
+  downstream,
+  RedirectError,
+  type RedirectServerOptions,
+  upstream,
+} from '../lib/index';
 
 const ok: RedirectServerOptions = { resolve: { host: '127.0.0.1', port: 80 } };
 
@@ -87,4 +97,61 @@ test('the package loads through require and import, with the middleware subpath'
     { cwd: root },
   ).toString();
   t.is(esm.trim(), 'function function function');
+});
+
+test('messages name each option as it was written: no argument, notRedirected, transparent, cooperating', (t) => {
+  const message = (options: unknown): string =>
+    t.throws(() => createRedirectServer(options as RedirectServerOptions), { instanceOf: RedirectError })?.message ??
+    '';
+  const noArgument = t.throws(() => (createRedirectServer as () => unknown)(), { instanceOf: RedirectError });
+  t.is(noArgument?.message, 'createRedirectServer(options) needs an options object with at least `resolve`');
+  t.regex(message({ resolve: 'netfilter', notRedirected: { host: '', port: 1 } }), /^options\.notRedirected\.host: /);
+  t.regex(message({ resolve: 'netfilter', notRedirected: 'drop' }), /^options\.notRedirected: /);
+  t.regex(message({ resolve: 'auto', transparent: 'yes' }), /^options\.transparent: /);
+  // Without egress.mark the own bit cannot be inferred: the top-level name, not resolve.cooperating.
+  t.regex(
+    message({ id: 'a', resolve: 'netfilter', cooperating: { b: 0x2 } }),
+    /^options\.cooperating: has no bit for this proxy's own id "a"/,
+  );
+});
+
+test('cooperating: the own bit is inferred from id + egress.mark; only a contradiction is refused', (t) => {
+  const base = { id: 'a', resolve: 'netfilter' as const };
+  // Inferred, or repeated consistently: both fine.
+  t.notThrows(() => createRedirectServer({ ...base, cooperating: { b: 0x2 }, egress: { mark: 0x1 } }));
+  t.notThrows(() => createRedirectServer({ ...base, cooperating: { a: 0x1, b: 0x2 }, egress: { mark: 0x1 } }));
+  t.notThrows(() => createRedirectServer({ ...base, cooperating: { a: 0x1, b: 0x2 }, egress: { mark: 0x101 } }));
+  const refused: Array<[unknown, RegExp]> = [
+    [
+      { ...base, cooperating: { a: 0x4, b: 0x2 }, egress: { mark: 0x1 } },
+      /^options\.cooperating\.a: is 0x4, but egress\.mark 0x1/,
+    ],
+    [
+      { ...base, cooperating: { b: 0x1 }, egress: { mark: 0x1 } },
+      /^options\.cooperating\.b: uses 0x1, the bit of egress\.mark/,
+    ],
+    [
+      { ...base, cooperating: { b: 0x2 }, egress: { mark: 0x5 } },
+      /^options\.cooperating: .*egress\.mark 0x5 has several bits/,
+    ],
+  ];
+  for (const [options, expected] of refused) {
+    const err = t.throws(() => createRedirectServer(options as RedirectServerOptions), { instanceOf: RedirectError });
+    t.is(err?.code, 'ERR_REDIRECT_INVALID_OPTION');
+    t.regex(err?.message ?? '', expected);
+  }
+});
+
+test('upstream(), downstream(), both() and compose() refuse a non-function with ERR_REDIRECT_INVALID_OPTION', (t) => {
+  const cases: Array<[string, () => unknown, RegExp]> = [
+    ['upstream', () => upstream(42 as never), /^upstream\(operator\): operator is number/],
+    ['downstream', () => downstream(undefined as never), /^downstream\(operator\): operator is undefined/],
+    ['both', () => both({} as never), /^both\(operator\): operator is object/],
+    ['compose', () => compose(upstream(map((c: Buffer) => c)), null as never), /^compose\(\): argument 1 is null/],
+  ];
+  for (const [name, make, message] of cases) {
+    const err = t.throws(make, { instanceOf: RedirectError }, name);
+    t.is(err?.code, 'ERR_REDIRECT_INVALID_OPTION', name);
+    t.regex(err?.message ?? '', message, name);
+  }
 });

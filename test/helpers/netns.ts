@@ -1,4 +1,5 @@
 import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import * as net from 'node:net';
 import { promisify } from 'node:util';
 import type { ExecutionContext, TestFn } from 'ava';
@@ -150,9 +151,16 @@ export class Netns {
     return this.exec('sysctl', '-q', '-w', `${key}=${value}`);
   }
 
-  /** Starts an agent process inside the namespace; killed at teardown. */
-  async agent(t: ExecutionContext): Promise<Agent> {
-    const child = spawn('ip', ['netns', 'exec', this.name, process.execPath, __filename], {
+  /**
+   * Starts an agent process inside the namespace; killed at teardown. With `uid`
+   * it runs as that user (and group), with no capabilities at all.
+   */
+  async agent(t: ExecutionContext, options: { uid?: number } = {}): Promise<Agent> {
+    const user =
+      options.uid === undefined
+        ? []
+        : ['setpriv', `--reuid=${options.uid}`, `--regid=${options.uid}`, '--clear-groups', '--inh-caps=-all'];
+    const child = spawn('ip', ['netns', 'exec', this.name, ...user, process.execPath, __filename], {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       env: { ...process.env, RXREDIRECT_AGENT: '1' },
     });
@@ -194,6 +202,11 @@ export interface ProxySpec {
   id?: string;
   resolve: { kind: 'netfilter' | 'tproxy' | 'auto'; options?: Record<string, unknown> };
   egress?: { mark: number; cooperating?: Record<string, number> };
+  /**
+   * Builds the server from the top-level options instead of resolver and plugin
+   * objects: `resolve: kind`, `cooperating`, `egress: { mark }`.
+   */
+  topLevel?: { cooperating?: Record<string, number>; mark?: number };
   /** 'upper' upper-cases client → server bytes; 'tap' records them. */
   middleware?: Array<'upper' | 'tap'>;
 }
@@ -222,7 +235,8 @@ export type AgentRequest =
   | { cmd: 'proxy'; spec: ProxySpec }
   | { cmd: 'client'; host: string; port: number; send: string; timeoutMs?: number }
   | { cmd: 'report'; name: string }
-  | { cmd: 'server-report' };
+  | { cmd: 'server-report' }
+  | { cmd: 'identity' };
 
 const CALL_TIMEOUT_MS = 20_000;
 
@@ -252,6 +266,7 @@ export class Agent {
   call(request: { cmd: 'report'; name: string }): Promise<ProxyReport>;
   call(request: { cmd: 'server-report' }): Promise<ServerReport>;
   call(request: { cmd: 'ping' }): Promise<void>;
+  call(request: { cmd: 'identity' }): Promise<{ uid: number; capEff: string }>;
   call(request: AgentRequest): Promise<unknown> {
     if (this.exited) return Promise.reject(new Error('agent is not running'));
     const id = this.nextId++;
@@ -347,11 +362,14 @@ async function createAgentHandler(): Promise<(request: AgentRequest) => Promise<
             upstream: tap((b: Buffer) => state.seen.set(ctx.id, (state.seen.get(ctx.id) ?? '') + b.toString('latin1'))),
           }),
     );
+    const top = spec.topLevel;
     const server = createRedirectServer({
-      resolve,
+      resolve: top ? kind : resolve,
       middleware,
       ...(spec.id ? { id: spec.id } : {}),
       ...(spec.egress ? { egress: { plugins: [markEgress(spec.egress)] } } : {}),
+      ...(top?.mark !== undefined ? { egress: { mark: top.mark } } : {}),
+      ...(top?.cooperating ? { cooperating: top.cooperating } : {}),
       limits: { connectTimeoutMs: 3000, resolveTimeoutMs: 3000 },
     });
     state.server = server;
@@ -400,6 +418,10 @@ async function createAgentHandler(): Promise<(request: AgentRequest) => Promise<
         return client(request.host, request.port, request.send, request.timeoutMs);
       case 'server-report':
         return { connections: serverConnections };
+      case 'identity': {
+        const status = readFileSync('/proc/self/status', 'utf8');
+        return { uid: process.getuid?.() ?? -1, capEff: /^CapEff:\s*(\S+)/m.exec(status)?.[1] ?? '' };
+      }
       case 'report': {
         const state = proxies.get(request.name);
         if (!state) throw new Error(`no proxy "${request.name}"`);
