@@ -168,7 +168,10 @@ export class Connection extends EventEmitter<ConnectionEvents> {
 
   /** run() turns every failure into a close reason; anything thrown past it is our bug. Keep serving. */
   internalError(err: unknown): void {
-    this.destroy('destroyed', new RedirectError('ERR_REDIRECT_SERVER_STATE', `internal error: ${String(err)}`));
+    this.destroy(
+      'destroyed',
+      new RedirectError('ERR_REDIRECT_INTERNAL', `internal error: ${String(err)}`, { cause: err }),
+    );
   }
 
   /** The record is known: check for loops, build the chain, pick the target. */
@@ -331,11 +334,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
         socket.setNoDelay(true);
       }
     } catch (err) {
-      this.terminate(
-        'upstream-error',
-        asRedirectError(err, 'ERR_REDIRECT_UPSTREAM_FAILED', 'cannot create the outbound socket'),
-        'reset',
-      );
+      this.fail(egressFault(err, 'cannot create the outbound socket'));
       return;
     }
     const upstream = native ?? new SocketTransport(socket as Socket);

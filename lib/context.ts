@@ -47,7 +47,7 @@ export class ConnectDeferrals {
   /** ctx.deferConnect(). */
   defer(): (to?: TargetAddress) => void {
     if (!this.building) {
-      throw new RedirectError('ERR_REDIRECT_SERVER_STATE', 'deferConnect() is only allowed while the chain is built');
+      throw new RedirectError('ERR_REDIRECT_DEFER_CONNECT', 'deferConnect() is only allowed while the chain is built');
     }
     this.outstanding++;
     let done = false;

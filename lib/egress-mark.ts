@@ -26,7 +26,7 @@ export interface MarkEgressOptions {
 }
 
 /** What to do when SO_MARK is refused: the capability, or skip the proxy by owner (REDIRECT only). */
-export const MARK_PERMISSION_REMEDY =
+const MARK_PERMISSION_REMEDY =
   'Setting SO_MARK needs CAP_NET_ADMIN (or CAP_NET_RAW on Linux >= 5.17): ' +
   'run the proxy as root, with ' +
   '`setcap cap_net_admin+ep <node binary>`, or under systemd with AmbientCapabilities=CAP_NET_ADMIN. ' +

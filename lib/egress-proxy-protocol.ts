@@ -17,9 +17,9 @@ import {
 import type { ChainEntry, EgressPlugin, RedirectRecord } from './types';
 
 /** Default TLV type of the chain TLV (first of the spec's custom range 0xE0–0xEF). */
-export const DEFAULT_CHAIN_TLV_TYPE = 0xe0;
+const DEFAULT_CHAIN_TLV_TYPE = 0xe0;
 /** Default most proxies a flow may have passed through before us. */
-export const DEFAULT_HOP_LIMIT = 8;
+const DEFAULT_HOP_LIMIT = 8;
 /** The chain TLV's format version (first byte of its value). */
 const CHAIN_FORMAT = 1;
 /** Proxy ids follow the `id` option's rule. */

@@ -1,33 +1,46 @@
 /**
- * One error class for the whole library. Every error carries a stable `code`
- * (listed in docs/errors.md) and, where there is one, the underlying `cause`.
+ * One error class for the whole library (subclasses, such as ProxyHeaderError, add
+ * fields and have their own `name`). Every error carries a stable `code`, one per
+ * cause, and, where there is one, the underlying `cause`. docs/errors.md lists every
+ * code (test/api.test.ts checks it against this list).
  */
-export type RedirectErrorCode =
-  | 'ERR_REDIRECT_INVALID_OPTION'
-  | 'ERR_REDIRECT_INVALID_RECORD'
-  | 'ERR_REDIRECT_RESOLVE_FAILED'
-  | 'ERR_REDIRECT_RESOLVE_TIMEOUT'
-  | 'ERR_REDIRECT_NOT_REDIRECTED'
-  | 'ERR_REDIRECT_LOOP_DETECTED'
-  | 'ERR_REDIRECT_MIDDLEWARE'
-  | 'ERR_REDIRECT_CONNECT_TIMEOUT'
-  | 'ERR_REDIRECT_UPSTREAM_REFUSED'
-  | 'ERR_REDIRECT_UPSTREAM_UNREACHABLE'
-  | 'ERR_REDIRECT_UPSTREAM_FAILED'
-  | 'ERR_REDIRECT_IDLE_TIMEOUT'
-  | 'ERR_REDIRECT_SERVER_STATE'
-  | 'ERR_REDIRECT_LISTEN_FAILED'
-  | 'ERR_REDIRECT_ADDON_UNAVAILABLE'
-  | 'ERR_REDIRECT_NATIVE'
-  | 'ERR_REDIRECT_PERMISSION'
-  | 'ERR_REDIRECT_PROXY_HEADER'
-  | 'ERR_REDIRECT_UNTRUSTED_SOURCE'
-  | 'ERR_REDIRECT_DENIED'
-  | 'ERR_REDIRECT_MAX_DURATION'
-  | 'ERR_REDIRECT_FRAMING';
+export const REDIRECT_ERROR_CODES = [
+  'ERR_REDIRECT_INVALID_OPTION',
+  'ERR_REDIRECT_INVALID_RECORD',
+  'ERR_REDIRECT_RESOLVE_FAILED',
+  'ERR_REDIRECT_RESOLVE_TIMEOUT',
+  'ERR_REDIRECT_NOT_REDIRECTED',
+  'ERR_REDIRECT_LOOP_DETECTED',
+  'ERR_REDIRECT_MIDDLEWARE',
+  'ERR_REDIRECT_DEFER_CONNECT',
+  'ERR_REDIRECT_CONNECT_TIMEOUT',
+  'ERR_REDIRECT_UPSTREAM_REFUSED',
+  'ERR_REDIRECT_UPSTREAM_UNREACHABLE',
+  'ERR_REDIRECT_UPSTREAM_RESET',
+  'ERR_REDIRECT_UPSTREAM_FAILED',
+  'ERR_REDIRECT_CLIENT_RESET',
+  'ERR_REDIRECT_CLIENT_FAILED',
+  'ERR_REDIRECT_EGRESS_FAILED',
+  'ERR_REDIRECT_IDLE_TIMEOUT',
+  'ERR_REDIRECT_SERVER_STATE',
+  'ERR_REDIRECT_LISTEN_FAILED',
+  'ERR_REDIRECT_SERVER_SHUTDOWN',
+  'ERR_REDIRECT_MAX_CONNECTIONS',
+  'ERR_REDIRECT_INTERNAL',
+  'ERR_REDIRECT_ADDON_UNAVAILABLE',
+  'ERR_REDIRECT_NATIVE',
+  'ERR_REDIRECT_PERMISSION',
+  'ERR_REDIRECT_PROXY_HEADER',
+  'ERR_REDIRECT_UNTRUSTED_SOURCE',
+  'ERR_REDIRECT_DENIED',
+  'ERR_REDIRECT_MAX_DURATION',
+  'ERR_REDIRECT_FRAMING',
+] as const;
+
+export type RedirectErrorCode = (typeof REDIRECT_ERROR_CODES)[number];
 
 export class RedirectError extends Error {
-  override readonly name = 'RedirectError';
+  override name = 'RedirectError';
   readonly code: RedirectErrorCode;
   /** errno name (e.g. 'ECONNREFUSED') when the error comes from a system call. */
   readonly syscallCode: string | undefined;

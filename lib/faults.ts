@@ -43,11 +43,17 @@ export function socketFault(side: 'client' | 'upstream', err: Error, connected: 
       error: coded('ERR_REDIRECT_UPSTREAM_FAILED', 'the upstream connection failed', err),
     };
   }
-  const reset = errno !== undefined && RESET_ERRNOS.has(errno);
-  return {
-    reason: reset ? `${side}-reset` : `${side}-error`,
-    error: coded('ERR_REDIRECT_UPSTREAM_FAILED', `${side} socket failed`, err),
-  };
+  if (errno !== undefined && RESET_ERRNOS.has(errno)) {
+    return side === 'client'
+      ? { reason: 'client-reset', error: coded('ERR_REDIRECT_CLIENT_RESET', 'the client reset the connection', err) }
+      : {
+          reason: 'upstream-reset',
+          error: coded('ERR_REDIRECT_UPSTREAM_RESET', 'the upstream reset the connection', err),
+        };
+  }
+  return side === 'client'
+    ? { reason: 'client-error', error: coded('ERR_REDIRECT_CLIENT_FAILED', 'the client socket failed', err) }
+    : { reason: 'upstream-error', error: coded('ERR_REDIRECT_UPSTREAM_FAILED', 'the upstream socket failed', err) };
 }
 
 /** The resolver threw or rejected: a resolver may say "not redirected" or "a loop" by its code. */
@@ -63,13 +69,13 @@ export function resolveFault(err: unknown): Fault {
 }
 
 /** An egress plugin threw; one that recognised a loop (e.g. by a mark) says so by its code. */
-export function egressFault(err: unknown): Fault {
-  const error = asRedirectError(err, 'ERR_REDIRECT_UPSTREAM_FAILED', 'an egress plugin failed');
+export function egressFault(err: unknown, message = 'an egress plugin failed'): Fault {
+  const error = asRedirectError(err, 'ERR_REDIRECT_EGRESS_FAILED', message);
   return { reason: error.code === 'ERR_REDIRECT_LOOP_DETECTED' ? 'loop-detected' : 'upstream-error', error };
 }
 
 /** Wraps a socket error under our code; the errno goes into the message, where logs show it. */
-export function coded(code: RedirectError['code'], message: string, cause: Error): RedirectError {
+function coded(code: RedirectError['code'], message: string, cause: Error): RedirectError {
   const errno = errnoOf(cause);
   return new RedirectError(code, errno ? `${message} (${errno})` : message, { cause });
 }

@@ -55,7 +55,7 @@ export function isListenerEndpoint(endpoint: { address: string; port: number }, 
 }
 
 /** An address of this host (in this network namespace), asked anew each time: interfaces change. */
-export function isLocalAddress(address: string): boolean {
+function isLocalAddress(address: string): boolean {
   if (isLoopback(address)) return true;
   const wanted = address.toLowerCase();
   for (const list of Object.values(networkInterfaces())) {

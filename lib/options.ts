@@ -28,7 +28,7 @@ export interface ServerConfig {
 }
 
 /** The size of Node's own socket reads. */
-export const NODE_READ_SIZE = 64 * 1024;
+const NODE_READ_SIZE = 64 * 1024;
 const MAX_READ_BYTES = 64 * 1024 * 1024;
 
 export const DEFAULT_LIMITS: Readonly<Required<Limits>> = Object.freeze({

@@ -168,6 +168,7 @@ export type ProxyHeaderErrorReason =
 
 /** A refused header: code ERR_REDIRECT_PROXY_HEADER plus a stable `reason`. */
 export class ProxyHeaderError extends RedirectError {
+  override name = 'ProxyHeaderError';
   readonly reason: ProxyHeaderErrorReason;
 
   constructor(reason: ProxyHeaderErrorReason, message: string) {

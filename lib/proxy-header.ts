@@ -32,7 +32,6 @@ import { decodeV1, V1_PROTOCOLS } from './proxy-header-v1';
 import { checkFamily, checkLength, checkVersionCommand, decodeV2 } from './proxy-header-v2';
 
 export {
-  DEFAULT_MAX_HEADER_BYTES,
   isProxyHeaderError,
   type ProxyAddress,
   type ProxyAddressInit,

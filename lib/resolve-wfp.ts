@@ -25,7 +25,7 @@ import { wfpRecordFromNative } from './wfp';
 let engine: WfpEngine | undefined;
 
 /** The process's one WFP engine, or ERR_REDIRECT_ADDON_UNAVAILABLE (other OS, addon missing or stale). */
-export function wfpEngine(feature: string): WfpEngine {
+function wfpEngine(feature: string): WfpEngine {
   if (engine !== undefined) return engine;
   if (process.platform !== 'win32') {
     throw new RedirectError(

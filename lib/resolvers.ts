@@ -133,7 +133,7 @@ export function functionResolver(fn: RecordFunction): Resolver {
   };
 }
 
-export function peerOf(socket: Socket): Endpoint | undefined {
+function peerOf(socket: Socket): Endpoint | undefined {
   const address = socket.remoteAddress;
   const port = socket.remotePort;
   if (address === undefined || port === undefined) return undefined;

@@ -268,7 +268,7 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
           const rest = [...this.live];
           const gone = Promise.all(rest.map((c) => (c.closed ? undefined : new Promise((r) => c.once('close', r)))));
           for (const conn of rest) {
-            conn.destroy('server-shutdown', new RedirectError('ERR_REDIRECT_SERVER_STATE', 'the server shut down'));
+            conn.destroy('server-shutdown', new RedirectError('ERR_REDIRECT_SERVER_SHUTDOWN', 'the server shut down'));
           }
           await gone;
         }
@@ -316,14 +316,14 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
     const conn = new Connection(this.host, socket, this.nextId++, accepted);
     this.live.add(conn);
     if (this.state !== 'listening') {
-      conn.destroy('server-shutdown', new RedirectError('ERR_REDIRECT_SERVER_STATE', 'the server is closing'));
+      conn.destroy('server-shutdown', new RedirectError('ERR_REDIRECT_SERVER_SHUTDOWN', 'the server is closing'));
       return;
     }
     if (this.live.size > this.config.limits.maxConnections) {
       conn.destroy(
         'max-connections',
         new RedirectError(
-          'ERR_REDIRECT_SERVER_STATE',
+          'ERR_REDIRECT_MAX_CONNECTIONS',
           `limits.maxConnections (${this.config.limits.maxConnections}) reached`,
         ),
       );

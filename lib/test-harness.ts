@@ -100,7 +100,10 @@ export async function testMiddleware(
   const ctx: ConnectionContext = {
     deferConnect: () => {
       if (!building) {
-        throw new RedirectError('ERR_REDIRECT_SERVER_STATE', 'deferConnect() is only allowed while the chain is built');
+        throw new RedirectError(
+          'ERR_REDIRECT_DEFER_CONNECT',
+          'deferConnect() is only allowed while the chain is built',
+        );
       }
       deferrals++;
       everDeferred = true;
@@ -193,7 +196,8 @@ export async function testMiddleware(
     const ended = error !== undefined ? 'error' : up?.done && down?.done ? 'complete' : 'open';
     up?.stop();
     down?.stop();
-    if (!abort.signal.aborted) abort.abort(error ?? new RedirectError('ERR_REDIRECT_SERVER_STATE', 'test ended'));
+    // As on a server: the error of a failed flow, else the close reason (a chain left open is cut).
+    if (!abort.signal.aborted) abort.abort(error ?? (ended === 'complete' ? 'client-end' : 'destroyed'));
     return {
       upstream: upOut,
       downstream: downOut,

@@ -36,7 +36,7 @@ export function route(choose: Router, options: RouteOptions = {}): Middleware {
   const waitMs = positiveInt('route.waitMs', options.waitMs, 5000);
   return (ctx) => {
     if (typeof ctx.deferConnect !== 'function') {
-      throw new RedirectError('ERR_REDIRECT_SERVER_STATE', 'route() needs a server that supports ctx.deferConnect()');
+      throw new RedirectError('ERR_REDIRECT_DEFER_CONNECT', 'route() needs a server that supports ctx.deferConnect()');
     }
     const release = ctx.deferConnect();
     return {

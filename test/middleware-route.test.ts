@@ -32,7 +32,7 @@ test('harness: route defers the connect and releases it with the chosen target',
       return s;
     },
   });
-  t.is((await testMiddleware(late, { upstream: ['x'] })).error?.code, 'ERR_REDIRECT_SERVER_STATE');
+  t.is((await testMiddleware(late, { upstream: ['x'] })).error?.code, 'ERR_REDIRECT_DEFER_CONNECT');
   const bad = await testMiddleware(
     route(() => {
       throw new Error('no route');

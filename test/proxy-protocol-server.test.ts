@@ -6,7 +6,6 @@ import {
   type CloseSummary,
   createProxyHeaderParser,
   createRedirectServer,
-  encodeChainTlv,
   encodeProxyHeaderV1,
   encodeProxyHeaderV2,
   type ProxyHeader,
@@ -17,6 +16,7 @@ import {
   type RedirectServer,
   staticResolver,
 } from '../lib/index';
+import { encodeChainTlv } from '../lib/egress-proxy-protocol';
 import {
   collect,
   dial,

@@ -38,7 +38,9 @@ for (const mode of MODES)
     release();
     const seen = await peer.ended(await peer.accepted());
     t.is(seen.how, 'rst', `the upstream saw ${seen.how} after ${seen.bytes} bytes`);
-    t.is((await closed).reason, 'client-reset');
+    const summary = await closed;
+    t.is(summary.reason, 'client-reset');
+    t.is(summary.error?.code, 'ERR_REDIRECT_CLIENT_RESET');
   });
 
 test('a reset right after a FIN was queued ends the flow with one summary and RSTs both ways', async (t) => {
@@ -93,5 +95,6 @@ test('an upstream that accepts, sends and resets before our loop sees the connec
   const summary = await closed;
   t.true(existsSync(marker));
   t.is(summary.reason, 'upstream-reset', summary.error?.message);
+  t.is(summary.error?.code, 'ERR_REDIRECT_UPSTREAM_RESET');
   t.is((await peer.ended('c')).how, 'rst');
 });

@@ -229,7 +229,8 @@ for (const mode of MODES)
     const s = await closed;
     t.is(s.path, mode.path);
     t.is(s.reason, 'upstream-reset');
-    t.is(s.error?.code, 'ERR_REDIRECT_UPSTREAM_FAILED');
+    t.is(s.error?.code, 'ERR_REDIRECT_UPSTREAM_RESET');
+    t.is(s.error?.syscallCode, 'ECONNRESET');
   });
 
 test('an upstream that refuses closes the client at once with the reason', async (t) => {
@@ -402,7 +403,7 @@ for (const mode of MODES)
     stuck.on('error', () => {});
     await bothOpen;
     const reasons: string[] = [];
-    server.on('closed', (s) => reasons.push(s.reason));
+    server.on('closed', (s) => reasons.push(`${s.reason} ${s.error?.code ?? '-'}`));
     // A long drain; the hard stop below brings it forward once the finishing flow is done.
     const closing = server.close({ timeoutMs: 60_000 });
     // New connections are refused once closing.
@@ -421,7 +422,7 @@ for (const mode of MODES)
     const stuckSaw = drain(stuck);
     await server.close({ timeoutMs: 0 });
     await closing;
-    t.deepEqual(reasons.sort(), ['client-end', 'server-shutdown']);
+    t.deepEqual(reasons.sort(), ['client-end -', 'server-shutdown ERR_REDIRECT_SERVER_SHUTDOWN']);
     t.is((await stuckSaw).error?.code, 'ECONNRESET');
     t.false(server.listening);
   });
@@ -438,7 +439,9 @@ test('maxConnections resets connections over the limit and counts them', async (
   const rejected = new Promise<CloseSummary>((r) => server.once('rejected', r));
   const rb = await drain(dialRaw(port));
   t.truthy(rb.error);
-  t.is((await rejected).reason, 'max-connections');
+  const summary = await rejected;
+  t.is(summary.reason, 'max-connections');
+  t.is(summary.error?.code, 'ERR_REDIRECT_MAX_CONNECTIONS');
   const got = collect(a);
   a.end('still fine');
   t.is((await got).data?.toString(), 'still fine');
