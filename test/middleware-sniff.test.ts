@@ -6,6 +6,7 @@ import test, { type ExecutionContext } from 'ava';
 import { type CloseSummary, splits, testMiddleware } from '../lib/index';
 import { SNIFF_KEY, type SniffResult, sniff, sniffed } from '../middleware/index';
 import { listenTcp, startRedirect } from './helpers/net';
+import { throwsCode } from './helpers/expect';
 
 /** The first bytes a real client sends, captured by a raw TCP listener. */
 async function capture(t: ExecutionContext, start: (port: number) => { destroy(): void }): Promise<Buffer> {
@@ -99,7 +100,7 @@ test('bounded: gives up at maxBytes, at the timeout, at the end; unknown protoco
   const r5 = await testMiddleware(sniff({ timeoutMs: 20 }), { endUpstream: false, timeoutMs: 60, downstream: ['hi'] });
   t.like(sniffed(r5.ctx), { protocol: 'unknown', stoppedBy: 'timeout' });
   t.is(r5.downstreamBytes.toString(), 'hi');
-  t.throws(() => sniff({ maxBytes: 0 }), { code: 'ERR_REDIRECT_INVALID_OPTION' } as never);
+  throwsCode(t, () => sniff({ maxBytes: 0 }), 'ERR_REDIRECT_INVALID_OPTION');
 });
 
 test('onSniff deny ends the flow with ERR_REDIRECT_DENIED before any byte is passed on', async (t) => {
