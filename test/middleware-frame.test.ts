@@ -2,7 +2,7 @@ import test from 'ava';
 import { map } from 'rxjs';
 import { splits, testMiddleware, upstream } from '../lib/index';
 import { frame, unframe } from '../middleware/index';
-import { collect, dial, echoUpstream, startRedirect } from './helpers/net';
+import { chunkProbe, collect, dial, echoUpstream, startRedirect } from './helpers/net';
 import { throwsCode } from './helpers/expect';
 
 const lines = { type: 'lines', delimiter: '\r\n', maxLineBytes: 8 } as const;
@@ -95,16 +95,18 @@ test('length-prefixed: over the limit and truncated input fail; options are chec
 test('real sockets: a line protocol rewritten line by line', async (t) => {
   const up = await echoUpstream(t);
   const opts = { type: 'lines', maxLineBytes: 1024, direction: 'upstream' } as const;
+  // The probe makes each write its own chunk, so lines are cut across chunks.
+  const probe = chunkProbe();
   const { port } = await startRedirect(t, {
     resolve: { host: '127.0.0.1', port: up.port },
-    middleware: [frame(opts), upstream(map((m: Buffer) => Buffer.from(`<${m}>`))), unframe(opts)],
+    middleware: [probe.middleware, frame(opts), upstream(map((m: Buffer) => Buffer.from(`<${m}>`))), unframe(opts)],
   });
   const client = await dial(port);
   const got = collect(client);
   client.write('ab');
-  await new Promise((r) => setTimeout(r, 30));
+  t.is((await probe.next()).toString(), 'ab');
   client.write('c\nde');
-  await new Promise((r) => setTimeout(r, 30));
+  t.is((await probe.next()).toString(), 'c\nde');
   client.end('f\n');
   t.is((await got).data?.toString(), '<abc>\n<def>\n');
 });
