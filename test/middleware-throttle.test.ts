@@ -21,8 +21,9 @@ test('slows to the rate once the burst is spent', async (t) => {
   });
   const took = performance.now() - started;
   t.is(r.upstreamBytes.length, 1000);
+  // 900 bytes over the burst at 10 000 B/s: at least 90 ms (a lower bound only:
+  // a loaded machine may take longer, and speed is measured in benchmarks/).
   t.true(took >= 80, `took ${took} ms`);
-  t.true(took < 1000, `took ${took} ms`);
 });
 
 test('a shared bucket caps the sum of several connections', async (t) => {
