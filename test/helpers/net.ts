@@ -87,6 +87,21 @@ export function closedAtLeast(server: RedirectServer, n: number): Promise<void> 
   });
 }
 
+/**
+ * For state that has no event of its own (the splice engine's counters, which
+ * change on its threads or at a handoff deep in a pump): checks on every turn
+ * of the event loop, with no fixed delay, until the condition holds.
+ */
+export function eachTurnUntil(condition: () => boolean): Promise<void> {
+  return new Promise((resolve) => {
+    const check = (): void => {
+      if (condition()) resolve();
+      else setImmediate(check);
+    };
+    check();
+  });
+}
+
 /** Resolves once `bytes` more bytes have been read from the socket, or it closed first. */
 export function readAtLeast(socket: Socket, bytes: number): Promise<void> {
   return new Promise((resolve) => {
