@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import type { Socket } from 'node:net';
-import test from 'ava';
 import { map } from 'rxjs';
 import { bypass } from '../middleware/index';
 import { createRedirectServer, downstream, upstream, zeroCopyStats } from '../lib/index';
@@ -20,6 +19,7 @@ import {
   sha256,
   startRedirect,
 } from './helpers/net';
+import { zeroCopyTest } from './helpers/modes';
 import { throwsCode } from './helpers/expect';
 
 // Zero-copy specifics: engine counters, bypass, budgets, big transfers. The shared
@@ -27,9 +27,8 @@ import { throwsCode } from './helpers/expect';
 // The core relay semantics, run against the zero-copy (splice) path. Skipped
 // where the addon or its splice engine is not loaded (RXREDIRECT_NATIVE=0, not Linux).
 const MiB = 1024 * 1024;
-const available = zeroCopyStats() !== undefined;
 // Serial: the engine's counters are process-wide and several tests check they return to zero.
-const zcTest = available ? test.serial : test.skip;
+const zcTest = zeroCopyTest;
 
 /**
  * The engine has no relay left. Checked once every flow of the test has its
