@@ -128,7 +128,9 @@ privileged('the socket survives a loop turn before connect (reading does not sta
   t.teardown(() => socket.destroy());
   const errors: Error[] = [];
   socket.on('error', (e) => errors.push(e));
-  await new Promise((resolve) => setTimeout(resolve, 20));
+  // The subject is one whole turn of the loop, poll phase included: the first hop
+  // lands after this turn's poll phase, the second after the next one's.
+  for (let i = 0; i < 2; i++) await new Promise((resolve) => setImmediate(resolve));
   t.deepEqual(errors, []);
   t.false(socket.destroyed);
   const fd = fdOf(socket);

@@ -277,6 +277,7 @@ const bad: [string, Buffer | ((s: Socket) => Promise<void>), string, string | un
       const h = header();
       for (let i = 0; i < h.length - 1 && !s.destroyed; i++) {
         s.write(h.subarray(i, i + 1));
+        // The subject: a header dribbled a byte at a time outlives resolveTimeoutMs.
         await new Promise((r) => setTimeout(r, 40));
       }
     },
