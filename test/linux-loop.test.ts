@@ -1,6 +1,6 @@
 import test from 'ava';
 import { generateRules } from '../lib/rules';
-import { gatedTest, Netns, netnsUnavailable } from './helpers/netns';
+import { type Agent, gatedTest, Netns, netnsUnavailable, type ProxyReport } from './helpers/netns';
 
 /**
  * Loop safety. A REDIRECT rule for a destination also catches the proxy's own
@@ -20,7 +20,16 @@ async function setup(t: Parameters<Parameters<typeof netnsTest>[1]>[0]) {
   return { ns, agent };
 }
 
-const settle = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/**
+ * The proxy's report once every flow it accepted has closed. The agent runs in
+ * another process, so this asks again after each answer (no fixed delay); a
+ * connection storm would keep accepting and never get there.
+ */
+async function settled(agent: Agent): Promise<ProxyReport> {
+  let report = await agent.call({ cmd: 'report', name: 'p' });
+  while (report.closed.length < report.accepted) report = await agent.call({ cmd: 'report', name: 'p' });
+  return report;
+}
 
 netnsTest('with the mark-skip rule the marked egress reaches the real server', async (t) => {
   const { ns, agent } = await setup(t);
@@ -50,8 +59,7 @@ netnsTest('without it the proxy refuses its own connection coming back: no storm
   await ns.apply(generateRules({ port, destinations: [`${ADDRESS}/32`] }).setup);
   const reply = await agent.call({ cmd: 'client', host: ADDRESS, port: 80, send: 'ping' });
   t.false(reply.data.includes('server'), 'the real server was never reached');
-  await settle(300);
-  const report = await agent.call({ cmd: 'report', name: 'p' });
+  const report = await settled(agent);
   t.is(report.accepted, 2, 'the client flow and one looped flow, nothing more');
   t.is(report.records.length, 1);
   t.deepEqual(
@@ -78,8 +86,7 @@ netnsTest('a proxy that knows its own mark bit recognises the loop from the mark
   // Rules WITHOUT the skip: the marked SYN is redirected back to us, carrying our bit.
   await ns.apply(generateRules({ port, destinations: [`${ADDRESS}/32`] }).setup);
   await agent.call({ cmd: 'client', host: ADDRESS, port: 80, send: 'ping' });
-  await settle(300);
-  const report = await agent.call({ cmd: 'report', name: 'p' });
+  const report = await settled(agent);
   t.is(report.accepted, 2);
   t.is(report.rejected.length, 1);
   t.is(report.rejected[0]?.reason, 'loop-detected');

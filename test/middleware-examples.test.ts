@@ -6,7 +6,7 @@ import { createInspector } from '../examples/inspector';
 import { createHttpRouter } from '../examples/http-router';
 import { createSniAllowlist, isAllowed } from '../examples/sni-allowlist';
 import type { CloseSummary, RedirectServer } from '../lib/index';
-import { collect, dial, echoUpstream, listenTcp } from './helpers/net';
+import { collect, dial, echoUpstream, listenTcp, readAtLeast } from './helpers/net';
 
 async function start(t: ExecutionContext, server: RedirectServer): Promise<number> {
   const address = await server.listen({ port: 0, host: '127.0.0.1' });
@@ -50,9 +50,16 @@ test('sni-allowlist example: an allowed name reaches the target, another is rese
   t.false(isAllowed('example.org.evil', ['*.example.org']));
   const received: Buffer[] = [];
   const peers: number[] = [];
+  let firstChunk: (chunk: Buffer) => void = () => {};
+  const arrived = new Promise<Buffer>((resolve) => {
+    firstChunk = resolve;
+  });
   const target = await listenTcp(t, (s) => {
     peers.push(s.remotePort ?? 0);
-    s.on('data', (c: Buffer) => received.push(c));
+    s.on('data', (c: Buffer) => {
+      received.push(c);
+      firstChunk(c);
+    });
   });
   const server = createSniAllowlist({ allow: ['good.test'], target: { host: '127.0.0.1', port: target.port } });
   const port = await start(t, server);
@@ -70,8 +77,7 @@ test('sni-allowlist example: an allowed name reaches the target, another is rese
   const good = tlsConnect({ port, host: '127.0.0.1', servername: 'good.test' });
   good.on('error', () => {});
   t.teardown(() => good.destroy());
-  while (received.length === 0) await new Promise((r) => setTimeout(r, 10));
-  t.is(received[0]?.[0], 0x16);
+  t.is((await arrived)[0], 0x16);
 });
 
 test('inspector example: blocks a pattern, logs and passes the rest', async (t) => {
@@ -92,8 +98,11 @@ test('inspector example: blocks a pattern, logs and passes the rest', async (t) 
   closed = nextClose(server);
   const evil = await dial(port);
   const evilGot = collect(evil);
+  // The pattern is cut across two chunks: the second write waits until the
+  // proxy has read the first (part of it is echoed back).
+  const firstRead = readAtLeast(evil, 1);
   evil.write('SELECT 1; DROP ');
-  await new Promise((r) => setTimeout(r, 30));
+  await firstRead;
   evil.write('TABLE users');
   await evilGot;
   t.is((await closed).error?.code, 'ERR_REDIRECT_DENIED');

@@ -2,7 +2,8 @@ import test from 'ava';
 import { map } from 'rxjs';
 import { splits, testMiddleware, upstream } from '../lib/index';
 import { frame, unframe } from '../middleware/index';
-import { collect, dial, echoUpstream, startRedirect } from './helpers/net';
+import { chunkProbe, collect, dial, echoUpstream, startRedirect } from './helpers/net';
+import { throwsCode } from './helpers/expect';
 
 const lines = { type: 'lines', delimiter: '\r\n', maxLineBytes: 8 } as const;
 
@@ -81,27 +82,31 @@ test('length-prefixed: over the limit and truncated input fail; options are chec
   t.is(cut.error?.code, 'ERR_REDIRECT_FRAMING');
   const unframed = await testMiddleware(unframe(opts), { upstream: [Buffer.from('12345')] });
   t.is(unframed.error?.code, 'ERR_REDIRECT_FRAMING');
-  t.throws(() => frame({ type: 'length', prefix: 'uint16', maxMessageBytes: 70000 }), {
-    code: 'ERR_REDIRECT_INVALID_OPTION',
-  } as never);
-  t.throws(() => frame({ type: 'lines', maxLineBytes: 0 }), { code: 'ERR_REDIRECT_INVALID_OPTION' } as never);
-  t.throws(() => frame({ type: 'x' } as never), { code: 'ERR_REDIRECT_INVALID_OPTION' } as never);
-  t.throws(() => frame({ type: 'length', prefix: 'int8' } as never), { code: 'ERR_REDIRECT_INVALID_OPTION' } as never);
+  throwsCode(
+    t,
+    () => frame({ type: 'length', prefix: 'uint16', maxMessageBytes: 70000 }),
+    'ERR_REDIRECT_INVALID_OPTION',
+  );
+  throwsCode(t, () => frame({ type: 'lines', maxLineBytes: 0 }), 'ERR_REDIRECT_INVALID_OPTION');
+  throwsCode(t, () => frame({ type: 'x' } as never), 'ERR_REDIRECT_INVALID_OPTION');
+  throwsCode(t, () => frame({ type: 'length', prefix: 'int8' } as never), 'ERR_REDIRECT_INVALID_OPTION');
 });
 
 test('real sockets: a line protocol rewritten line by line', async (t) => {
   const up = await echoUpstream(t);
   const opts = { type: 'lines', maxLineBytes: 1024, direction: 'upstream' } as const;
+  // The probe makes each write its own chunk, so lines are cut across chunks.
+  const probe = chunkProbe();
   const { port } = await startRedirect(t, {
     resolve: { host: '127.0.0.1', port: up.port },
-    middleware: [frame(opts), upstream(map((m: Buffer) => Buffer.from(`<${m}>`))), unframe(opts)],
+    middleware: [probe.middleware, frame(opts), upstream(map((m: Buffer) => Buffer.from(`<${m}>`))), unframe(opts)],
   });
   const client = await dial(port);
   const got = collect(client);
   client.write('ab');
-  await new Promise((r) => setTimeout(r, 30));
+  t.is((await probe.next()).toString(), 'ab');
   client.write('c\nde');
-  await new Promise((r) => setTimeout(r, 30));
+  t.is((await probe.next()).toString(), 'c\nde');
   client.end('f\n');
   t.is((await got).data?.toString(), '<abc>\n<def>\n');
 });

@@ -1,7 +1,8 @@
 import test from 'ava';
 import { splits, testMiddleware } from '../lib/index';
 import { replace } from '../middleware/index';
-import { collect, dial, echoUpstream, startRedirect } from './helpers/net';
+import { chunkProbe, collect, dial, echoUpstream, startRedirect } from './helpers/net';
+import { throwsCode } from './helpers/expect';
 
 const cases: Array<[string, string, string]> = [
   ['the cat sat on the cat mat', 'cat', 'dog'],
@@ -50,22 +51,24 @@ test('binary search and replacement; bad options throw with a code', async (t) =
     upstream: [Buffer.from([5, 0]), Buffer.from([1, 0, 0, 1])],
   });
   t.deepEqual([...r.upstreamBytes], [5, 2, 0, 2]);
-  t.throws(() => replace({ search: '', replacement: 'x' }), { code: 'ERR_REDIRECT_INVALID_OPTION' } as never);
-  t.throws(() => replace({ search: 'a', replacement: 5 as never }), { code: 'ERR_REDIRECT_INVALID_OPTION' } as never);
+  throwsCode(t, () => replace({ search: '', replacement: 'x' }), 'ERR_REDIRECT_INVALID_OPTION');
+  throwsCode(t, () => replace({ search: 'a', replacement: 5 as never }), 'ERR_REDIRECT_INVALID_OPTION');
 });
 
 test('real sockets: replaces across TCP writes and flushes at the client FIN', async (t) => {
   const up = await echoUpstream(t);
+  // The probe makes each write its own chunk, so the match is cut across chunks.
+  const probe = chunkProbe();
   const { port } = await startRedirect(t, {
     resolve: { host: '127.0.0.1', port: up.port },
-    middleware: [replace({ search: 'Hello', replacement: 'Bye', direction: 'upstream' })],
+    middleware: [probe.middleware, replace({ search: 'Hello', replacement: 'Bye', direction: 'upstream' })],
   });
   const client = await dial(port);
   const got = collect(client);
   client.write('Hel');
-  await new Promise((r) => setTimeout(r, 30));
+  t.is((await probe.next()).toString(), 'Hel');
   client.write('lo, world. Hel');
-  await new Promise((r) => setTimeout(r, 30));
+  t.is((await probe.next()).toString(), 'lo, world. Hel');
   client.end();
   t.is((await got).data?.toString(), 'Bye, world. Hel');
 });

@@ -1,9 +1,10 @@
 import { once } from 'node:events';
 import { request } from 'node:http';
 import test from 'ava';
+import { map } from 'rxjs';
 import { type Middleware, testMiddleware } from '../lib/index';
 import { route, sniff, sniffed } from '../middleware/index';
-import { collect, dial, listenTcp, nextClose, startRedirect } from './helpers/net';
+import { collect, dial, dialRaw, listenTcp, nextClose, startRedirect } from './helpers/net';
 
 test('harness: route defers the connect and releases it with the chosen target', async (t) => {
   const m = [sniff(), route((ctx) => (sniffed(ctx)?.host === 'a.test' ? { host: '10.0.0.1', port: 81 } : undefined))];
@@ -110,10 +111,13 @@ test('real sockets: a target never chosen gives connect-timeout; nothing is conn
   const { server, port } = await startRedirect(t, {
     resolve: { host: '127.0.0.1', port: fallback.port },
     middleware: [route(() => new Promise(() => {}))],
-    limits: { connectTimeoutMs: 150 },
+    // The deadline is armed as reading starts; 'hello' is in the socket's queue
+    // by then (written with the SYN's answer), so it is read at the next turn
+    // of the loop: only a loop blocked for the whole deadline could miss it.
+    limits: { connectTimeoutMs: 1000 },
   });
   const closed = nextClose(server);
-  const client = await dial(port);
+  const client = dialRaw(port);
   const got = collect(client);
   client.write('hello');
   const summary = await closed;
@@ -138,10 +142,25 @@ test('real sockets: bytes sent while deferred are held by flow control and deliv
   const chosen = new Promise<{ host: string; port: number }>((r) => {
     choose = r;
   });
+  // Counts what the proxy read while the connect is deferred: once it holds more
+  // as much as the high-water mark, flow control has stopped reading.
+  const HWM = 64 * 1024;
+  let held = 0;
+  let overMark: () => void = () => {};
+  const pastHighWater = new Promise<void>((resolve) => {
+    overMark = resolve;
+  });
+  const counter: Middleware = () => ({
+    upstream: map((c: Buffer) => {
+      held += c.length;
+      if (held >= HWM) overMark();
+      return c;
+    }),
+  });
   const { server, port } = await startRedirect(t, {
     resolve: { host: '127.0.0.1', port: 1 },
-    middleware: [route(() => chosen)],
-    limits: { highWaterMark: 64 * 1024 },
+    middleware: [counter, route(() => chosen)],
+    limits: { highWaterMark: HWM },
   });
   const closed = nextClose(server);
   const client = await dial(port);
@@ -150,7 +169,7 @@ test('real sockets: bytes sent while deferred are held by flow control and deliv
   for (let i = 0; i < total; i++) payload[i] = i % 251;
   client.write(payload);
   client.end();
-  await new Promise((r) => setTimeout(r, 200));
+  await pastHighWater;
   choose({ host: '127.0.0.1', port: up.port });
   const summary = await closed;
   t.true(ended);

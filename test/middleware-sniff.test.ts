@@ -6,17 +6,28 @@ import test, { type ExecutionContext } from 'ava';
 import { type CloseSummary, splits, testMiddleware } from '../lib/index';
 import { SNIFF_KEY, type SniffResult, sniff, sniffed } from '../middleware/index';
 import { listenTcp, startRedirect } from './helpers/net';
+import { throwsCode } from './helpers/expect';
 
-/** The first bytes a real client sends, captured by a raw TCP listener. */
-async function capture(t: ExecutionContext, start: (port: number) => { destroy(): void }): Promise<Buffer> {
+/**
+ * The first bytes a real client sends, captured by a raw TCP listener until
+ * `complete` says the message is whole (the client may write it in pieces).
+ */
+async function capture(
+  t: ExecutionContext,
+  complete: (bytes: Buffer) => boolean,
+  start: (port: number) => { destroy(): void },
+): Promise<Buffer> {
   let resolve: (b: Buffer) => void = () => {};
   const got = new Promise<Buffer>((r) => {
     resolve = r;
   });
   const raw = await listenTcp(t, (s: Socket) => {
     const chunks: Buffer[] = [];
-    s.on('data', (c: Buffer) => chunks.push(c));
-    setTimeout(() => resolve(Buffer.concat(chunks)), 150);
+    s.on('data', (c: Buffer) => {
+      chunks.push(c);
+      const bytes = Buffer.concat(chunks);
+      if (complete(bytes)) resolve(bytes);
+    });
   });
   const client = start(raw.port);
   const bytes = await got;
@@ -25,7 +36,9 @@ async function capture(t: ExecutionContext, start: (port: number) => { destroy()
 }
 
 function tlsHello(t: ExecutionContext, servername: string): Promise<Buffer> {
-  return capture(t, (port) => {
+  // One TLS record: a 5-byte header whose last two bytes give the body's length.
+  const wholeRecord = (b: Buffer): boolean => b.length >= 5 && b.length >= 5 + b.readUInt16BE(3);
+  return capture(t, wholeRecord, (port) => {
     const s = tlsConnect({ port, host: '127.0.0.1', servername, ALPNProtocols: ['h2', 'http/1.1'] });
     s.on('error', () => {});
     return s;
@@ -33,7 +46,12 @@ function tlsHello(t: ExecutionContext, servername: string): Promise<Buffer> {
 }
 
 function httpRequest(t: ExecutionContext): Promise<Buffer> {
-  return capture(t, (port) => {
+  // The head, then the 4-byte body ('body'), however Node cuts its writes.
+  const withBody = (b: Buffer): boolean => {
+    const head = b.indexOf('\r\n\r\n');
+    return head >= 0 && b.length >= head + 4 + 4;
+  };
+  return capture(t, withBody, (port) => {
     const req = request({
       port,
       host: '127.0.0.1',
@@ -99,7 +117,7 @@ test('bounded: gives up at maxBytes, at the timeout, at the end; unknown protoco
   const r5 = await testMiddleware(sniff({ timeoutMs: 20 }), { endUpstream: false, timeoutMs: 60, downstream: ['hi'] });
   t.like(sniffed(r5.ctx), { protocol: 'unknown', stoppedBy: 'timeout' });
   t.is(r5.downstreamBytes.toString(), 'hi');
-  t.throws(() => sniff({ maxBytes: 0 }), { code: 'ERR_REDIRECT_INVALID_OPTION' } as never);
+  throwsCode(t, () => sniff({ maxBytes: 0 }), 'ERR_REDIRECT_INVALID_OPTION');
 });
 
 test('onSniff deny ends the flow with ERR_REDIRECT_DENIED before any byte is passed on', async (t) => {
@@ -112,7 +130,16 @@ test('onSniff deny ends the flow with ERR_REDIRECT_DENIED before any byte is pas
 
 test('real sockets: a TLS client to a denied SNI is reset, an allowed one passes unchanged', async (t) => {
   const received: Buffer[] = [];
-  const up = await listenTcp(t, (s) => s.on('data', (c: Buffer) => received.push(c)));
+  let firstChunk: (chunk: Buffer) => void = () => {};
+  const arrived = new Promise<Buffer>((resolve) => {
+    firstChunk = resolve;
+  });
+  const up = await listenTcp(t, (s) =>
+    s.on('data', (c: Buffer) => {
+      received.push(c);
+      firstChunk(c);
+    }),
+  );
   const { server, port } = await startRedirect(t, {
     resolve: { host: '127.0.0.1', port: up.port },
     middleware: [sniff({ onSniff: (s) => (s.sni === 'good.test' ? 'allow' : 'deny') })],
@@ -128,6 +155,5 @@ test('real sockets: a TLS client to a denied SNI is reset, an allowed one passes
   const good = tlsConnect({ port, host: '127.0.0.1', servername: 'good.test' });
   good.on('error', () => {});
   t.teardown(() => good.destroy());
-  while (Buffer.concat(received).length < 5) await new Promise((r) => setTimeout(r, 10));
-  t.is(received[0]?.[0], 0x16);
+  t.is((await arrived)[0], 0x16);
 });

@@ -2,6 +2,7 @@ import test from 'ava';
 import { type CloseSummary, splits, testMiddleware } from '../lib/index';
 import { type TapChunk, type TapEnd, tap, timeouts } from '../middleware/index';
 import { collect, dial, echoUpstream, startRedirect } from './helpers/net';
+import { throwsCode } from './helpers/expect';
 
 test('tap sees sizes, offsets and ends without changing bytes', async (t) => {
   for (const pieces of splits('hello world', 2)) {
@@ -47,7 +48,7 @@ test('tap reports "stopped" when the connection ends first, and a throwing callb
     { upstream: ['a'] },
   );
   t.is(r.error?.code, 'ERR_REDIRECT_MIDDLEWARE');
-  t.throws(() => tap({ onChunk: 5 as never }), { code: 'ERR_REDIRECT_INVALID_OPTION' } as never);
+  throwsCode(t, () => tap({ onChunk: 5 as never }), 'ERR_REDIRECT_INVALID_OPTION');
 });
 
 test('timeouts: idle ends the connection with a coded error; activity keeps it alive', async (t) => {
@@ -70,8 +71,8 @@ test('timeouts: maxDurationMs ends even a busy connection', async (t) => {
   t.is(r.ended, 'error');
   t.is(r.error?.code, 'ERR_REDIRECT_MAX_DURATION');
   t.true(r.upstreamBytes.length < 6);
-  t.throws(() => timeouts({}), { code: 'ERR_REDIRECT_INVALID_OPTION' } as never);
-  t.throws(() => timeouts({ idleMs: -1 }), { code: 'ERR_REDIRECT_INVALID_OPTION' } as never);
+  throwsCode(t, () => timeouts({}), 'ERR_REDIRECT_INVALID_OPTION');
+  throwsCode(t, () => timeouts({ idleMs: -1 }), 'ERR_REDIRECT_INVALID_OPTION');
 });
 
 test('real sockets: tap counts the bytes and timeouts resets an idle connection', async (t) => {

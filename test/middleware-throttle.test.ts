@@ -2,6 +2,7 @@ import test from 'ava';
 import { type CloseSummary, splits, testMiddleware } from '../lib/index';
 import { TokenBucket, throttle } from '../middleware/index';
 import { dial, drain, echoUpstream, sendRandom, startRedirect } from './helpers/net';
+import { throwsCode } from './helpers/expect';
 
 test('bytes pass unchanged and in order whatever the cuts; a burst passes at once', async (t) => {
   for (const pieces of splits('0123456789', 3)) {
@@ -20,8 +21,9 @@ test('slows to the rate once the burst is spent', async (t) => {
   });
   const took = performance.now() - started;
   t.is(r.upstreamBytes.length, 1000);
+  // 900 bytes over the burst at 10 000 B/s: at least 90 ms (a lower bound only:
+  // a loaded machine may take longer, and speed is measured in benchmarks/).
   t.true(took >= 80, `took ${took} ms`);
-  t.true(took < 1000, `took ${took} ms`);
 });
 
 test('a shared bucket caps the sum of several connections', async (t) => {
@@ -34,9 +36,9 @@ test('a shared bucket caps the sum of several connections', async (t) => {
   ]);
   const took = performance.now() - started;
   t.true(took >= 85, `took ${took} ms`); // 1 900 bytes over the burst at 20 000 B/s
-  t.throws(() => throttle({}), { code: 'ERR_REDIRECT_INVALID_OPTION' } as never);
-  t.throws(() => throttle({ shared: {} as TokenBucket }), { code: 'ERR_REDIRECT_INVALID_OPTION' } as never);
-  t.throws(() => new TokenBucket(0), { code: 'ERR_REDIRECT_INVALID_OPTION' } as never);
+  throwsCode(t, () => throttle({}), 'ERR_REDIRECT_INVALID_OPTION');
+  throwsCode(t, () => throttle({ shared: {} as TokenBucket }), 'ERR_REDIRECT_INVALID_OPTION');
+  throwsCode(t, () => new TokenBucket(0), 'ERR_REDIRECT_INVALID_OPTION');
 });
 
 test('real sockets: a fast sender is slowed and the proxy holds no more than the high-water mark', async (t) => {

@@ -12,6 +12,7 @@ import {
   type RedirectServerOptions,
   upstream,
 } from '../lib/index';
+import { throwsCode, throwsCodeAsync } from './helpers/expect';
 
 const ok: RedirectServerOptions = { resolve: { host: '127.0.0.1', port: 80 } };
 
@@ -54,9 +55,9 @@ for (const [name, options, message] of bad) {
 
 test('listen() rejects bad arguments and a second call with coded errors', async (t) => {
   const server = createRedirectServer(ok);
-  await t.throwsAsync(server.listen({ port: -1 }), { code: 'ERR_REDIRECT_INVALID_OPTION' } as never);
+  await throwsCodeAsync(t, server.listen({ port: -1 }), 'ERR_REDIRECT_INVALID_OPTION');
   await server.listen({ port: 0 });
-  await t.throwsAsync(server.listen({ port: 0 }), { code: 'ERR_REDIRECT_SERVER_STATE' } as never);
+  await throwsCodeAsync(t, server.listen({ port: 0 }), 'ERR_REDIRECT_SERVER_STATE');
   await server.close();
 });
 
@@ -68,12 +69,16 @@ test('records normalise IPv4-mapped addresses and are frozen; bad records are co
   t.deepEqual(r.destination, { address: '192.0.2.7', port: 443, family: 'IPv4' });
   t.deepEqual(r.source, { address: '2001:db8::1', port: 5000, family: 'IPv6' });
   t.true(Object.isFrozen(r) && Object.isFrozen(r.destination) && Object.isFrozen(r.chain));
-  t.throws(() => createRecord({ destination: { address: '1.2.3.4', port: 99999 } }), {
-    code: 'ERR_REDIRECT_INVALID_RECORD',
-  } as never);
-  t.throws(() => createRecord({ destination: { address: '1.2.3.4', port: 1 }, chain: [{ id: '' }] }), {
-    code: 'ERR_REDIRECT_INVALID_RECORD',
-  } as never);
+  throwsCode(
+    t,
+    () => createRecord({ destination: { address: '1.2.3.4', port: 99999 } }),
+    'ERR_REDIRECT_INVALID_RECORD',
+  );
+  throwsCode(
+    t,
+    () => createRecord({ destination: { address: '1.2.3.4', port: 1 }, chain: [{ id: '' }] }),
+    'ERR_REDIRECT_INVALID_RECORD',
+  );
 });
 
 test('the package loads through require and import, with the middleware subpath', (t) => {

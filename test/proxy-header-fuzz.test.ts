@@ -437,13 +437,12 @@ test('a huge chunk costs nothing past the header: leftover is a view, not a copy
     }),
   ]) {
     const input = Buffer.concat([header, payload]);
-    const started = process.hrtime.bigint();
     const step = createProxyHeaderParser().push(input);
-    const ms = Number(process.hrtime.bigint() - started) / 1e6;
     if (!step.done) return t.fail();
     t.is(step.leftover.length, payload.length);
+    // A view on the input, starting right after the header: nothing was copied.
     t.is(step.leftover.buffer, input.buffer);
-    t.true(ms < 50, `push took ${ms} ms`);
+    t.is(step.leftover.byteOffset, input.byteOffset + header.length);
   }
   // Garbage of any size is refused at its first byte.
   t.throws(() => createProxyHeaderParser().push(payload), { message: /bad-signature/ });

@@ -11,16 +11,14 @@ import {
   proxyProtocolResolver,
   type RedirectRecord,
 } from '../lib/index';
+import { gatedTest } from './helpers/gate';
 import { findHaproxy, freePort, haproxyConfig, startHaproxy } from './helpers/haproxy';
 import { collect, dial, echoUpstream, listenTcp, startRedirect } from './helpers/net';
 
 const LOOP = '127.0.0.1';
 const HAPROXY = findHaproxy();
-// Under CI haproxy is installed by .ci/run, so a missing binary must fail there, not skip.
-const interop = HAPROXY || process.env.CI === 'true' ? test.serial : test.serial.skip;
-if (!HAPROXY && process.env.CI !== 'true') {
-  console.log('proxy-protocol-haproxy: skipped, `haproxy` is not installed (apt-get install haproxy)');
-}
+// Under CI haproxy is installed by .ci/run, so a missing binary fails there instead of skipping.
+const interop = gatedTest(test.serial, HAPROXY ? undefined : '`haproxy` is not installed (apt-get install haproxy)');
 
 interop('HAProxy send-proxy-v2 in front of us: real client address and unique id reach the record', async (t) => {
   const up = await echoUpstream(t);

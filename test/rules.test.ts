@@ -1,6 +1,6 @@
 import test from 'ava';
-import type { RedirectError } from '../lib/errors';
 import { type Command, formatCommand, formatRules, generateRules, type RulesOptions } from '../lib/rules';
+import { throwsCode } from './helpers/expect';
 
 const lines = (commands: readonly Command[]): string[] => commands.map(formatCommand);
 
@@ -122,9 +122,7 @@ test('bad options throw ERR_REDIRECT_INVALID_OPTION naming the option', (t) => {
     [{ port: 80, forwarded: ['eth0; rm -rf /'] }, /bad interface/],
   ];
   for (const [options, message] of cases) {
-    const err = t.throws(() => generateRules(options as RulesOptions)) as RedirectError;
-    t.is(err.code, 'ERR_REDIRECT_INVALID_OPTION');
-    t.regex(err.message, message);
+    throwsCode(t, () => generateRules(options as RulesOptions), 'ERR_REDIRECT_INVALID_OPTION', { message });
   }
 });
 

@@ -1,6 +1,7 @@
 import test from 'ava';
 import { createRedirectServer, RedirectError } from '../lib/index';
 import { collect, dial, echoUpstream, listenTcp } from './helpers/net';
+import { throwsCodeAsync } from './helpers/expect';
 
 test('a listen() that fails (EADDRINUSE) has its own code and leaves the server usable: a retry serves', async (t) => {
   const taken = await listenTcp(t, () => {});
@@ -28,7 +29,7 @@ test('a listen() that fails (EADDRINUSE) has its own code and leaves the server 
 test('listen() after a successful one, or after close(), is still refused', async (t) => {
   const server = createRedirectServer({ resolve: { host: '127.0.0.1', port: 9 } });
   await server.listen({ port: 0 });
-  await t.throwsAsync(server.listen({ port: 0 }), { code: 'ERR_REDIRECT_SERVER_STATE' } as never);
+  await throwsCodeAsync(t, server.listen({ port: 0 }), 'ERR_REDIRECT_SERVER_STATE');
   await server.close();
-  await t.throwsAsync(server.listen({ port: 0 }), { code: 'ERR_REDIRECT_SERVER_STATE' } as never);
+  await throwsCodeAsync(t, server.listen({ port: 0 }), 'ERR_REDIRECT_SERVER_STATE');
 });

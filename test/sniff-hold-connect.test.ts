@@ -8,6 +8,7 @@ import { type Middleware, testMiddleware } from '../lib/index';
 import { type SniffOptions, sniff, sniffed } from '../middleware/index';
 import { collect, dialRaw, listenTcp, nextClose, sha256, startRedirect } from './helpers/net';
 import { captureClientHello, selfSignedCert } from './helpers/tls';
+import { throwsCode } from './helpers/expect';
 
 const LOOP = '127.0.0.1';
 const GOOD = 'good.test';
@@ -66,7 +67,7 @@ test('harness: with a policy, sniff holds the connect until it allows; without o
     timeoutMs: 80,
   });
   t.is(silent.connect, 'released');
-  t.throws(() => sniff({ deferConnect: 'yes' as never }), { code: 'ERR_REDIRECT_INVALID_OPTION' } as never);
+  throwsCode(t, () => sniff({ deferConnect: 'yes' as never }), 'ERR_REDIRECT_INVALID_OPTION');
 });
 
 test('a denied SNI never reaches the destination: no upstream connection, the client is reset', async (t) => {

@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { promisify } from 'node:util';
 import test, { type ExecutionContext } from 'ava';
+import { gatedTest } from './helpers/gate';
 
 // The Windows build, checked from Linux: scripts/cross-compile-windows.sh
 // compiles every Windows source with mingw-w64 and links rxredirect.node.
@@ -35,22 +36,27 @@ function onPath(name: string): string | undefined {
 }
 
 const compiler = onPath(COMPILER);
-const ci = process.env.CI === 'true';
-const crossTest = compiler || ci ? test.serial : test.skip;
-const wineNode = process.env.RXREDIRECT_WINE_NODE;
+const crossTest = gatedTest(test.serial, compiler ? undefined : `${COMPILER} is not installed (g++-mingw-w64-x86-64)`);
+// A Windows node.exe: RXREDIRECT_WINE_NODE, or where .ci/run unpacks it when that is not set.
+const wineNode =
+  process.env.RXREDIRECT_WINE_NODE ??
+  join(process.env.TMPDIR ?? tmpdir(), 'rxredirect-node-win', 'package', 'bin', 'node.exe');
 const wine = [onPath('wine64'), onPath('wine'), '/usr/lib/wine/wine64'].find((p) => p !== undefined && existsSync(p));
-// Under CI, .ci/run installs Wine and fetches node.exe: then these must run, never skip.
-const wineReady = Boolean(compiler && wineNode && wine && existsSync(wineNode));
-const wineTest = wineReady || (ci && wineNode) ? test.serial : test.skip;
+const wineMissing = !compiler
+  ? `${COMPILER} is not installed (g++-mingw-w64-x86-64)`
+  : !wine
+    ? 'wine64 is not installed'
+    : !existsSync(wineNode)
+      ? `no Windows node.exe at ${wineNode} (set RXREDIRECT_WINE_NODE; .ci/run fetches one)`
+      : undefined;
+// Under CI, .ci/run installs Wine and fetches node.exe: these must run there, never skip.
+const wineReady = wineMissing === undefined;
+const wineTest = gatedTest(test.serial, wineMissing);
 
 const outDir = mkdtempSync(join(tmpdir(), 'rxredirect-win-'));
 test.after.always(() => rmSync(outDir, { recursive: true, force: true }));
 
 crossTest(`the Windows sources cross-compile and link with ${COMPILER}`, async (t) => {
-  if (!compiler) {
-    t.fail(`CI=true requires ${COMPILER} (Debian package g++-mingw-w64-x86-64)`);
-    return;
-  }
   // niced: a 10–30 s compile must not starve the timing-sensitive tests in the other worker.
   const { stdout, stderr } = await run('nice', ['-n', '19', 'bash', SCRIPT, outDir], {
     cwd: ROOT,
@@ -184,7 +190,7 @@ setTimeout(() => { console.log('timeout', JSON.stringify(result)); process.exit(
 `;
 
 async function underWine(t: ExecutionContext, name: string, source: string, args?: string[]): Promise<string> {
-  if (!wineReady) throw new Error(`CI=true with RXREDIRECT_WINE_NODE set requires wine64, mingw and ${wineNode}`);
+  if (!wineReady) throw new Error(`cannot run under Wine: ${wineMissing}`);
   const script = join(outDir, `${name}.js`);
   writeFileSync(script, source);
   const winPath = (p: string) => `Z:${p.replaceAll('/', '\\')}`;

@@ -1,27 +1,31 @@
+import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
 import test, { type ExecutionContext } from 'ava';
+import { findTool } from '../lib/doctor';
 import {
   type CloseSummary,
   configureZeroCopy,
   DEFAULT_ZERO_COPY_BUDGET,
   type RedirectServer,
+  type SpliceEngineStats,
   zeroCopyStats,
 } from '../lib/index';
-import { requireEngineUnderCi } from './helpers/modes';
-import { dial, drain, echoUpstream, listenTcp, nextClose, sha256, startRedirect } from './helpers/net';
+import { gatedTest } from './helpers/gate';
+import { engineUnavailable, zeroCopyTest } from './helpers/modes';
+import { closedAtLeast, dial, drain, echoUpstream, listenTcp, nextClose, sha256, startRedirect } from './helpers/net';
 
 // Adaptive pipe growth in the splice engine. Own worker: the budget and the
 // engine's counters are process-wide, so every test here is serial.
 const MiB = 1024 * 1024;
 const KiB = 1024;
 const available = zeroCopyStats() !== undefined;
-const zcTest = available ? test.serial : test.skip;
-
-requireEngineUnderCi();
+const zcTest = zeroCopyTest;
 
 test.after.always(() => {
   if (available) configureZeroCopy(DEFAULT_ZERO_COPY_BUDGET);
@@ -39,13 +43,13 @@ class Peaks {
   };
 }
 
-/** The engine has no relay left (aborts and completions are all reported). */
-async function engineIdle(): Promise<boolean> {
-  for (let i = 0; i < 200; i++) {
-    if (zeroCopyStats()?.relays === 0) return true;
-    await sleep(10);
-  }
-  return false;
+/**
+ * The engine has no relay left: the engine forgets a relay before it reports
+ * its end, so once every flow of the test has its summary none may remain.
+ */
+async function engineIdle(...servers: RedirectServer[]): Promise<boolean> {
+  for (const server of servers) await closedAtLeast(server, server.stats().total.accepted);
+  return zeroCopyStats()?.relays === 0;
 }
 
 /**
@@ -120,7 +124,12 @@ function echoed(socket: Socket, bytes: number): Promise<void> {
   });
 }
 
-/** Paused for a while, then reads one chunk at a time with pauses (slow), then flows (fast). */
+/**
+ * Paused for a while, then reads one chunk at a time with pauses (slow), then
+ * flows (fast). The pauses are the subject, not synchronisation: a slow reader
+ * is what makes bytes back up into the pipe so that it grows. A loaded machine
+ * only makes them longer, which backs up more.
+ */
 async function slowThenFast(client: Socket, peaks: Peaks): Promise<void> {
   await sleep(100);
   peaks.sample();
@@ -157,7 +166,7 @@ zcTest('a bulk transfer grows the spliced pipe up to maxPipeSize, within budget,
   const s = await closed;
   t.is(s.downstream.path, 'zero-copy');
   t.is(s.downstream.zeroCopyBytes, size);
-  t.true(await engineIdle());
+  t.true(await engineIdle(server));
   const after = zeroCopyStats()!;
   t.log(
     `peaks: pipeBytes ${peaks.pipeBytes}, grownBytes ${peaks.grownBytes}; growths ${after.growths - before.growths}`,
@@ -181,12 +190,12 @@ for (const maxPipeSize of [64 * KiB, 256 * KiB])
     const before = zeroCopyStats()!;
     const peaks = new Peaks();
     const size = 32 * MiB;
-    const { client, sent, got } = await download(t, size, peaks);
+    const { server, client, sent, got } = await download(t, size, peaks);
     await slowThenFast(client, peaks);
     const r = await got;
     client.end();
     t.is(r.sha256, await sent);
-    t.true(await engineIdle());
+    t.true(await engineIdle(server));
     t.log(`peak grownBytes ${peaks.grownBytes}`);
     if (maxPipeSize === before.pipeSize) {
       t.is(peaks.grownBytes, 0, 'maxPipeSize = pipeSize turns growth off');
@@ -198,47 +207,70 @@ for (const maxPipeSize of [64 * KiB, 256 * KiB])
     configureZeroCopy(DEFAULT_ZERO_COPY_BUDGET);
   });
 
-/** The kernel's cap on an unprivileged F_SETPIPE_SZ, when this process is bound by it. */
-function kernelPipeMax(): number | undefined {
+/** fs.pipe-max-size: the cap on F_SETPIPE_SZ for a process without CAP_SYS_RESOURCE. */
+function readPipeMax(): number | undefined {
   try {
-    const capEff = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1];
-    const CAP_SYS_RESOURCE = 24n;
-    if (capEff === undefined || ((BigInt(`0x${capEff}`) >> CAP_SYS_RESOURCE) & 1n) === 1n) return undefined;
     return Number(readFileSync('/proc/sys/fs/pipe-max-size', 'utf8').trim());
   } catch {
     return undefined;
   }
 }
 
-const pipeMax = kernelPipeMax();
-(pipeMax !== undefined && pipeMax >= 128 * KiB && pipeMax < 1 << 30 ? zcTest : test.skip)(
+/** Whether this process holds CAP_SYS_RESOURCE (root does), which lifts the cap. */
+function hasSysResource(): boolean {
+  const capEff = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '0';
+  const CAP_SYS_RESOURCE = 24n;
+  return ((BigInt(`0x${capEff}`) >> CAP_SYS_RESOURCE) & 1n) === 1n;
+}
+
+const run = promisify(execFile);
+/** setpriv arguments that leave CAP_SYS_RESOURCE out of the child's reach entirely. */
+const SETPRIV_DROP = ['--inh-caps=-sys_resource', '--bounding-set=-sys_resource'];
+const pipeMax = process.platform === 'linux' ? readPipeMax() : undefined;
+/** The download runs in a child without CAP_SYS_RESOURCE: setpriv drops it where this process has it. */
+const childPrefix = process.platform === 'linux' && hasSysResource() ? ['setpriv', ...SETPRIV_DROP] : [];
+const pipeMaxUnavailable =
+  engineUnavailable() ??
+  (pipeMax === undefined || pipeMax < 128 * KiB || pipeMax >= 1 << 30
+    ? `fs.pipe-max-size (${pipeMax}) is not readable or not within 128 KiB–1 GiB`
+    : childPrefix.length > 0 && !findTool('setpriv')
+      ? 'setpriv (util-linux) is needed to drop CAP_SYS_RESOURCE'
+      : undefined);
+
+gatedTest(test.serial, pipeMaxUnavailable)(
   'maxPipeSize above fs.pipe-max-size: growth stops at the kernel limit; a refusal is asked once and not accounted',
   async (t) => {
     t.timeout(60_000);
     const max = pipeMax ?? 0;
-    configureZeroCopy({ pipeSize: 64 * KiB, maxPipeSize: Math.min(4 * max, 1 << 30) });
-    const before = zeroCopyStats()!;
-    const peaks = new Peaks();
-    const size = 64 * MiB;
     // a client reading from the start and big writes: the pipe reaches the kernel's limit and
     // then usually (not always) asks once more, which is refused
-    const { client, sent, got } = await download(t, size, peaks, Promise.resolve(), MiB);
-    client.resume();
-    const r = await got;
-    client.end();
-    t.is(r.sha256, await sent);
-    t.true(await engineIdle());
-    const after = zeroCopyStats()!;
-    const refused = after.growthFailures - before.growthFailures;
-    t.log(`peak grownBytes ${peaks.grownBytes}, refusals ${refused}, fs.pipe-max-size ${max}`);
-    t.true(peaks.grownBytes > 0);
+    const argv = [
+      ...childPrefix,
+      process.execPath,
+      join(__dirname, 'fixtures', 'pipe-max-child.js'),
+      JSON.stringify({ maxPipeSize: Math.min(4 * max, 1 << 30), size: 64 * MiB }),
+    ];
+    const { stdout } = await run(argv[0] ?? '', argv.slice(1), { timeout: 50_000 });
+    const r = JSON.parse(stdout.trim().split('\n').pop() ?? '{}') as {
+      bytes: number;
+      got: string;
+      sent: string;
+      peakGrownBytes: number;
+      before: SpliceEngineStats;
+      after: SpliceEngineStats;
+    };
+    t.is(r.bytes, 64 * MiB);
+    t.is(r.got, r.sent);
+    t.is(r.after.relays, 0);
+    const refused = r.after.growthFailures - r.before.growthFailures;
+    t.log(`peak grownBytes ${r.peakGrownBytes}, refusals ${refused}, fs.pipe-max-size ${max}`);
+    t.true(r.peakGrownBytes > 0);
     // the pipe stopped at the kernel's limit; only real growth was accounted
-    t.true(peaks.grownBytes <= max - before.pipeSize, `peak grown bytes ${peaks.grownBytes}`);
+    t.true(r.peakGrownBytes <= max - r.before.pipeSize, `peak grown bytes ${r.peakGrownBytes}`);
     // only one relay moved bytes: after one refusal it stops asking
     t.true(refused <= 1, `refusals ${refused}`);
-    t.is(after.pipeBytes, 0);
-    t.is(after.grownBytes, 0);
-    configureZeroCopy(DEFAULT_ZERO_COPY_BUDGET);
+    t.is(r.after.pipeBytes, 0);
+    t.is(r.after.grownBytes, 0);
   },
 );
 
@@ -276,7 +308,7 @@ zcTest(
         d.client.on('data', onData);
       });
     };
-    await sleep(100); // paused a while: bytes pile up on the way
+    await sleep(100); // the subject: a paused reader lets bytes pile up on the way (longer only piles up more)
     const moved = Promise.all([readAtLeast(a, 16 * MiB), readAtLeast(b, 16 * MiB)]);
     a.client.resume();
     b.client.resume();
@@ -306,7 +338,7 @@ zcTest(
     const open = await Promise.all(newcomers);
     for (const { c, data } of open) c.end(data.subarray(16 * KiB));
     for (const { got, data } of open) t.is((await got).sha256, sha256(data));
-    for (let i = 0; i < 200 && summaries.length < 2; i++) await sleep(10);
+    await closedAtLeast(server, 2);
     t.is(summaries.length, 2);
     for (const summary of summaries) {
       t.is(summary.upstream.path, 'zero-copy');
@@ -319,7 +351,7 @@ zcTest(
     b.client.end();
     t.is(ra.sha256, await a.sent);
     t.is(rb.sha256, await b.sent);
-    t.true(await engineIdle());
+    t.true(await engineIdle(a.server, b.server, server));
     clearInterval(watcher);
     peaks.sample();
     t.true(peaks.pipeBytes <= maxPipeBytes, `peak pipe bytes ${peaks.pipeBytes}`);

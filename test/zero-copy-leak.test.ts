@@ -2,30 +2,16 @@ import { once } from 'node:events';
 import { readdirSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import type { Server, Socket } from 'node:net';
-import test from 'ava';
-import { type RedirectServer, zeroCopyStats } from '../lib/index';
-import { dial, drain, echoUpstream, startRedirect } from './helpers/net';
+import { zeroCopyStats } from '../lib/index';
+import { closedAtLeast, dial, drain, echoUpstream, startRedirect } from './helpers/net';
+import { zeroCopyTest } from './helpers/modes';
 
 // Own worker: counts this process's fds and threads.
-const available = zeroCopyStats() !== undefined && process.platform === 'linux';
-const zcTest = available ? test.serial : test.skip;
+const zcTest = zeroCopyTest;
 
 const count = (dir: string): number => readdirSync(dir).length;
 
 const failures: string[] = [];
-
-/** Resolves once the server has summarised `n` flows in all. */
-function closedAtLeast(server: RedirectServer, n: number): Promise<void> {
-  return new Promise((resolve) => {
-    const check = (): void => {
-      if (server.stats().total.closed < n) return;
-      server.off('closed', check);
-      resolve();
-    };
-    server.on('closed', check);
-    check();
-  });
-}
 
 /** Resolves once every socket the upstream accepted has closed (its fd released). */
 function upstreamIdle(up: { server: Server; sockets: Set<Socket> }): Promise<void> {

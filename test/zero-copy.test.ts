@@ -1,40 +1,47 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import type { Socket } from 'node:net';
-import { setTimeout as sleep } from 'node:timers/promises';
-import test from 'ava';
 import { map } from 'rxjs';
 import { bypass } from '../middleware/index';
-import { createRedirectServer, downstream, type RedirectError, upstream, zeroCopyStats } from '../lib/index';
+import { createRedirectServer, downstream, upstream, zeroCopyStats } from '../lib/index';
 import {
   collect,
   dial,
   drain,
   echoUpstream,
   listenTcp,
+  closedAtLeast,
+  eachTurnUntil,
   nextClose,
   nextConnection,
+  readAtLeast,
   sendRandom,
   sha256,
   startRedirect,
 } from './helpers/net';
+import { zeroCopyTest } from './helpers/modes';
+import { throwsCode } from './helpers/expect';
 
 // Zero-copy specifics: engine counters, bypass, budgets, big transfers. The shared
 // TCP semantics run on both data paths in relay.test.ts and relay-reset.test.ts.
 // The core relay semantics, run against the zero-copy (splice) path. Skipped
 // where the addon or its splice engine is not loaded (RXREDIRECT_NATIVE=0, not Linux).
 const MiB = 1024 * 1024;
-const available = zeroCopyStats() !== undefined;
 // Serial: the engine's counters are process-wide and several tests check they return to zero.
-const zcTest = available ? test.serial : test.skip;
+const zcTest = zeroCopyTest;
 
-/** The engine has no relay left (aborts and completions are all reported). */
-async function engineIdle(): Promise<boolean> {
-  for (let i = 0; i < 100; i++) {
-    if (zeroCopyStats()?.relays === 0) return true;
-    await sleep(10);
-  }
-  return false;
+/**
+ * The engine has no relay left. Checked once every flow of the test has its
+ * summary: the engine forgets a relay before it reports its end, and an abort
+ * is synchronous, so by then none may remain.
+ */
+function engineIdle(): boolean {
+  return zeroCopyStats()?.relays === 0;
+}
+
+/** The engine relays at least this many directions (a handoff has no event of its own). */
+function spliced(directions: number): Promise<void> {
+  return eachTurnUntil(() => (zeroCopyStats()?.relays ?? 0) >= directions);
 }
 
 zcTest('relays bytes both ways in the kernel and reports path and bytes per direction', async (t) => {
@@ -61,7 +68,7 @@ zcTest('relays bytes both ways in the kernel and reports path and bytes per dire
   t.is(stats.dataPaths.zeroCopyBytes, 8 * MiB);
   t.is(stats.dataPaths.jsBytes, 0);
   t.is(stats.total.bytesUpstream, 4 * MiB);
-  t.true(await engineIdle());
+  t.true(engineIdle());
 });
 
 zcTest("zeroCopy: 'off' keeps every byte on the JS path; a bad value throws with a code", async (t) => {
@@ -75,10 +82,11 @@ zcTest("zeroCopy: 'off' keeps every byte on the JS path; a bad value throws with
   const s = await closed;
   t.is(s.path, 'js');
   t.is(s.upstream.zeroCopyBytes, 0);
-  const err = t.throws<RedirectError>(() =>
-    createRedirectServer({ resolve: { host: '127.0.0.1', port: 1 }, zeroCopy: 'on' as 'auto' }),
+  throwsCode(
+    t,
+    () => createRedirectServer({ resolve: { host: '127.0.0.1', port: 1 }, zeroCopy: 'on' as 'auto' }),
+    'ERR_REDIRECT_INVALID_OPTION',
   );
-  t.is(err?.code, 'ERR_REDIRECT_INVALID_OPTION');
 });
 
 zcTest('sha256-checked 128 MiB each way at once', async (t) => {
@@ -112,7 +120,7 @@ zcTest('a reset from the upstream becomes a reset to the client', async (t) => {
   const conn = nextConnection(server);
   const client = await dial(port);
   await conn;
-  await sleep(20); // let the handoff happen first
+  await spliced(2); // the reset must meet the engine, not the JS path
   const closed = nextClose(server);
   const got = drain(client);
   client.write('trigger');
@@ -121,7 +129,7 @@ zcTest('a reset from the upstream becomes a reset to the client', async (t) => {
   const s = await closed;
   t.is(s.reason, 'upstream-reset');
   t.is(s.upstream.path, 'zero-copy');
-  t.true(await engineIdle());
+  t.true(engineIdle());
 });
 
 zcTest('destroy() aborts a live relay at once: both peers are reset and the dups are closed', async (t) => {
@@ -138,15 +146,16 @@ zcTest('destroy() aborts a live relay at once: both peers are reset and the dups
   const client = await dial(port);
   const conn = await opened;
   const got = drain(client);
+  const echoed = readAtLeast(client, 4);
   client.write('ping');
-  await sleep(50);
-  t.true((zeroCopyStats()?.relays ?? 0) >= 2);
+  await echoed;
+  await spliced(2);
   const closed = nextClose(server);
   conn.destroy();
   t.is((await got).error?.code, 'ECONNRESET');
   t.is((await upstreamSaw)?.code, 'ECONNRESET');
   t.is((await closed).reason, 'destroyed');
-  t.true(await engineIdle());
+  t.true(engineIdle());
 });
 
 zcTest('close() lets a spliced connection finish, then resets what is left', async (t) => {
@@ -154,18 +163,23 @@ zcTest('close() lets a spliced connection finish, then resets what is left', asy
   const { server, port } = await startRedirect(t, { resolve: { host: '127.0.0.1', port: up.port } });
   const finishing = await dial(port);
   const stuck = await dial(port);
-  await sleep(50);
+  await spliced(4);
   const reasons: string[] = [];
   server.on('closed', (s) => reasons.push(s.reason));
-  const closing = server.close({ timeoutMs: 400 });
+  // A long drain; the hard stop below brings it forward once the finishing flow is done.
+  const closing = server.close({ timeoutMs: 60_000 });
   const got = drain(finishing);
   const stuckGot = drain(stuck);
+  const finished = nextClose(server);
   const sent = await sendRandom(finishing, MiB);
   t.is((await got).sha256, sent);
+  t.is((await finished).reason, 'client-end');
+  t.is(server.stats().live.connections, 1, 'the stuck flow is still open while draining');
+  await server.close({ timeoutMs: 0 });
   await closing;
   t.is((await stuckGot).error?.code, 'ECONNRESET');
   t.deepEqual(reasons.sort(), ['client-end', 'server-shutdown']);
-  t.true(await engineIdle());
+  t.true(engineIdle());
 });
 
 zcTest('bypass(): the chain transforms the inspected head, the rest is spliced unchanged', async (t) => {
@@ -252,37 +266,44 @@ zcTest('200 concurrent spliced connections keep their bytes intact', async (t) =
   });
   const ok = await Promise.all(runs);
   t.is(ok.filter(Boolean).length, 200);
-  for (let i = 0; i < 50 && server.stats().total.closed < 200; i++) await sleep(10);
+  await closedAtLeast(server, 200);
   const stats = server.stats();
   t.is(stats.total.closed, 200);
   t.is(stats.dataPaths.upstream['zero-copy'], 200);
-  t.true(await engineIdle());
+  t.true(engineIdle());
 });
 
 zcTest('the idle timeout sees spliced traffic as activity and still ends a quiet connection', async (t) => {
+  const IDLE_MS = 400;
   const up = await echoUpstream(t);
   const { server, port } = await startRedirect(t, {
     resolve: { host: '127.0.0.1', port: up.port },
-    limits: { idleTimeoutMs: 400 },
+    limits: { idleTimeoutMs: IDLE_MS },
   });
   const client = await dial(port);
   const closed = nextClose(server);
   const got = drain(client);
-  const hash = createHash('sha256');
+  await spliced(2);
+  // Round trips, each waiting for its echo, for three idle timeouts: the only
+  // activity the proxy's JS sees is what the engine reports.
   const started = performance.now();
-  for (let i = 0; i < 10; i++) {
+  let sent = 0;
+  let lastEcho = started;
+  for (let i = 0; performance.now() - started < 3 * IDLE_MS; i++) {
     const b = Buffer.from(`tick ${i}\n`);
-    hash.update(b);
+    const echoed = readAtLeast(client, b.length);
     client.write(b);
-    await sleep(100);
+    await echoed;
+    t.false(client.destroyed, `ended after ${performance.now() - started} ms of traffic`);
+    sent += b.length;
+    lastEcho = performance.now();
   }
-  // 1 s of traffic every 100 ms with a 400 ms idle timeout: still open
-  t.false(client.destroyed);
   const s = await closed;
   t.is(s.reason, 'idle-timeout');
-  t.true(performance.now() - started >= 1000 + 300);
+  // It ended a full idle timeout after the last byte (5 ms for timer rounding).
+  t.true(performance.now() - lastEcho >= IDLE_MS - 5, `${performance.now() - lastEcho} ms`);
   t.is(s.upstream.path, 'zero-copy');
-  t.is(s.upstream.bytesRead, 70);
+  t.is(s.upstream.bytesRead, sent);
   await got;
 });
 
@@ -303,7 +324,7 @@ zcTest('one direction spliced, the other through a chain: half-close either way 
   const client = await dial(port);
   const closed = nextClose(server);
   const got = collect(client);
-  await sleep(20);
+  await spliced(1); // the upstream direction (no middleware) is with the engine
   client.end(Buffer.alloc(300_000, 1));
   t.is((await got).data?.toString(), 'GOT 300000');
   const s = await closed;
@@ -360,10 +381,11 @@ zcTest('bypass() with no options hands both directions over before the first byt
 zcTest(
   'the idle timer asks the engine before deciding: a blocked event loop does not end a live connection',
   async (t) => {
+    const IDLE_MS = 300;
     const up = await echoUpstream(t);
     const { server, port } = await startRedirect(t, {
       resolve: { host: '127.0.0.1', port: up.port },
-      limits: { idleTimeoutMs: 300 },
+      limits: { idleTimeoutMs: IDLE_MS },
     });
     const client = await dial(port);
     let closedAt = 0;
@@ -371,17 +393,22 @@ zcTest(
       closedAt = performance.now();
       return s;
     });
+    await spliced(2);
+    const echoedA = readAtLeast(client, 1);
     client.write('a');
-    await sleep(150);
+    await echoedA;
     client.write('b'); // reaches the kernel now; the engine moves it while this thread is blocked
-    const blockedUntil = performance.now() + 350;
+    const blockedUntil = performance.now() + IDLE_MS + 200;
     while (performance.now() < blockedUntil) {
       // block the event loop past the idle deadline: the engine's report of 'b' cannot arrive
     }
-    await sleep(50);
-    t.is(closedAt, 0, 'still open: the idle check saw the spliced byte');
+    const unblockedAt = performance.now();
     const s = await closed;
     t.is(s.reason, 'idle-timeout');
+    // The overdue check ran right after the block: had it not asked the engine,
+    // it would have ended the flow then. Having seen 'b', it waited a full
+    // timeout more (5 ms for timer rounding).
+    t.true(closedAt - unblockedAt >= IDLE_MS - 5, `closed ${closedAt - unblockedAt} ms after the block`);
     t.is(s.upstream.bytesRead, 2);
     client.destroy();
   },

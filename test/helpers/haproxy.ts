@@ -74,6 +74,7 @@ export async function startHaproxy(
     while (!(await reachable(port))) {
       if (exited !== undefined) throw new Error(`haproxy exited (${exited}) before listening:\n${output}`);
       if (Date.now() > deadline) throw new Error(`haproxy did not listen on ${port} within 10 s:\n${output}`);
+      // haproxy is another process with no readiness signal we can wait on: try again shortly.
       await new Promise((r) => setTimeout(r, 50));
     }
   }

@@ -2,10 +2,12 @@ import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net';
 import type { ExecutionContext } from 'ava';
+import { map } from 'rxjs';
 import {
   type CloseSummary,
   type Connection,
   createRedirectServer,
+  type Middleware,
   type RedirectServer,
   type RedirectServerOptions,
 } from '../../lib/index';
@@ -70,6 +72,75 @@ export function nextClose(server: RedirectServer): Promise<CloseSummary> {
 
 export function nextConnection(server: RedirectServer): Promise<Connection> {
   return new Promise((resolve) => server.once('connection', resolve));
+}
+
+/** Resolves once the server has summarised `n` flows in all (checked now and on each 'closed'). */
+export function closedAtLeast(server: RedirectServer, n: number): Promise<void> {
+  return new Promise((resolve) => {
+    const check = (): void => {
+      if (server.stats().total.closed < n) return;
+      server.off('closed', check);
+      resolve();
+    };
+    server.on('closed', check);
+    check();
+  });
+}
+
+/**
+ * For state that has no event of its own (the splice engine's counters, which
+ * change on its threads or at a handoff deep in a pump): checks on every turn
+ * of the event loop, with no fixed delay, until the condition holds.
+ */
+export function eachTurnUntil(condition: () => boolean): Promise<void> {
+  return new Promise((resolve) => {
+    const check = (): void => {
+      if (condition()) resolve();
+      else setImmediate(check);
+    };
+    check();
+  });
+}
+
+/** Resolves once `bytes` more bytes have been read from the socket, or it closed first. */
+export function readAtLeast(socket: Socket, bytes: number): Promise<void> {
+  return new Promise((resolve) => {
+    let n = 0;
+    const done = (): void => {
+      socket.off('data', onData);
+      socket.off('close', done);
+      resolve();
+    };
+    const onData = (d: Buffer): void => {
+      n += d.length;
+      if (n >= bytes) done();
+    };
+    socket.on('data', onData);
+    socket.once('close', done);
+  });
+}
+
+/**
+ * A middleware that reports each upstream chunk the proxy read, unchanged. A
+ * test that must cut its bytes at a given place writes one piece, awaits
+ * next(), then writes the next: each piece is then its own chunk in the chain.
+ */
+export function chunkProbe(): { middleware: Middleware; next(): Promise<Buffer> } {
+  const seen: Buffer[] = [];
+  const waiters: Array<(chunk: Buffer) => void> = [];
+  const middleware: Middleware = () => ({
+    upstream: map((chunk: Buffer) => {
+      const waiter = waiters.shift();
+      if (waiter) waiter(chunk);
+      else seen.push(chunk);
+      return chunk;
+    }),
+  });
+  const next = (): Promise<Buffer> => {
+    const chunk = seen.shift();
+    return chunk ? Promise.resolve(chunk) : new Promise((resolve) => waiters.push(resolve));
+  };
+  return { middleware, next };
 }
 
 /** Reads a socket to its end (or error), hashing as it goes. */

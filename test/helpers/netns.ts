@@ -2,7 +2,7 @@ import { type ChildProcess, execFile, execFileSync, spawn } from 'node:child_pro
 import { readFileSync } from 'node:fs';
 import * as net from 'node:net';
 import { promisify } from 'node:util';
-import type { ExecutionContext, TestFn } from 'ava';
+import type { ExecutionContext } from 'ava';
 import { map, tap } from 'rxjs';
 import { findTool } from '../../lib/doctor';
 import { markEgress } from '../../lib/egress-mark';
@@ -24,24 +24,7 @@ import type { Middleware, RedirectRecord } from '../../lib/types';
 
 const run = promisify(execFile);
 
-/**
- * Test gating for Linux tests that need privileges. Outside CI a test whose
- * precondition is missing is skipped with the reason in its title; in CI
- * (CI=true) it fails instead, so a broken runner never passes silently.
- */
-export function gatedTest<Context>(test: TestFn<Context>, reason: string | undefined) {
-  return (title: string, impl: (t: ExecutionContext<Context>) => Promise<void> | void): void => {
-    if (reason === undefined) {
-      test(title, impl);
-    } else if (process.env.CI === 'true') {
-      test(title, (t) => {
-        t.fail(`cannot run in CI: ${reason}`);
-      });
-    } else {
-      test.skip(`${title} (skipped: ${reason})`, impl);
-    }
-  };
-}
+export { gatedTest } from './gate';
 
 let probed: string | null | undefined;
 

@@ -32,6 +32,7 @@ export async function unansweringListener(t: ExecutionContext): Promise<{ port: 
         const s = connect({ port, host: '127.0.0.1' });
         s.on('error', () => {});
         fillers.push(s);
+        // A dropped SYN has no event: 'connect' comes for the ones admitted, a cap for the rest.
         await Promise.race([once(s, 'connect'), new Promise((r) => setTimeout(r, 200))]);
       }
     },
