@@ -28,16 +28,19 @@ function packedFiles(): Promise<Set<string>> {
 const text = (path: string): string => readFileSync(join(ROOT, path), 'utf8');
 
 /**
- * Package paths a text names: relative Markdown link targets (resolved against
- * the file's folder) and bare paths under the package's top-level folders.
+ * Paths a text names: relative Markdown link targets (resolved against the
+ * file's folder) and, with `bare`, paths under the repository's top-level folders.
  * `<name>` placeholders become wildcards.
  */
-function namedPaths(path: string, content: string): string[] {
+function namedPaths(path: string, content: string, bare = true): string[] {
   const found = new Set<string>();
   for (const [, target] of content.matchAll(/\]\(([^)#\s]+)(?:#[^)]*)?\)/g)) {
     if (!/^[a-z]+:/i.test(target!)) found.add(posix.normalize(posix.join(posix.dirname(path), target!)));
   }
-  for (const [name] of content.matchAll(/(?<![\w./-])(?:docs|examples|dist|bin|native|prebuilds)\/[\w./<>-]*[\w>]/g)) {
+  if (!bare) return [...found];
+  for (const [name] of content.matchAll(
+    /(?<![\w./-])(?:docs|examples|dist|bin|native|prebuilds|lib|middleware|test|scripts|benchmarks|\.ci)\/[\w./<>-]*[\w>]/g,
+  )) {
     found.add(name.replace(/\.$/, ''));
   }
   return [...found];
@@ -86,9 +89,19 @@ test('main, types, bin, exports and typesVersions point into the package', async
   t.deepEqual(Object.keys(pkg.typesVersions['*'] ?? {}).sort(), subpaths.map((k) => k.slice(2)).sort());
 });
 
+/** The README without its Development section, which is about the repository and says so. */
+function readmeForUsers(): string {
+  const readme = text('README.md');
+  const dev = readme.indexOf('\n## Development\n');
+  if (dev < 0) return readme;
+  const next = readme.indexOf('\n## ', dev + 1);
+  return readme.slice(0, dev) + (next < 0 ? '' : readme.slice(next));
+}
+
 test('every path the README names is in the package', async (t) => {
   const files = await packedFiles();
-  const named = namedPaths('README.md', text('README.md'));
+  t.regex(text('README.md'), /## Development\n\nThese name files of the repository, not of the npm package\./);
+  const named = namedPaths('README.md', readmeForUsers());
   t.true(named.length > 10, named.join(' '));
   t.deepEqual(
     named.filter((p) => !exists(files, p)),
@@ -107,8 +120,10 @@ test('every docs/ page the messages, typings and docs name is in the package', a
       named++;
       if (!files.has(path)) missing.add(`${f}: ${path}`);
     }
-    // The docs link each other relatively.
-    if (f.startsWith('docs/')) for (const p of namedPaths(f, content)) if (!exists(files, p)) missing.add(`${f}: ${p}`);
+    // The docs link each other relatively (their bare paths name repository files for developers).
+    if (f.startsWith('docs/')) {
+      for (const p of namedPaths(f, content, false)) if (!exists(files, p)) missing.add(`${f}: ${p}`);
+    }
   }
   t.true(named > 0);
   t.deepEqual([...missing], []);

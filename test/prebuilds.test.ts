@@ -151,43 +151,58 @@ gatedTest(test, missing('linux-arm64') ?? qemuMissing())(
   },
 );
 
-// Wine has no WFP: the flow is "not redirected" and goes to notRedirected, through the addon's socket engine.
-const WFP_RELAY = `
+// Wine has no WFP: the flow is "not redirected" and goes to notRedirected, through the addon's socket
+// engine. Then the PROXY protocol (pure JS, Node's own sockets) on the same node.exe.
+const WINE_SERVERS = `
 const net = require('net');
 const pkg = process.argv[2];
 const { createRedirectServer, native } = require(pkg + '\\\\dist\\\\lib\\\\index.js');
+function relay(server, send) {
+  return new Promise(async (resolve) => {
+    const closed = new Promise((r) => server.once('closed', r));
+    const { port } = await server.listen({ host: '127.0.0.1', port: 0 });
+    const c = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true }, () => c.end(send));
+    let got = '';
+    c.on('data', (d) => (got += d));
+    c.on('end', async () => {
+      const s = await closed;
+      await server.close();
+      resolve({ got, mechanism: s.record.mechanism, destination: s.record.destination.address });
+    });
+  });
+}
 const echo = net.createServer({ allowHalfOpen: true }, (s) => s.pipe(s));
 echo.listen(0, '127.0.0.1', async () => {
-  const server = createRedirectServer({ resolve: 'wfp', notRedirected: { host: '127.0.0.1', port: echo.address().port } });
-  const closed = new Promise((resolve) => server.on('closed', resolve));
-  const { port } = await server.listen({ host: '127.0.0.1', port: 0 });
-  const c = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true }, () => c.end('ping'));
-  let got = '';
-  c.on('data', (d) => (got += d));
-  c.on('end', async () => {
-    const s = await closed;
-    console.log(JSON.stringify({ platform: native.addon.platform, got, mechanism: s.record.mechanism,
-      resolved: require(pkg + '\\\\node_modules\\\\node-gyp-build').resolve(pkg),
-      loaded: Object.keys(require.cache).filter((k) => k.endsWith('.node')) }));
-    await server.close();
-    echo.close();
-  });
+  const upstream = { host: '127.0.0.1', port: echo.address().port };
+  const wfp = await relay(createRedirectServer({ resolve: 'wfp', notRedirected: upstream }), 'ping');
+  const proxyProtocol = await relay(
+    createRedirectServer({ resolve: 'proxy-protocol', proxyProtocol: { trust: ['127.0.0.1'] }, target: upstream }),
+    'PROXY TCP4 192.0.2.1 198.51.100.1 4321 80\\r\\nping',
+  );
+  console.log(JSON.stringify({ platform: native.addon.platform, wfp, proxyProtocol,
+    resolved: require(pkg + '\\\\node_modules\\\\node-gyp-build').resolve(pkg),
+    loaded: Object.keys(require.cache).filter((k) => k.endsWith('.node')) }));
+  echo.close();
 });
 setTimeout(() => { console.log('timeout'); process.exit(3); }, 30000).unref();
 `;
 
 gatedTest(test, missing('win32-x64') ?? wineMissing())(
-  'win32-x64: under Wine with node.exe the prebuild loads through node-gyp-build and relays',
+  'win32-x64: under Wine with node.exe the prebuild loads through node-gyp-build; wfp and PROXY protocol relay',
   async (t) => {
     const pe = readPe(PREBUILD['win32-x64']);
     t.deepEqual(pe, { machine: 0x8664, dll: true });
     const pkg = packageCopy('win32-x64');
-    const { status, stdout, stderr } = await runUnderWine(scratch, 'wfp-relay', WFP_RELAY, [pkg]);
+    const { status, stdout, stderr } = await runUnderWine(scratch, 'servers', WINE_SERVERS, [pkg]);
     t.is(status, 0, `${stdout}\n${stderr}`);
     const result = JSON.parse(stdout.trim().split('\n').pop()!) as Record<string, unknown>;
     t.log(JSON.stringify(result));
     const expected = winPath(join(pkg, 'prebuilds', 'win32-x64', 'rxredirect.node'));
-    t.like(result, { platform: 'win32', got: 'ping', mechanism: 'wfp' });
+    t.like(result, {
+      platform: 'win32',
+      wfp: { got: 'ping', mechanism: 'wfp', destination: '127.0.0.1' },
+      proxyProtocol: { got: 'ping', mechanism: 'proxy-protocol', destination: '198.51.100.1' },
+    });
     t.is(String(result.resolved).toLowerCase(), expected.toLowerCase());
     t.deepEqual(
       (result.loaded as string[]).map((p) => p.toLowerCase()),
