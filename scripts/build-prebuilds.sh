@@ -35,8 +35,10 @@ fi
   echo "missing Node headers: set npm_config_nodedir to a directory with include/node/node_api.h" >&2
   exit 2
 }
-# The headers' version is the one node-gyp is told to build for (it checks them, it never fetches).
+# The headers' version is the one node-gyp is told to build for; with nodedir set it fetches
+# nothing, and a dead download URL makes sure a fetch would fail at once instead of going out.
 NODE_TARGET=$(node -p 'process.versions.node')
+export npm_config_disturl=http://127.0.0.1:9/no-downloads
 
 TARGETS=("$@")
 [ "${#TARGETS[@]}" -gt 0 ] || TARGETS=(linux-x64 linux-arm64 win32-x64)
@@ -59,7 +61,7 @@ trap 'rm -rf "$scratch"' EXIT
 export JOBS=max
 
 # prebuildify: node-gyp rebuild in a scratch copy of the sources, then the
-# stripped binary moves to $OUT/prebuilds/linux-<arch>/rxredirect.glibc.node
+# stripped binary is copied to $OUT/prebuilds/linux-<arch>/rxredirect.glibc.node
 # (the libc tag keeps node-gyp-build from offering a glibc binary on musl).
 prebuildify() {
   local dir="$scratch/$target"
@@ -67,7 +69,9 @@ prebuildify() {
   cp -r package.json binding.gyp native "$dir/"
   ln -s "$ROOT/node_modules" "$dir/node_modules"
   (cd "$dir" && node "$ROOT/node_modules/prebuildify/bin.js" \
-    --napi --strip --tag-libc --target="$NODE_TARGET" --out "$OUT" "$@")
+    --napi --strip --tag-libc --target="$NODE_TARGET" --out "$dir/out" "$@")
+  mkdir -p "$OUT/prebuilds/$target"
+  cp "$dir/out/prebuilds/$target/"*.node "$OUT/prebuilds/$target/"
 }
 
 build() {
@@ -86,6 +90,7 @@ build() {
     x86_64-w64-mingw32-strip -o "$OUT/prebuilds/win32-x64/rxredirect.node" "$scratch/win32-x64/rxredirect.node"
     ;;
   esac
+  echo "built $(cd "$OUT" && ls prebuilds/"$target"/*.node)"
 }
 
 pids=()
