@@ -3,7 +3,7 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symli
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { EM_AARCH64, EM_X86_64, readElf, readPe } from './helpers/elf';
 import { gatedTest } from './helpers/netns';
 import { onPath, runUnderWine, wineMissing, winPath } from './helpers/wine';
@@ -27,6 +27,10 @@ const ARM64_SYSROOT = '/usr/aarch64-linux-gnu';
 const arm64Node = process.env.RXREDIRECT_ARM64_NODE;
 const qemu = onPath('qemu-aarch64');
 
+/** Serial: each check is a CPU-heavy child (an ava run, qemu, Wine); gated with a reason when it cannot run. */
+type Register = (title: string, impl: (t: ExecutionContext) => Promise<void> | void) => void;
+const checkTest = (reason: string | undefined): Register =>
+  reason === undefined ? (title, impl) => test.serial(title, impl) : gatedTest(test, reason);
 const missing = (target: Target): string | undefined =>
   existsSync(PREBUILD[target]) ? undefined : `no ${PREBUILD[target]}: run \`npm run build:prebuilds\``;
 const qemuMissing = (): string | undefined => {
@@ -62,7 +66,7 @@ function unknownNapiImports(file: string): string[] {
     .filter((name) => !new RegExp(`\\b${name}\\s*\\(`).test(headers));
 }
 
-gatedTest(test, missing('linux-x64'))('linux-x64: the addon tests pass with the prebuild loaded', async (t) => {
+checkTest(missing('linux-x64'))('linux-x64: the addon tests pass with the prebuild loaded', async (t) => {
   const elf = readElf(PREBUILD['linux-x64']);
   t.true(elf.machine === EM_X86_64 && elf.sharedObject);
   // PREBUILDS_ONLY: node-gyp-build skips build/Release (the source build) and takes prebuilds/.
@@ -72,7 +76,7 @@ gatedTest(test, missing('linux-x64'))('linux-x64: the addon tests pass with the 
   const files = ['dist/test/native.test.js', 'dist/test/zero-copy.test.js'];
   const { stdout } = await run(process.execPath, [ava, ...files], {
     cwd: ROOT,
-    timeout: 110_000,
+    timeout: 240_000,
     env: { ...process.env, PREBUILDS_ONLY: '1', RXREDIRECT_ADDON_LOG: log, NODE_OPTIONS: `--require ${hook}` },
   }).catch((err: { stdout?: string; stderr?: string; message: string }) => {
     throw new Error(`${err.message}\n${err.stdout ?? ''}${err.stderr ?? ''}`);
@@ -88,7 +92,7 @@ gatedTest(test, missing('linux-x64'))('linux-x64: the addon tests pass with the 
   t.deepEqual([...new Set(loaded)], [PREBUILD['linux-x64']]);
 });
 
-gatedTest(test, missing('linux-arm64'))('linux-arm64: an AArch64 shared object exporting the N-API entry', (t) => {
+checkTest(missing('linux-arm64'))('linux-arm64: an AArch64 shared object exporting the N-API entry', (t) => {
   const elf = readElf(PREBUILD['linux-arm64']);
   t.is(elf.machine, EM_AARCH64);
   t.true(elf.sharedObject);
@@ -131,17 +135,17 @@ echo.listen(0, '127.0.0.1', async () => {
     echo.close();
   });
 });
-setTimeout(() => { console.log('timeout'); process.exit(3); }, 60000).unref();
+setTimeout(() => { console.log('timeout'); process.exit(3); }, 180000).unref();
 `;
 
-gatedTest(test, missing('linux-arm64') ?? qemuMissing())(
+checkTest(missing('linux-arm64') ?? qemuMissing())(
   'linux-arm64: under qemu-user with an arm64 node the prebuild loads and splices',
   async (t) => {
     const pkg = packageCopy('linux-arm64');
     const { stdout } = await run(
       qemu!,
       ['-L', ARM64_SYSROOT, arm64Node!, '-e', SPLICE_RELAY, join(pkg, 'dist', 'lib', 'index.js')],
-      { timeout: 110_000 },
+      { timeout: 240_000 },
     );
     const result = JSON.parse(stdout.trim().split('\n').pop()!) as Record<string, unknown>;
     t.log(JSON.stringify(result));
@@ -184,10 +188,10 @@ echo.listen(0, '127.0.0.1', async () => {
     loaded: Object.keys(require.cache).filter((k) => k.endsWith('.node')) }));
   echo.close();
 });
-setTimeout(() => { console.log('timeout'); process.exit(3); }, 30000).unref();
+setTimeout(() => { console.log('timeout'); process.exit(3); }, 150000).unref();
 `;
 
-gatedTest(test, missing('win32-x64') ?? wineMissing())(
+checkTest(missing('win32-x64') ?? wineMissing())(
   'win32-x64: under Wine with node.exe the prebuild loads through node-gyp-build; wfp and PROXY protocol relay',
   async (t) => {
     const pe = readPe(PREBUILD['win32-x64']);

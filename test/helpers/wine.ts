@@ -79,7 +79,7 @@ export async function runUnderWine(
   const status = await new Promise<number | null>((resolve, reject) => {
     const out = openSync(outFile, 'w');
     const err = openSync(errFile, 'w');
-    const child = spawn(wine!, argv, { env, stdio: ['ignore', out, err], timeout: 60_000 });
+    const child = spawn(wine!, argv, { env, stdio: ['ignore', out, err], timeout: 180_000 });
     child.on('error', reject).on('exit', (code) => resolve(code));
     closeSync(out);
     closeSync(err);
