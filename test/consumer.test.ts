@@ -146,14 +146,27 @@ for (const kind of ['esm-ts', 'cjs-ts', 'esm-js'] as const) {
   });
 }
 
-consumerTest('cjs-js: installs without a compiler and proxies; npm rebuild --build-from-source compiles', async (t) => {
+let cjsJs: ConsumerProject | undefined;
+consumerTest('cjs-js: installs from the tarball without a compiler and proxies', async (t) => {
   const project = await installed(t, 'cjs-js');
   t.deepEqual((await runProxy(t, project)).loaded, [installedAddon(project, PREBUILD)]);
-  // With a toolchain and Node's headers (no downloads), the source build still works and wins.
-  const env = userEnv(process.env.PATH ?? '');
-  if (existsSync('/usr/include/node/node_api.h')) env.npm_config_nodedir = '/usr';
-  await npm(t, project.dir, ['rebuild', 'rxredirect', '--build-from-source'], env);
-  const built = join('build', 'Release', 'rxredirect.node');
-  t.true(existsSync(join(project.dir, 'node_modules', 'rxredirect', built)));
-  t.deepEqual((await runProxy(t, project)).loaded, [installedAddon(project, built)]);
+  cjsJs = project;
 });
+
+// Serial, so it runs after the test above, in the project that test installed.
+consumerTest(
+  'npm rebuild --build-from-source compiles the addon where a prebuild matches, and the build wins',
+  async (t) => {
+    if (cjsJs === undefined) {
+      t.fail('no cjs-js project: its install failed (see the test above)');
+      return;
+    }
+    // With a toolchain and Node's headers (no downloads), the source build still works.
+    const env = userEnv(process.env.PATH ?? '');
+    if (existsSync('/usr/include/node/node_api.h')) env.npm_config_nodedir = '/usr';
+    await npm(t, cjsJs.dir, ['rebuild', 'rxredirect', '--build-from-source'], env);
+    const built = join('build', 'Release', 'rxredirect.node');
+    t.true(existsSync(join(cjsJs.dir, 'node_modules', 'rxredirect', built)));
+    t.deepEqual((await runProxy(t, cjsJs)).loaded, [installedAddon(cjsJs, built)]);
+  },
+);
