@@ -110,7 +110,9 @@ export function runDoctor(): DoctorReport {
 
   const need = {
     linux: linux ? [] : [`Linux (this is ${platform()})`],
-    addon: native.available ? [] : ['the native addon: `npm rebuild rxredirect` (python3, make, g++)'],
+    addon: native.available
+      ? []
+      : ['the native addon: `npm rebuild rxredirect --build-from-source` (python3, make, g++; docs/install.md)'],
     admin: caps.netAdmin ? [] : ['CAP_NET_ADMIN: run as root or `setcap cap_net_admin+ep <node>`'],
     mark: mark === false ? ['permission to set SO_MARK (CAP_NET_ADMIN), or use owner rules (--owner)'] : [],
     rules:

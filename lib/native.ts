@@ -184,7 +184,8 @@ export const native: NativeStatus = Object.freeze({
 });
 
 const REMEDY =
-  'Build it with `npm rebuild rxredirect` (needs python3, make and a C++ compiler) ' +
+  'Prebuilt addons cover linux-x64 and linux-arm64 (glibc) and win32-x64; elsewhere build it with ' +
+  '`npm rebuild rxredirect --build-from-source` (needs python3, make and a C++ compiler; see docs/install.md), ' +
   'and make sure RXREDIRECT_NATIVE is not set to 0.';
 
 /** The addon, or a coded error that says which feature needs it and how to get it. */

@@ -16,6 +16,7 @@ import { delimiter, join } from 'node:path';
 import { promisify } from 'node:util';
 import test, { type ExecutionContext } from 'ava';
 import { gatedTest } from './helpers/gate';
+import { ensureWinePrefix } from './helpers/wine';
 
 // The Windows build, checked from Linux: scripts/cross-compile-windows.sh
 // compiles every Windows source with mingw-w64 and links rxredirect.node.
@@ -199,8 +200,8 @@ async function underWine(t: ExecutionContext, name: string, source: string, args
     WINEDEBUG: '-all',
     WINEPREFIX: process.env.WINEPREFIX ?? join(tmpdir(), 'rxredirect-wine'),
   };
-  // A new Wine 8 prefix reports a Windows older than Node 20 accepts (exit 216).
-  if (!existsSync(env.WINEPREFIX)) await run(wine!, ['winecfg', '/v', 'win10'], { env, timeout: 120_000 });
+  // Shared with test/prebuilds.test.ts, which may run at the same time.
+  await ensureWinePrefix(env);
   // Wine's node.exe cannot open a pipe as stderr (EBADF): give it files.
   const outFile = join(outDir, `${name}.out`);
   const errFile = join(outDir, `${name}.err`);
