@@ -19,8 +19,8 @@ export function onPath(name: string): string | undefined {
   return undefined;
 }
 
-export const wineNode = process.env.RXREDIRECT_WINE_NODE;
-export const wine = [onPath('wine64'), onPath('wine'), '/usr/lib/wine/wine64'].find(
+const wineNode = process.env.RXREDIRECT_WINE_NODE;
+const wine = [onPath('wine64'), onPath('wine'), '/usr/lib/wine/wine64'].find(
   (p) => p !== undefined && existsSync(p),
 );
 
@@ -32,7 +32,7 @@ export function wineMissing(): string | undefined {
   return undefined;
 }
 
-export function wineEnv(): NodeJS.ProcessEnv {
+function wineEnv(): NodeJS.ProcessEnv {
   return {
     ...process.env,
     WINEDEBUG: '-all',
