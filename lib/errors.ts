@@ -24,7 +24,10 @@ export type RedirectErrorCode =
   | 'ERR_REDIRECT_UNTRUSTED_SOURCE'
   | 'ERR_REDIRECT_DENIED'
   | 'ERR_REDIRECT_MAX_DURATION'
-  | 'ERR_REDIRECT_FRAMING';
+  | 'ERR_REDIRECT_FRAMING'
+  | 'ERR_REDIRECT_FAULT_RESET'
+  | 'ERR_REDIRECT_FAULT_TIMEOUT'
+  | 'ERR_REDIRECT_FAULT_LIMIT';
 
 export class RedirectError extends Error {
   override readonly name = 'RedirectError';
