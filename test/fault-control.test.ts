@@ -3,7 +3,7 @@ import test from 'ava';
 import { type Latency, type Timeout, Toxiproxy, ToxiproxyError } from 'toxiproxy-node-client';
 import { createFaultControl, type FaultControl } from '../lib/fault-control/index';
 import { dial, drain, echoUpstream, listenTcp, sendRandom } from './helpers/net';
-import { pyClient, pyServer } from './helpers/py-peer';
+import { pyClient, pyServer } from './helpers/py-timed-peer';
 
 // The control API driven by Toxiproxy's own Node client (toxiproxy-node-client, from the npm
 // registry), end to end: real proxies, real connections, toxics changed while they are open.
