@@ -7,7 +7,7 @@ import { dial, drain, listenTcp, nextClose, sendRandom, startRedirect } from './
 // with a client that does not read, is stopped instead of buffered.
 
 const HWM = 256 * 1024;
-const TOTAL = 96 * 1024 * 1024;
+const TOTAL = 48 * 1024 * 1024;
 
 for (const kind of ['latency', 'timeout'] as const)
   test(`a slow reader behind a ${kind} toxic keeps the proxy's memory bounded`, async (t) => {
