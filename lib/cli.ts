@@ -1,10 +1,11 @@
 import { parseArgs } from 'node:util';
 import { formatDoctor, runDoctor } from './doctor';
+import { runFaults } from './fault-control/cli';
 import { RedirectError } from './errors';
 import { formatCommand, formatRules, generateRules, type RulesOptions } from './rules';
 
 /**
- * `rxredirect <command>`: doctor, rules (and bench, added by bin/rxredirect.js from
+ * `rxredirect <command>`: doctor, rules, faults (and bench, added by bin/rxredirect.js from
  * the benchmark harness). Each subcommand is one entry in COMMANDS. Exit codes: 0 ok, 1 failed, 2 bad usage.
  */
 
@@ -41,6 +42,13 @@ const RULES_USAGE = `rxredirect rules --port P [--mark M] [--tproxy] [--ipv6] [-
   --table N           TPROXY routing table (default 100)
   --fwmark-accept     add sysctl net.ipv4.tcp_fwmark_accept=1 (cooperating proxies)
   --setup | --teardown  print only that half`;
+
+const FAULTS_USAGE = `rxredirect faults [--api host:port] [--config FILE] [--seed S] [--allow-remote]
+
+  --api host:port   where the Toxiproxy-compatible API listens (default 127.0.0.1:8474)
+  --config FILE     proxies to create at start: a JSON array as for POST /populate
+  --seed S          seed for every random choice of the toxics (default: a new one, printed)
+  --allow-remote    let --api listen beyond loopback`;
 
 const COMMANDS: Record<string, Subcommand> = {
   doctor: {
@@ -107,6 +115,13 @@ const COMMANDS: Record<string, Subcommand> = {
       else if (values.teardown) io.stdout.write(`${set.teardown.map(formatCommand).join('\n')}\n`);
       else io.stdout.write(formatRules(set));
       return 0;
+    },
+  },
+  faults: {
+    summary: "fault injection controlled through Toxiproxy's HTTP API (runs until stopped)",
+    usage: FAULTS_USAGE,
+    async run(args, io) {
+      return runFaults(args, io, (message) => new UsageError(message));
     },
   },
 };

@@ -5,7 +5,7 @@ import { ConnectDeferrals, createContext } from './context';
 import { type DeadlineSweeper, sweeperFor } from './deadlines';
 import { DeferredSink } from './deferred-sink';
 import { RedirectError } from './errors';
-import { asRedirectError, egressFault, type Fault, resolveFault, socketFault } from './faults';
+import { asRedirectError, egressFault, type Fault, middlewareFault, resolveFault, socketFault } from './faults';
 import { flowKey, recordLoop, selfTargetLoop } from './loop-guard';
 import type { ServerConfig } from './options';
 import { Pump, type PumpHooks } from './pump';
@@ -230,7 +230,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       activity: () => {
         this.lastActivity = performance.now();
       },
-      failed: (err) => this.terminate('middleware-error', err, 'reset'),
+      failed: (err) => this.middlewareFailed(err),
       finished: () => this.directionFinished(),
     });
     this.setDeadline(DEADLINE_CHOOSE, config.limits.connectTimeoutMs);
@@ -501,12 +501,18 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     this.fail(socketFault(side, err, this.connected));
   }
 
+  /** @internal A chain errored: `middleware-error` with RST, or the ending its code names (lib/faults.ts). */
+  middlewareFailed(err: RedirectError): void {
+    const fault = middlewareFault(err);
+    this.terminate(fault.reason, fault.error, fault.how);
+  }
+
   private fail(fault: Fault): void {
     this.terminate(fault.reason, fault.error, 'reset');
   }
 
   /** Ends the flow for a reason; the first reason wins. */
-  private terminate(reason: CloseReason, error: RedirectError | undefined, how: 'reset' | 'destroy'): void {
+  private terminate(reason: CloseReason, error: RedirectError | undefined, how: 'reset' | 'destroy' | 'close'): void {
     if (this.reason === undefined) {
       this.reason = reason;
       this.error = error;
@@ -517,6 +523,9 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     if (how === 'reset') {
       this.client.reset();
       this.upstreamTransport?.reset();
+    } else if (how === 'close') {
+      closeWhenFlushed(this.client);
+      if (this.upstreamTransport) closeWhenFlushed(this.upstreamTransport);
     } else {
       this.client.destroy();
       this.upstreamTransport?.destroy();
@@ -646,7 +655,7 @@ class DirectionHooks implements PumpHooks {
   }
 
   failed(err: RedirectError): void {
-    this.conn.destroy('middleware-error', err);
+    this.conn.middlewareFailed(err);
   }
 
   finished(): void {
@@ -662,6 +671,18 @@ class DirectionHooks implements PumpHooks {
     this.conn.fault(which === 'source' ? this.side : other, err);
   }
 }
+
+/**
+ * close(2) once the kernel has taken every byte written: the peer gets them, then FIN (or RST if
+ * it sent bytes we never read, as with any close). An empty write's callback runs after the rest.
+ */
+function closeWhenFlushed(transport: Transport): void {
+  if (transport.destroyed) return;
+  if (transport.writableLength === 0) transport.destroy();
+  else transport.write(EMPTY, () => transport.destroy());
+}
+
+const EMPTY = Buffer.alloc(0);
 
 /** The flow's path from its two directions': a direction that carried nothing does not count. */
 function flowPath(up: DataPath | 'mixed', down: DataPath | 'mixed'): DataPath | 'mixed' {

@@ -132,7 +132,10 @@ export type CloseReason =
   | 'loop-detected'
   | 'server-shutdown'
   | 'max-connections'
-  | 'destroyed';
+  | 'destroyed'
+  | 'fault-reset'
+  | 'fault-timeout'
+  | 'fault-limit';
 
 /** Which data path carried a direction. */
 export type DataPath = 'js' | 'zero-copy' | 'none';

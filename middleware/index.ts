@@ -9,3 +9,5 @@ export { type TimeoutsOptions, timeouts } from './timeouts';
 export { SNIFF_KEY, type SniffOptions, type SniffResult, sniff, sniffed } from './sniff';
 export { type RouteOptions, type Router, route } from './route';
 export { type ThrottleOptions, TokenBucket, throttle } from './throttle';
+export * as toxics from './toxics/index';
+export { type ToxicInfo, type ToxicScope, ToxicSet, type ToxicSpec, type ToxicStream } from './toxics/index';
