@@ -20,9 +20,7 @@ export function onPath(name: string): string | undefined {
 }
 
 const wineNode = process.env.RXREDIRECT_WINE_NODE;
-const wine = [onPath('wine64'), onPath('wine'), '/usr/lib/wine/wine64'].find(
-  (p) => p !== undefined && existsSync(p),
-);
+const wine = [onPath('wine64'), onPath('wine'), '/usr/lib/wine/wine64'].find((p) => p !== undefined && existsSync(p));
 
 /** Why Wine tests cannot run here, or undefined when they can. */
 export function wineMissing(): string | undefined {
