@@ -19,7 +19,8 @@
             "native/marked-socket.cc",
             "native/capabilities.cc",
             "native/splice-engine.cc",
-            "native/splice-relay.cc"
+            "native/splice-relay.cc",
+            "native/acceptor.cc"
           ]
         }],
         ["OS=='win'", {

@@ -88,7 +88,14 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   private bypassUp = false;
   private bypassDown = false;
 
-  constructor(host: ConnectionHost, socket: Socket | Transport, id: number, accepted?: unknown) {
+  constructor(
+    host: ConnectionHost,
+    socket: Socket | Transport,
+    id: number,
+    accepted?: unknown,
+    /** The client as accept(2) reported it. */
+    readonly peer?: Endpoint,
+  ) {
     super();
     this.host = host;
     this.id = id;
@@ -308,6 +315,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
         })
       : resolver.resolve({
           socket: this.clientSocket as Socket,
+          peer: this.peer,
           listenAddress: this.host.listenAddress,
           get signal() {
             return self.signal;
@@ -551,6 +559,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     const down = this.downPump?.summary() ?? EMPTY_DIRECTION;
     const summary: CloseSummary = {
       id: this.id,
+      peer: this.peer,
       record: this.record as RedirectRecord | undefined,
       target: this.target,
       reason: this.reason,
@@ -699,7 +708,7 @@ const DEADLINE_CONNECT = 3;
 /** The chain of a server without middleware: both directions relay raw. */
 const NO_CHAIN: ReturnType<typeof buildChain> = Object.freeze({});
 
-const EMPTY_DIRECTION: DirectionSummary = Object.freeze({
+export const EMPTY_DIRECTION: DirectionSummary = Object.freeze({
   bytesRead: 0,
   reads: 0,
   bytesWritten: 0,

@@ -64,6 +64,19 @@ export interface LinuxAddon {
   spliceStats(): SpliceEngineStats;
   /** Totals of a running relay, read now (reports lag by up to 100 ms): [bytesIn, bytesOut], or undefined. */
   spliceProgress(id: number): [number, number] | undefined;
+  /**
+   * Accepts on a dup of a listening fd, polled on Node's loop (lib/acceptor.ts); returns the
+   * acceptor id. `family` is 4 or 6; `kind` 0 dropped, 1 failed, 2 paused (see native/acceptor.h).
+   */
+  acceptorOpen(
+    fd: number,
+    onAccept: (fd: number, address: string, port: number, family: 4 | 6) => void,
+    onFault: (code: string, kind: 0 | 1 | 2, address?: string, port?: number, family?: 4 | 6) => void,
+  ): number;
+  /** Polls again after a pause (reopens the reserve descriptor first). */
+  acceptorResume(id: number): void;
+  /** Stops polling; the listener dup and the reserve are closed before it returns. */
+  acceptorClose(id: number): void;
 }
 
 /** Budget of the splice engine (native/splice-engine.h). */

@@ -101,12 +101,12 @@ export function staticResolver(host: string, port: number): Resolver {
         }
       }
     },
-    resolve({ socket }) {
+    resolve({ socket, peer }) {
       // Synchronous once the address is known (always, after listen()): no promise per flow.
-      if (address !== undefined) return { record: staticRecord(address, port, peerOf(socket)) };
+      if (address !== undefined) return { record: staticRecord(address, port, peer ?? peerOf(socket)) };
       return lookup(host).then((found) => {
         address = found.address;
-        return { record: staticRecord(found.address, port, peerOf(socket)) };
+        return { record: staticRecord(found.address, port, peer ?? peerOf(socket)) };
       });
     },
     async resolveNative({ transport }) {
@@ -126,14 +126,14 @@ type RecordFunction = (
 export function functionResolver(fn: RecordFunction): Resolver {
   return {
     name: 'function',
-    async resolve({ socket }): Promise<ResolveResult> {
+    async resolve({ socket, peer }): Promise<ResolveResult> {
       const init = await fn(socket);
-      return { record: createRecord(init, peerOf(socket)) };
+      return { record: createRecord(init, peer ?? peerOf(socket)) };
     },
   };
 }
 
-function peerOf(socket: Socket): Endpoint | undefined {
+export function peerOf(socket: Socket): Endpoint | undefined {
   const address = socket.remoteAddress;
   const port = socket.remotePort;
   if (address === undefined || port === undefined) return undefined;

@@ -1,12 +1,17 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { EventEmitter } from 'eventemitter3';
+import { type Acceptor, type AcceptFault, acceptFailure, takeOverAccept } from './acceptor';
 import { Connection, type ConnectionHost } from './connection';
 import { RedirectError } from './errors';
 import { normaliseOptions, type ServerConfig } from './options';
 import { normaliseAddress } from './record';
+import { peerOf } from './resolvers';
 import { connectNative, listenNative } from './resolve-wfp';
+import { type ServerStats, StatsCounters } from './server-stats';
 import type { Transport } from './transport';
-import type { CloseReason, CloseSummary, EgressPlugin, Endpoint, RedirectServerOptions } from './types';
+import type { CloseSummary, EgressPlugin, Endpoint, RedirectServerOptions } from './types';
+
+export type { ServerStats } from './server-stats';
 
 export interface ListenOptions {
   port?: number;
@@ -17,33 +22,6 @@ export interface ListenOptions {
   ipv6Only?: boolean;
 }
 
-export interface ServerStats {
-  readonly live: { readonly connections: number; readonly bytesUpstream: number; readonly bytesDownstream: number };
-  readonly total: {
-    readonly accepted: number;
-    readonly connections: number;
-    readonly closed: number;
-    readonly bytesUpstream: number;
-    readonly bytesDownstream: number;
-  };
-  /** Closed connections by reason. */
-  readonly reasons: Readonly<Partial<Record<CloseReason, number>>>;
-  /** Closed connections whose reason is a fault, by reason. */
-  readonly errors: Readonly<Partial<Record<CloseReason, number>>>;
-  /** Connections by the data path that carried them. */
-  readonly paths: Readonly<Record<string, number>>;
-  /**
-   * Closed connections' directions by the path that carried them ('js',
-   * 'zero-copy', 'mixed', 'none'), and the bytes written on each path.
-   */
-  readonly dataPaths: {
-    readonly upstream: Readonly<Record<string, number>>;
-    readonly downstream: Readonly<Record<string, number>>;
-    readonly jsBytes: number;
-    readonly zeroCopyBytes: number;
-  };
-}
-
 export interface RedirectServerEvents {
   /** A flow with its record, before any byte is relayed. */
   connection: [conn: Connection];
@@ -52,14 +30,15 @@ export interface RedirectServerEvents {
   /** Every closed flow, connection or not. */
   closed: [summary: CloseSummary];
   listening: [address: Endpoint];
-  /** A listener fault (e.g. EMFILE on accept); the server keeps running. */
+  /**
+   * A listener fault, e.g. accept(2) failing with EMFILE (ERR_REDIRECT_ACCEPT_FAILED, syscallCode
+   * the errno); the server keeps running.
+   */
   error: [err: Error];
 }
 
 /** Accepted TCP sockets inherit TCP_NODELAY from their listener (proven on Linux). */
 const INHERITS_NODELAY = process.platform === 'linux';
-
-const GRACEFUL = new Set<CloseReason>(['client-end', 'upstream-end']);
 
 /** A listener that turns each redirected connection into a middleware pipeline. */
 export class RedirectServer extends EventEmitter<RedirectServerEvents> {
@@ -72,15 +51,9 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
   private state: 'idle' | 'listening' | 'closing' | 'closed' = 'idle';
   private address: Endpoint | undefined;
   private closing: Promise<void> | undefined;
-  private readonly counters = { accepted: 0, connections: 0, closed: 0, bytesUpstream: 0, bytesDownstream: 0 };
-  private readonly reasons: Partial<Record<CloseReason, number>> = {};
-  private readonly paths: Record<string, number> = {};
-  private readonly dataPaths = {
-    upstream: {} as Record<string, number>,
-    downstream: {} as Record<string, number>,
-    jsBytes: 0,
-    zeroCopyBytes: 0,
-  };
+  private readonly counters = new StatsCounters();
+  /** Accepts for the listener, Linux with the addon (lib/acceptor.ts); else net.Server does. */
+  private acceptor: Acceptor | undefined;
   private readonly host: ConnectionHost;
   /** The addon's listener when `transport: 'native'` (Windows WFP); net.Server otherwise. */
   private nativeListener: { close(): void } | undefined;
@@ -106,7 +79,7 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
         (p): p is EgressPlugin & Required<Pick<EgressPlugin, 'createSocket'>> => p.createSocket !== undefined,
       ),
       opened: (conn) => {
-        this.counters.connections++;
+        this.counters.total.connections++;
         this.emit('connection', conn);
       },
       closed: (conn, summary) => this.connectionClosed(conn, summary),
@@ -157,6 +130,13 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
       const { address, family } = normaliseAddress(bound.address);
       this.address = Object.freeze({ address, port: bound.port, family });
       await this.config.resolver.prepareListener?.(net);
+      this.acceptor = takeOverAccept(net, {
+        accepted: (socket, peer) => {
+          if (this.noDelayPerSocket) socket.setNoDelay(true);
+          this.accept(socket, undefined, peer);
+        },
+        failed: (code, fault, peer) => this.acceptFailed(code, fault, peer),
+      });
     } catch (err) {
       // A failed attempt leaves nothing behind: listen() may be called again.
       net.close();
@@ -175,10 +155,15 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
     // which saves a setsockopt per connection (see listen()).
     const net = createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: !INHERITS_NODELAY }, (socket) => {
       if (this.noDelayPerSocket) socket.setNoDelay(true);
-      this.accept(socket);
+      // Node's remoteAddress is gone once the client has reset: read it while it is there.
+      this.accept(socket, undefined, peerOf(socket));
     });
     net.on('error', (err) => {
-      if (this.state === 'listening' && this.net === net) this.emit('error', err);
+      if (this.state !== 'listening' || this.net !== net) return;
+      // Node reports accept(2) failures only when libuv could not drop the connection itself.
+      const code = (err as NodeJS.ErrnoException).code;
+      if ((err as NodeJS.ErrnoException).syscall === 'accept' && code !== undefined) this.acceptFailed(code, 'failed');
+      else this.emit('error', err);
     });
     return net;
   }
@@ -202,7 +187,7 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
   /** listen() on the addon's engine (`transport: 'native'`). */
   private listenNative(options: ListenOptions): Endpoint {
     try {
-      const native = listenNative(options, (transport, info) => this.accept(transport, info));
+      const native = listenNative(options, (transport, info) => this.accept(transport, info, transport.remoteEndpoint));
       this.nativeListener = native;
       this.address = native.address;
     } catch (err) {
@@ -228,6 +213,7 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
     this.state = 'closing';
     this.closing = (async () => {
       this.nativeListener?.close();
+      this.acceptor?.close();
       // net.Server's close callback waits for every accepted socket, so it is
       // awaited last, after live connections had their chance and the rest were reset.
       const net = this.net;
@@ -292,28 +278,12 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
       up += b.upstream;
       down += b.downstream;
     }
-    const errors: Partial<Record<CloseReason, number>> = {};
-    for (const [reason, n] of Object.entries(this.reasons) as [CloseReason, number][]) {
-      if (!GRACEFUL.has(reason)) errors[reason] = n;
-    }
-    return {
-      live: { connections: this.live.size, bytesUpstream: up, bytesDownstream: down },
-      total: { ...this.counters },
-      reasons: { ...this.reasons },
-      errors,
-      paths: { ...this.paths },
-      dataPaths: {
-        upstream: { ...this.dataPaths.upstream },
-        downstream: { ...this.dataPaths.downstream },
-        jsBytes: this.dataPaths.jsBytes,
-        zeroCopyBytes: this.dataPaths.zeroCopyBytes,
-      },
-    };
+    return this.counters.snapshot({ connections: this.live.size, bytesUpstream: up, bytesDownstream: down });
   }
 
-  private accept(socket: Socket | Transport, accepted?: unknown): void {
-    this.counters.accepted++;
-    const conn = new Connection(this.host, socket, this.nextId++, accepted);
+  private accept(socket: Socket | Transport, accepted?: unknown, peer?: Endpoint): void {
+    this.counters.total.accepted++;
+    const conn = new Connection(this.host, socket, this.nextId++, accepted, peer);
     this.live.add(conn);
     if (this.state !== 'listening') {
       conn.destroy('server-shutdown', new RedirectError('ERR_REDIRECT_SERVER_SHUTDOWN', 'the server is closing'));
@@ -336,21 +306,23 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
     }
   }
 
+  /** A failed accept(2): counted, reported as 'error', and a reset connection gets its summary. */
+  private acceptFailed(code: string, fault: AcceptFault, peer?: Endpoint): void {
+    this.counters.acceptError(code);
+    const { error, summary } = acceptFailure(code, fault, peer, this.nextId++);
+    this.emit('error', error);
+    if (summary) this.summarised(summary, false);
+  }
+
   private connectionClosed(conn: Connection, summary: CloseSummary): void {
     this.live.delete(conn);
-    this.counters.closed++;
-    this.counters.bytesUpstream += summary.upstream.bytesRead;
-    this.counters.bytesDownstream += summary.downstream.bytesRead;
-    this.reasons[summary.reason] = (this.reasons[summary.reason] ?? 0) + 1;
-    this.paths[summary.path] = (this.paths[summary.path] ?? 0) + 1;
-    for (const side of ['upstream', 'downstream'] as const) {
-      const d = summary[side];
-      const counts = this.dataPaths[side];
-      counts[d.path] = (counts[d.path] ?? 0) + 1;
-      this.dataPaths.zeroCopyBytes += d.zeroCopyBytes;
-      this.dataPaths.jsBytes += d.bytesWritten - d.zeroCopyBytes;
-    }
-    if (!conn.opened) this.emit('rejected', summary);
+    this.summarised(summary, conn.opened);
+  }
+
+  /** Counts a closed flow and emits its summary. */
+  private summarised(summary: CloseSummary, opened: boolean): void {
+    this.counters.closed(summary);
+    if (!opened) this.emit('rejected', summary);
     this.emit('closed', summary);
   }
 }

@@ -132,6 +132,7 @@ export type CloseReason =
   | 'loop-detected'
   | 'server-shutdown'
   | 'max-connections'
+  | 'accept-failed'
   | 'destroyed'
   | 'fault-reset'
   | 'fault-timeout'
@@ -159,6 +160,11 @@ export interface DirectionSummary {
 
 export interface CloseSummary {
   readonly id: number;
+  /**
+   * The client, as the kernel reported it at accept: known even when the flow ended before it
+   * had a record (resolve failures, 'accept-failed') or the client reset before it was served.
+   */
+  readonly peer: Endpoint | undefined;
   readonly record: RedirectRecord | undefined;
   readonly target: TargetAddress | undefined;
   readonly reason: CloseReason;
@@ -182,6 +188,11 @@ export interface ResolveResult {
 export interface ResolverContext {
   /** The accepted socket, paused: nothing has been read from it unless the resolver reads. */
   readonly socket: Socket;
+  /**
+   * The client as accept(2) reported it. Unlike `socket.remoteAddress` it survives a client that
+   * reset before the flow was handled (optional only so hand-built contexts stay valid).
+   */
+  readonly peer?: Endpoint | undefined;
   /** The listener's own address, to recognise flows that were not redirected. */
   readonly listenAddress: Endpoint | undefined;
   readonly signal: AbortSignal;

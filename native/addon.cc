@@ -5,6 +5,7 @@
 #include "wfp-napi.h"
 
 #if defined(__linux__)
+#include "acceptor.h"
 #include "capabilities.h"
 #include "marked-socket.h"
 #include "original-destination.h"
@@ -45,6 +46,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("spliceAbort", Napi::Function::New(env, rxredirect::SpliceAbort, "spliceAbort"));
   exports.Set("spliceStats", Napi::Function::New(env, rxredirect::SpliceStats, "spliceStats"));
   exports.Set("spliceProgress", Napi::Function::New(env, rxredirect::SpliceProgress, "spliceProgress"));
+  exports.Set("acceptorOpen", Napi::Function::New(env, rxredirect::AcceptorOpen, "acceptorOpen"));
+  exports.Set("acceptorResume", Napi::Function::New(env, rxredirect::AcceptorResume, "acceptorResume"));
+  exports.Set("acceptorClose", Napi::Function::New(env, rxredirect::AcceptorClose, "acceptorClose"));
 #endif
 #if defined(_WIN32)
   exports.Set("platform", Napi::String::New(env, "win32"));

@@ -56,11 +56,6 @@ export function compileScope(scope: unknown, path = 'scope'): ScopeCheck {
   };
 }
 
-/** True when a scope needs `sniff()` ahead of it. */
-function scopeSniffs(scope: ToxicScope | undefined): boolean {
-  return scope?.sni !== undefined || scope?.host !== undefined;
-}
-
 function list(value: unknown, path: string): string[] {
   const items = typeof value === 'string' ? [value] : value;
   if (!Array.isArray(items) || items.some((v) => typeof v !== 'string' || v.length === 0)) {
