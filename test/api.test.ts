@@ -18,6 +18,8 @@ const sorted = (names: Iterable<string>): string[] => [...names].sort();
 function exportsOf(source: string): { values: Set<string>; types: Set<string> } {
   const values = new Set<string>();
   const types = new Set<string>();
+  // A namespace re-export of a curated module (export * as toxics from …) is one named value.
+  for (const m of source.matchAll(/export\s+\*\s+as\s+(\w+)\s+from/g)) values.add(m[1] ?? '');
   for (const m of source.matchAll(/export\s+(type\s+)?\{([^}]*)\}\s*from/g)) {
     for (const raw of (m[2] ?? '').split(',')) {
       const item = raw.trim();
@@ -58,8 +60,9 @@ function rowOf(lines: string[], name: string): string | undefined {
   return lines.find((l) => l.startsWith(`| \`${name}\` |`));
 }
 
-test('the entry points name every export: no export *', (t) => {
-  for (const file of ['lib/index.ts', 'middleware/index.ts']) t.notRegex(read(file), /export\s+(type\s+)?\*/, file);
+test('the entry points name every export: no export * (a named namespace of a curated module is named)', (t) => {
+  for (const file of ['lib/index.ts', 'middleware/index.ts'])
+    t.notRegex(read(file), /export\s+(type\s+)?\*(?!\s+as\s)/, file);
 });
 
 test('the runtime exports are exactly the value names the entry points list', (t) => {
