@@ -115,7 +115,9 @@ checkTest(missing('linux-arm64'))('linux-arm64: an AArch64 shared object exporti
 // splice(2)), so this runs the addon's real work on arm64, not just its loading.
 const SPLICE_RELAY = `
 const net = require('net');
-const { createRedirectServer, native } = require(process.argv[1]);
+const { createRedirectServer } = require(process.argv[1]);
+// The addon's status is internal (lib/native.ts), read from the installed package itself.
+const { native } = require(require('path').join(require('path').dirname(process.argv[1]), 'native.js'));
 const echo = net.createServer({ allowHalfOpen: true }, (s) => s.pipe(s));
 echo.listen(0, '127.0.0.1', async () => {
   const server = createRedirectServer({ resolve: { host: '127.0.0.1', port: echo.address().port } });
@@ -160,7 +162,8 @@ checkTest(missing('linux-arm64') ?? qemuMissing())(
 const WINE_SERVERS = `
 const net = require('net');
 const pkg = process.argv[2];
-const { createRedirectServer, native } = require(pkg + '\\\\dist\\\\lib\\\\index.js');
+const { createRedirectServer } = require(pkg + '\\\\dist\\\\lib\\\\index.js');
+const { native } = require(pkg + '\\\\dist\\\\lib\\\\native.js');
 function relay(server, send) {
   return new Promise(async (resolve) => {
     const closed = new Promise((r) => server.once('closed', r));

@@ -26,14 +26,23 @@ for (const mode of MODES)
     const gate = new Promise<void>((resolve) => {
       release = resolve;
     });
+    let accepted!: () => void;
+    const acceptedFlow = new Promise<void>((resolve) => {
+      accepted = resolve;
+    });
     const { server, port } = await startRedirect(t, {
       ...mode.options,
-      resolve: () => gate.then(() => ({ destination: { address: '127.0.0.1', port: upPort } })),
+      resolve: () => {
+        accepted();
+        return gate.then(() => ({ destination: { address: '127.0.0.1', port: upPort } }));
+      },
     });
     const closed = nextClose(server);
     await peer.connect('c', port);
     // Less than one of Node's 64 KiB reads: the read that takes it is partial, then the hang-up.
     await peer.send('c', 50_000, 1);
+    // The proxy has accepted the flow (a client that resets before its accept is never dialled on).
+    await acceptedFlow;
     await peer.reset('c');
     release();
     const seen = await peer.ended(await peer.accepted());

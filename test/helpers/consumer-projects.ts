@@ -40,14 +40,14 @@ function program(kind: ConsumerKind): string {
           "import { readFileSync } from 'node:fs';",
           "import { connect, createServer } from 'node:net';",
           ts ? "import type { CloseSummary, RedirectServerOptions } from 'rxredirect';" : '',
-          "import { createRedirectServer, native } from 'rxredirect';",
+          "import { createRedirectServer, zeroCopyStats } from 'rxredirect';",
           "import { replace, tap } from 'rxredirect/middleware';",
         ]
       : [
           "const { once } = require('node:events');",
           "const { readFileSync } = require('node:fs');",
           "const { connect, createServer } = require('node:net');",
-          "const { createRedirectServer, native } = require('rxredirect');",
+          "const { createRedirectServer, zeroCopyStats } = require('rxredirect');",
           "const { replace, tap } = require('rxredirect/middleware');",
         ];
   return `${imports.filter(Boolean).join('\n')}
@@ -80,7 +80,7 @@ async function main()${ts ? ': Promise<void>' : ''} {
     .split('\\n')
     .map((line) => line.slice(line.indexOf('/')))
     .filter((path) => path.endsWith('.node'));
-  console.log(JSON.stringify({ reply, reason: summary.reason, tapped, addon: native.available, loaded: [...new Set(loaded)] }));
+  console.log(JSON.stringify({ reply, reason: summary.reason, tapped, addon: zeroCopyStats() !== undefined, loaded: [...new Set(loaded)] }));
   await server.close();
   upstream.close();
 }

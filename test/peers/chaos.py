@@ -30,6 +30,7 @@ import sys
 
 MAGIC = 0x52585244  # "RXRD"
 CHUNK = 64 * 1024
+SOCKET_BUFFER = 256 * 1024
 
 
 def payload(seed: int, size: int) -> bytes:
@@ -63,6 +64,13 @@ class Side(asyncio.Protocol):
     def connection_made(self, transport):
         self.transport = transport
         transport.set_write_buffer_limits(high=256 * 1024)
+        # Small kernel buffers on our side: 400 sockets autotuned to megabytes each would
+        # push the whole machine into TCP memory pressure (tcp_mem), and the kernel then
+        # drops and resets other tests' connections too.
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_BUFFER)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SOCKET_BUFFER)
 
     def pause_writing(self):
         self.can_write.clear()
