@@ -84,6 +84,12 @@ export class MemoryFlow implements ContextOwner {
   private bypassDown = false;
   private connectTimer: NodeJS.Timeout | undefined;
   private resolveClosed: (summary: CloseSummary) => void = () => {};
+  /** Both pumps' hooks: there is no idle timer to feed, nor a zero-copy relay to close after. */
+  private readonly hooks: PumpHooks = {
+    activity: () => {},
+    failed: (err) => this.middlewareFailed(err),
+    finished: () => {},
+  };
   summary: CloseSummary | undefined;
 
   constructor(options: MemoryFlowOptions) {
@@ -155,7 +161,7 @@ export class MemoryFlow implements ContextOwner {
     // ctx.deferConnect(): the upstream pump runs into a queue until the middleware chooses.
     const sink = new DeferredSink();
     const wait = deferrals.wait();
-    this.upPump = new Pump(this.fromClient, sink, chain.upstream, this.options.highWaterMark, new FlowHooks(this));
+    this.upPump = new Pump(this.fromClient, sink, chain.upstream, this.options.highWaterMark, this.hooks);
     const ms = this.options.connectTimeoutMs;
     if (ms > 0) {
       this.connectTimer = setTimeout(() => {
@@ -179,8 +185,8 @@ export class MemoryFlow implements ContextOwner {
     this.terminate(reason, undefined, 'reset');
   }
 
-  /** @internal A chain errored: `middleware-error` with RST, or the ending its code names. */
-  middlewareFailed(err: RedirectError): void {
+  /** A chain errored: `middleware-error` with RST, or the ending its code names. */
+  private middlewareFailed(err: RedirectError): void {
     const fault = middlewareFault(err);
     this.terminate(fault.reason, fault.error, fault.how);
   }
@@ -191,8 +197,8 @@ export class MemoryFlow implements ContextOwner {
     this.connected = true;
     this.upstreamClosed = false;
     if (deferred) deferred.connectTo(this.toUpstream);
-    else this.upPump = new Pump(this.fromClient, this.toUpstream, chain.upstream, hwm, new FlowHooks(this));
-    this.downPump = new Pump(this.toUpstream, this.fromClient, chain.downstream, hwm, new FlowHooks(this));
+    else this.upPump = new Pump(this.fromClient, this.toUpstream, chain.upstream, hwm, this.hooks);
+    this.downPump = new Pump(this.toUpstream, this.fromClient, chain.downstream, hwm, this.hooks);
     this.applyBypass();
     if (!deferred) this.upPump?.start();
     this.downPump.start();
@@ -278,19 +284,6 @@ export class MemoryFlow implements ContextOwner {
     };
     this.resolveClosed(this.summary);
   }
-}
-
-/** A pump's hooks into its flow; nothing moves on a timer here, so activity is not tracked. */
-class FlowHooks implements PumpHooks {
-  constructor(private readonly flow: MemoryFlow) {}
-
-  activity(): void {}
-
-  failed(err: RedirectError): void {
-    this.flow.middlewareFailed(err);
-  }
-
-  finished(): void {}
 }
 
 /** close(2) once the peer has taken every byte written (as the server's closeWhenFlushed). */
