@@ -180,22 +180,26 @@ test('the close summary: a graceful flow ends client-end with its byte counts; a
   t.is(first.downstreamBytes.toString(), 'b');
 });
 
-test('backpressure: a slow reader makes the pump stop reading at the high-water mark', async (t) => {
+test('backpressure: a slow reader makes the pump stop reading at the high-water mark, either way', async (t) => {
   const hwm = 16 * 1024;
   const { data, pieces } = randomPieces(prng(1), 256 * 1024, 4096);
   for (const chain of [[identity], []] as Middleware[][]) {
-    const r = await testMiddleware(chain, {
-      upstream: pieces,
-      highWaterMark: hwm,
-      readPace: { upstream: { bytes: 4096 } },
-    });
-    t.is(r.ended, 'complete');
-    t.true(r.upstreamBytes.equals(data));
-    t.true(r.summary.upstream.pauses >= 1, `pauses: ${r.summary.upstream.pauses}`);
-    // Reading stops once a read brings the held bytes to the mark: at most one read over it.
-    t.true(r.summary.upstream.peakBuffered >= hwm);
-    t.true(r.summary.upstream.peakBuffered < hwm + 4096, `peak: ${r.summary.upstream.peakBuffered}`);
-    t.is(r.summary.upstream.bytesWritten, data.length);
+    for (const direction of ['upstream', 'downstream'] as const) {
+      const r = await testMiddleware(chain, {
+        [direction]: pieces,
+        highWaterMark: hwm,
+        readPace: { [direction]: { bytes: 4096 } },
+      });
+      const note = `${chain.length} middleware, ${direction}`;
+      const summary = r.summary[direction];
+      t.is(r.ended, 'complete', note);
+      t.true((direction === 'upstream' ? r.upstreamBytes : r.downstreamBytes).equals(data), note);
+      t.true(summary.pauses >= 1, `${note}: pauses ${summary.pauses}`);
+      // Reading stops once a read brings the held bytes to the mark: at most one read over it.
+      t.true(summary.peakBuffered >= hwm, note);
+      t.true(summary.peakBuffered < hwm + 4096, `${note}: peak ${summary.peakBuffered}`);
+      t.is(summary.bytesWritten, data.length, note);
+    }
   }
   const quick = await testMiddleware(identity, { upstream: pieces.slice(0, 3), highWaterMark: hwm });
   t.is(quick.summary.upstream.pauses, 0);

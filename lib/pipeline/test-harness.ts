@@ -27,8 +27,8 @@ export interface TestMiddlewareOptions {
   /**
    * How long to wait for the flow to close once everything was sent. When a direction is not
    * ended the harness waits this long and then reports `ended: 'open'`. Default 2 000 ms when both
-   * directions are ended, else 0. Either way it then waits until the in-memory connections are
-   * quiet (every read that was due has happened).
+   * directions are ended, else 0. Either way it then lets the in-memory connections go quiet
+   * (reads and closes already due happen; at most 1 000 turns of the event loop).
    */
   timeoutMs?: number;
   /** Entries put into `ctx.state` before the middleware is called. */
