@@ -37,7 +37,10 @@ export interface TestMiddlewareOptions {
   id?: number;
   /** `ctx.proxyId`. Default 'rxredirect'. */
   proxyId?: string;
-  /** As the server's `limits.highWaterMark`: bytes held per direction before the pump stops reading. Default 512 KiB. */
+  /**
+   * As the server's `limits.highWaterMark`: bytes held per direction before the pump stops
+   * reading. At least 1024; default 512 KiB.
+   */
   highWaterMark?: number;
   /**
    * A slow reader: `upstream` paces the destination (what the upstream chain emits), `downstream`
@@ -45,7 +48,10 @@ export interface TestMiddlewareOptions {
    * turn of the event loop). Default: each reads everything as soon as it arrives.
    */
   readPace?: { upstream?: ReadPace; downstream?: ReadPace };
-  /** As the server's `limits.connectTimeoutMs` while `ctx.deferConnect()` holds the connect. Default 0: no deadline. */
+  /**
+   * As the server's `limits.connectTimeoutMs` while `ctx.deferConnect()` holds the connect.
+   * Default 0: no deadline.
+   */
   connectTimeoutMs?: number;
 }
 
@@ -113,7 +119,7 @@ export async function testMiddleware(
     id: options.id ?? 1,
     record: createRecord(options.record ?? DEFAULT_RECORD),
     proxyId: options.proxyId ?? 'rxredirect',
-    highWaterMark: count('highWaterMark', options.highWaterMark, DEFAULT_HIGH_WATER_MARK, 1),
+    highWaterMark: count('highWaterMark', options.highWaterMark, DEFAULT_HIGH_WATER_MARK, 1024),
     connectTimeoutMs: count('connectTimeoutMs', options.connectTimeoutMs, 0, 0),
   });
   const upOut: Buffer[] = [];
