@@ -10,7 +10,9 @@ import {
   testMiddleware,
   upstream,
 } from '../lib/index';
+import { bypass } from '../middleware/index';
 import { throwsCode, throwsCodeAsync } from './helpers/expect';
+import { collect, dial, listenTcp, nextClose, startRedirect } from './helpers/net';
 
 test('runs chains in the server order: upstream in array order, downstream reversed', async (t) => {
   const tag =
@@ -365,4 +367,44 @@ test('bad harness options are coded errors', async (t) => {
     'ERR_REDIRECT_INVALID_OPTION',
   );
   await throwsCodeAsync(t, testMiddleware(identity, { connectTimeoutMs: 1.5 }), 'ERR_REDIRECT_INVALID_OPTION');
+});
+
+test('two drivers: one chain over real sockets and in the harness gives the same bytes and summary', async (t) => {
+  const upper = (c: Buffer) => Buffer.from(c.toString('latin1').toUpperCase(), 'latin1');
+  // The downstream chain is bypassed at build: those bytes must come out raw on both drivers.
+  const chain: Middleware[] = [bypass({ direction: 'downstream' }), both(upper)];
+  const destination = await listenTcp(t, (s) => {
+    const got: Buffer[] = [];
+    s.on('data', (c: Buffer) => got.push(c));
+    s.on('end', () => {
+      received = Buffer.concat(got).toString();
+      s.end('pong and more');
+    });
+  });
+  let received = '';
+  const { server, port } = await startRedirect(t, {
+    resolve: { host: '127.0.0.1', port: destination.port },
+    middleware: chain,
+    zeroCopy: 'off',
+  });
+  const closed = nextClose(server);
+  const client = await dial(port);
+  const answer = collect(client);
+  client.end('ping, then FIN');
+  const [onSockets, reply] = await Promise.all([closed, answer]);
+
+  const inMemory = await testMiddleware(chain, { upstream: ['ping, then FIN'], downstream: ['pong and more'] });
+  t.is(received, 'PING, THEN FIN');
+  t.is(inMemory.upstreamBytes.toString(), received);
+  t.is(reply.data?.toString(), 'pong and more');
+  t.is(inMemory.downstreamBytes.toString(), 'pong and more');
+  for (const summary of [onSockets, inMemory.summary]) {
+    t.is(summary.reason, 'client-end');
+    t.is(summary.error, undefined);
+    t.is(summary.path, 'js');
+  }
+  for (const direction of ['upstream', 'downstream'] as const) {
+    const { bytesRead, bytesWritten, pauses } = onSockets[direction];
+    t.like(inMemory.summary[direction], { bytesRead, bytesWritten, pauses }, direction);
+  }
 });
