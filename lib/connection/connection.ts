@@ -21,7 +21,7 @@ import type { Transport } from '../net/transport';
 import type { ConnectDeferrals } from '../pipeline/context';
 import { Pump } from '../pipeline/pump';
 import { type BuiltFlow, buildFlow, type Chain } from './build-flow';
-import { closeSummary, EndOrder } from './close-summary';
+import { closeSummary, EndOrder } from '../pipeline/close-summary';
 import { askResolver } from './ask-resolver';
 import { dialUpstream, EgressRegistration, isFault } from './dial';
 import type { DirectionOwner } from './direction-hooks';

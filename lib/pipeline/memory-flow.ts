@@ -1,3 +1,4 @@
+import { closeSummary, EndOrder } from './close-summary';
 import { buildChain } from './compose';
 import { ConnectDeferrals, type ContextOwner, createContext } from './context';
 import { type Ending, middlewareFault } from './middleware-ending';
@@ -11,8 +12,6 @@ import type {
   CloseReason,
   CloseSummary,
   ConnectionContext,
-  DataPath,
-  DirectionSummary,
   Middleware,
   MiddlewareOperators,
   RedirectRecord,
@@ -71,10 +70,9 @@ export class MemoryFlow implements ContextOwner {
   private downPump: Pump | undefined;
   private reason: CloseReason | undefined;
   private error: RedirectError | undefined;
-  /** The order in which each side's FIN was seen (0: not yet): the first one is the close reason. */
+  /** Who sent FIN first: here the order of arrival is the truth, so a counter is the clock. */
+  private readonly endOrder = new EndOrder();
   private ends = 0;
-  private clientEndAt = 0;
-  private upstreamEndAt = 0;
   private clientClosed = false;
   /** Until the upstream "connects" there is nothing to wait for on that side. */
   private upstreamClosed = true;
@@ -106,7 +104,7 @@ export class MemoryFlow implements ContextOwner {
     this.fromClient.attach({
       data: (chunk) => this.upPump?.onData(chunk),
       end: () => {
-        this.clientEndAt ||= ++this.ends;
+        this.endOrder.note('client', ++this.ends);
         this.upPump?.onSourceEnd();
       },
       error: (err) => this.fault('client', err),
@@ -118,7 +116,7 @@ export class MemoryFlow implements ContextOwner {
     this.toUpstream.attach({
       data: (chunk) => this.downPump?.onData(chunk),
       end: () => {
-        this.upstreamEndAt ||= ++this.ends;
+        this.endOrder.note('upstream', ++this.ends);
         this.downPump?.onSourceEnd();
       },
       error: (err) => this.fault('upstream', err),
@@ -254,34 +252,18 @@ export class MemoryFlow implements ContextOwner {
   private maybeFinish(): void {
     if (this.done || !this.clientClosed || !this.upstreamClosed) return;
     if (this.reason === undefined) {
-      const client = this.clientEndAt;
-      const upstream = this.upstreamEndAt;
-      this.reason =
-        client === 0 && upstream === 0
-          ? 'destroyed'
-          : upstream === 0 || (client !== 0 && client < upstream)
-            ? 'client-end'
-            : 'upstream-end';
+      this.reason = this.endOrder.reason ?? 'destroyed';
       this.upPump?.stop();
       this.downPump?.stop();
     }
     this.done = true;
     clearTimeout(this.connectTimer);
     if (!this.abort.signal.aborted) this.abort.abort(this.reason);
-    const up = this.upPump?.summary() ?? EMPTY_DIRECTION;
-    const down = this.downPump?.summary() ?? EMPTY_DIRECTION;
-    this.summary = {
-      id: this.id,
-      peer: this.record.source,
-      record: this.record,
-      target: this.target,
-      reason: this.reason,
-      error: this.error,
-      durationMs: performance.now() - this.startedAt,
-      upstream: up,
-      downstream: down,
-      path: flowPath(up.path, down.path),
-    };
+    const flow = { id: this.id, peer: this.record.source, record: this.record, target: this.target };
+    this.summary = closeSummary(flow, this.reason, this.error, this.startedAt, {
+      upstream: this.upPump?.summary(),
+      downstream: this.downPump?.summary(),
+    });
     this.resolveClosed(this.summary);
   }
 }
@@ -292,19 +274,3 @@ function closeWhenFlushed(transport: Transport): void {
   if (transport.writableLength === 0) transport.destroy();
   else transport.write(Buffer.alloc(0), () => transport.destroy());
 }
-
-function flowPath(up: DataPath | 'mixed', down: DataPath | 'mixed'): DataPath | 'mixed' {
-  if (up === 'none') return down;
-  if (down === 'none' || down === up) return up;
-  return 'mixed';
-}
-
-const EMPTY_DIRECTION: DirectionSummary = Object.freeze({
-  bytesRead: 0,
-  reads: 0,
-  bytesWritten: 0,
-  peakBuffered: 0,
-  pauses: 0,
-  path: 'none' as const,
-  zeroCopyBytes: 0,
-});
