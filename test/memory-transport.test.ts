@@ -3,7 +3,7 @@ import { EventEmitter } from 'node:events';
 import test from 'ava';
 import { type MemoryTransport, memoryTransportPair } from '../lib/net/memory-transport';
 
-/** An end's events, recorded in order; `events` emits 'close' so a test can wait for it. */
+/** An end's events, recorded in order, with promises of its 'end' and 'close'. */
 function record(end: MemoryTransport) {
   const log: string[] = [];
   const data: Buffer[] = [];
@@ -13,14 +13,17 @@ function record(end: MemoryTransport) {
       data.push(chunk);
       log.push(`data:${chunk.toString()}`);
     },
-    end: () => log.push('end'),
+    end: () => {
+      log.push('end');
+      events.emit('end');
+    },
     error: (err) => log.push(`error:${(err as NodeJS.ErrnoException).code}`),
     close: () => {
       log.push('close');
       events.emit('close');
     },
   });
-  return { log, data, closed: once(events, 'close') };
+  return { log, data, ended: once(events, 'end'), closed: once(events, 'close') };
 }
 
 const turn = () => new Promise((r) => setImmediate(r));
@@ -126,4 +129,17 @@ test('destroy sends FIN when nothing is unread, RST otherwise; writing to a clos
   c.destroy();
   await rd.closed;
   t.deepEqual(rd.log, ['error:ECONNRESET', 'close']);
+});
+
+test('a reader paced with everyMs reads on a timer, a piece at a time, in order', async (t) => {
+  const [a, b] = memoryTransportPair();
+  const rb = record(b);
+  record(a);
+  b.setReadPace({ bytes: 2, everyMs: 5 });
+  b.startReading();
+  a.write(Buffer.from('abcde'), () => {});
+  a.end();
+  t.true(b.busy);
+  await rb.ended;
+  t.deepEqual(rb.log, ['data:ab', 'data:cd', 'data:e', 'end']);
 });
