@@ -69,3 +69,10 @@ export function errnoOf(err: unknown): string | undefined {
 export function invalidOption(path: string, message: string): RedirectError {
   return new RedirectError('ERR_REDIRECT_INVALID_OPTION', path === '' ? message : `options.${path}: ${message}`);
 }
+
+/** Anything thrown by user code: a RedirectError keeps its own code, the rest gets `code`. */
+export function asRedirectError(err: unknown, code: RedirectError['code'], message: string): RedirectError {
+  if (err instanceof RedirectError) return err;
+  const detail = err instanceof Error ? err.message : String(err);
+  return new RedirectError(code, `${message}: ${detail}`, { cause: err });
+}

@@ -21,7 +21,7 @@ import type { Transport } from '../net/transport';
 import type { ConnectDeferrals } from '../pipeline/context';
 import { Pump } from '../pipeline/pump';
 import { type BuiltFlow, buildFlow, type Chain } from './build-flow';
-import { closeSummary, firstEnd } from './close-summary';
+import { closeSummary, firstEnd } from '../pipeline/close-summary';
 import { askResolver } from './ask-resolver';
 import { dialUpstream, EgressRegistration, isFault } from './dial';
 import type { DirectionOwner } from './direction-hooks';
@@ -207,9 +207,11 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Direct
       this.choose(deferrals, target, chain, resolved.leftover);
       return;
     }
-    this.target = target;
-    if (literal) this.targetResolved(literal, chain, resolved.leftover);
-    else this.lookUpTarget(target, chain, resolved.leftover);
+    // Every deferral was released while the chain was built: a release may still have named the target.
+    const routed = deferrals?.routed;
+    this.target = routed ?? target;
+    if (literal && routed === undefined) this.targetResolved(literal, chain, resolved.leftover);
+    else this.lookUpTarget(this.target, chain, resolved.leftover);
   }
 
   /** ctx.deferConnect(): the upstream pump runs into a queue until the middleware chooses. */
