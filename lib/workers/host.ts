@@ -1,0 +1,170 @@
+import { availableParallelism } from 'node:os';
+import { EventEmitter } from 'eventemitter3';
+import { RedirectError } from '../errors';
+import type { SpliceEngineStats } from '../native';
+import type { ServerStats } from '../server-stats';
+import type { Endpoint } from '../types';
+import { DEFAULT_ZERO_COPY_BUDGET, type ZeroCopyBudget } from '../zero-copy';
+import { type ClusterListenOptions, ListeningSockets } from './sockets';
+import { sumStats } from './stats-sum';
+import { validateClusterOptions } from './validate';
+import type { WorkerProcess, WorkerProcessInfo, WorkerStatsReply } from './worker-process';
+import { WorkerStarter } from './worker-slots';
+
+export interface RedirectClusterOptions {
+  /** Path (or file: URL) of the config module: it exports the server options or a function returning them. */
+  module: string;
+  listen: ClusterListenOptions;
+  /** Worker processes. Default os.availableParallelism(). */
+  workers?: number;
+  /** How long a draining generation (reload, close) may take before its rest is reset. Default 30 s. */
+  closeTimeoutMs?: number;
+  /** The global splice budget, divided among the workers (docs/workers.md). */
+  zeroCopyBudget?: ZeroCopyBudget;
+  /** Forward each worker's close summaries as 'closed' events. Default false. */
+  summaries?: boolean;
+  /** A module whose export is called with each worker's server before it listens. */
+  setup?: string;
+  /** Node flags for the workers. Default: none. */
+  execArgv?: readonly string[];
+}
+
+export interface ClusterStats {
+  /** Workers that answered. */
+  readonly workers: number;
+  /** The sum of their server.stats(). */
+  readonly server: ServerStats | undefined;
+  /** The sum of their splice engines' stats (pipeSize, maxPipeSize: per relay, not summed). */
+  readonly zeroCopy: SpliceEngineStats | undefined;
+  readonly perWorker: readonly WorkerStatsReply[];
+}
+
+export interface RedirectClusterEvents {
+  listening: [address: Endpoint];
+  'worker-listening': [info: WorkerProcessInfo];
+  'worker-exit': [info: WorkerProcessInfo & { expected: boolean }, code: number | null, signal: NodeJS.Signals | null];
+  reloaded: [generation: number];
+  closed: [summary: Record<string, unknown>, info: WorkerProcessInfo];
+  error: [err: Error];
+}
+
+/**
+ * N worker processes on one address (Linux, with the addon). The primary holds
+ * the SO_REUSEPORT sockets, restarts crashed workers and reloads generations
+ * without refusing a connection; lifecycle and protocol in docs/workers.md.
+ */
+export class RedirectCluster extends EventEmitter<RedirectClusterEvents> {
+  readonly options: Readonly<RedirectClusterOptions>;
+  private sockets: ListeningSockets | undefined;
+  private starter: WorkerStarter | undefined;
+  private state: 'idle' | 'starting' | 'running' | 'closing' | 'closed' = 'idle';
+  /** The running reload or close: one at a time. */
+  private busy: Promise<unknown> = Promise.resolve();
+
+  constructor(options: RedirectClusterOptions) {
+    super();
+    this.options = validateClusterOptions(options);
+  }
+
+  get workers(): number {
+    return this.options.workers ?? availableParallelism();
+  }
+
+  get address(): Endpoint | undefined {
+    return this.sockets?.address;
+  }
+
+  get generation(): number {
+    return this.starter?.generation ?? 0;
+  }
+
+  /** Makes the sockets, starts generation 1; resolves with the address once every worker accepts. */
+  async start(): Promise<Endpoint> {
+    if (this.state !== 'idle') {
+      throw new RedirectError('ERR_REDIRECT_SERVER_STATE', `start() called on a cluster that is ${this.state}`);
+    }
+    this.state = 'starting';
+    const sockets = new ListeningSockets(this.options.listen, this.workers);
+    this.sockets = sockets;
+    const starter = new WorkerStarter(this.options, sockets, this.budgetLimits(), this);
+    this.starter = starter;
+    try {
+      await starter.startGeneration(this.workers);
+    } catch (err) {
+      this.state = 'closed';
+      sockets.close();
+      throw err;
+    }
+    this.state = 'running';
+    this.emit('listening', sockets.address);
+    return sockets.address;
+  }
+
+  /**
+   * Starts a new generation on the same sockets (the config module imported anew), then drains
+   * the old one. Rejects with ERR_REDIRECT_WORKER_FAILED, the old generation still serving, when
+   * a new worker cannot start.
+   */
+  reload(): Promise<void> {
+    const run = this.busy.then(async () => {
+      if (this.state !== 'running' || this.starter === undefined) {
+        throw new RedirectError('ERR_REDIRECT_SERVER_STATE', `reload() called on a cluster that is ${this.state}`);
+      }
+      await this.starter.reload(this.workers);
+      this.emit('reloaded', this.starter.generation);
+    });
+    this.busy = run.catch(() => {});
+    return run;
+  }
+
+  /** Every worker stops accepting and drains (timeoutMs, default closeTimeoutMs); then the sockets close. */
+  close(options: { timeoutMs?: number } = {}): Promise<void> {
+    const run = this.busy.then(async () => {
+      if (this.state === 'closed' || this.state === 'closing') return;
+      this.state = 'closing';
+      await this.starter?.stopAll(options.timeoutMs ?? this.options.closeTimeoutMs ?? 30_000);
+      this.sockets?.close();
+      this.state = 'closed';
+    });
+    this.busy = run.catch(() => {});
+    return run;
+  }
+
+  /** Asks every live worker for its stats and sums them. */
+  async stats(): Promise<ClusterStats> {
+    const replies = (await Promise.all((this.starter?.live() ?? []).map((w) => w.stats()))).filter(
+      (r): r is WorkerStatsReply => r !== undefined,
+    );
+    const engines = replies.map((r) => r.zeroCopy).filter((z): z is SpliceEngineStats => z !== null);
+    const zeroCopy = sumStats(engines);
+    const first = engines[0];
+    return {
+      workers: replies.length,
+      server: sumStats(replies.map((r) => r.server)),
+      zeroCopy:
+        zeroCopy && first ? { ...zeroCopy, pipeSize: first.pipeSize, maxPipeSize: first.maxPipeSize } : undefined,
+      perWorker: replies,
+    };
+  }
+
+  /** The live worker processes (pid, slot, generation), e.g. for a metrics label or a test. */
+  list(): WorkerProcessInfo[] {
+    return (this.starter?.live() ?? []).map((w: WorkerProcess) => w.info);
+  }
+
+  private budgetLimits(): { maxPipes: number; maxPipeBytes: number; perWorker: Record<string, number> } {
+    const b = this.options.zeroCopyBudget ?? {};
+    const perWorker: Record<string, number> = { threads: b.threads ?? 1 };
+    if (b.pipeSize !== undefined) perWorker.pipeSize = b.pipeSize;
+    if (b.maxPipeSize !== undefined) perWorker.maxPipeSize = b.maxPipeSize;
+    return {
+      maxPipes: b.maxPipes ?? DEFAULT_ZERO_COPY_BUDGET.maxPipes,
+      maxPipeBytes: b.maxPipeBytes ?? DEFAULT_ZERO_COPY_BUDGET.maxPipeBytes,
+      perWorker,
+    };
+  }
+}
+
+export function createRedirectCluster(options: RedirectClusterOptions): RedirectCluster {
+  return new RedirectCluster(options);
+}
