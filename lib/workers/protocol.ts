@@ -49,7 +49,13 @@ export type FromWorker =
       readonly server: ServerStats;
       readonly zeroCopy: SpliceEngineStats | null;
     }
-  | { readonly rxr: 1; readonly type: 'frozen'; readonly id: number; readonly pipes: number; readonly pipeBytes: number }
+  | {
+      readonly rxr: 1;
+      readonly type: 'frozen';
+      readonly id: number;
+      readonly pipes: number;
+      readonly pipeBytes: number;
+    }
   | { readonly rxr: 1; readonly type: 'drained' }
   | { readonly rxr: 1; readonly type: 'closed'; readonly summary: Record<string, unknown> };
 

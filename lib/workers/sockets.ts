@@ -34,10 +34,14 @@ export class ListeningSockets {
     const addon = requireLinux('workers (SO_REUSEPORT listeners)');
     const host = options.host ?? '127.0.0.1';
     const kind = isIP(host);
-    if (kind === 0) throw new RedirectError('ERR_REDIRECT_INVALID_OPTION', `listen.host must be an IP address, got ${host}`);
+    if (kind === 0)
+      throw new RedirectError('ERR_REDIRECT_INVALID_OPTION', `listen.host must be an IP address, got ${host}`);
     const port = options.port ?? 0;
     if (!Number.isInteger(port) || port < 0 || port > 65535) {
-      throw new RedirectError('ERR_REDIRECT_INVALID_OPTION', `listen.port must be an integer 0–65535, got ${String(port)}`);
+      throw new RedirectError(
+        'ERR_REDIRECT_INVALID_OPTION',
+        `listen.port must be an integer 0–65535, got ${String(port)}`,
+      );
     }
     this.family = kind === 6 ? 6 : 4;
     this.options = options;

@@ -53,6 +53,7 @@ export class WorkerStarter {
   /** The serving generation, by slot. */
   private current = new Map<number, WorkerProcess>();
   private readonly draining = new Set<WorkerProcess>();
+  /** The last restart delay of each slot (absent: no early failure since the last stable run). */
   private readonly backoff = new Map<number, number>();
   private readonly timers = new Set<NodeJS.Timeout>();
   /** The budget share each serving worker has now. */
@@ -160,9 +161,11 @@ export class WorkerStarter {
       if (expected || this.stopping || this.current.get(w.slot) !== w) return;
       // A worker that ran a while is replaced at once; one that keeps failing soon after its
       // start (a broken config, a crash at startup) is retried with a growing delay.
+      // Delays of consecutive early failures: 0, 100 ms, 200 ms, … 5 s.
       const stable = performance.now() - w.startedAt >= STABLE_MS;
-      const previous = this.backoff.get(w.slot) ?? 0;
-      const delay = stable ? 0 : previous === 0 ? FIRST_BACKOFF_MS : Math.min(MAX_BACKOFF_MS, previous * 2);
+      const previous = stable ? undefined : this.backoff.get(w.slot);
+      const delay =
+        previous === undefined ? 0 : previous === 0 ? FIRST_BACKOFF_MS : Math.min(MAX_BACKOFF_MS, previous * 2);
       this.backoff.set(w.slot, delay);
       this.restart(w.slot, w.generation, delay);
     });

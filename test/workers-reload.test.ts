@@ -1,0 +1,69 @@
+import { once } from 'node:events';
+import test from 'ava';
+import type { WorkerProcessInfo } from '../lib/workers/index';
+import { dial, drain, echoUpstream, sendRandom } from './helpers/net';
+import { nextEvent, oneShot, startCluster } from './helpers/workers';
+
+const skip = process.platform !== 'linux' ? 'the workers host needs Linux (SO_REUSEPORT, the addon)' : undefined;
+
+test.serial(
+  'reload under load: no connection refused or reset, a long transfer from before finishes intact',
+  async (t) => {
+    if (skip) return t.log(`skipped: ${skip}`) as undefined;
+    const up = await echoUpstream(t);
+    process.env.RXR_TEST_UPSTREAM_PORT = String(up.port);
+    process.env.RXR_TEST_ZERO_COPY = 'auto';
+    const { cluster, port } = await startCluster(t, { workers: 2 });
+    const before = cluster.list().map((w) => w.pid);
+
+    // A client loop, 4 at a time, opening connections until told to stop.
+    let looping = true;
+    const outcomes: { ok: boolean; error: string | undefined }[] = [];
+    const loop = async (): Promise<void> => {
+      while (looping) outcomes.push(await oneShot(port, 4096));
+    };
+    const loops = Promise.all([loop(), loop(), loop(), loop()]);
+
+    // The long transfer: established and flowing before the reload, most of it sent after.
+    const long = await dial(port);
+    const echoed = drain(long);
+    const firstPart = sendRandom(long, 4 * 1024 * 1024, 64 * 1024, false);
+    await firstPart;
+    while ((long.bytesRead ?? 0) < 4 * 1024 * 1024) await once(long, 'data');
+
+    const newListening: WorkerProcessInfo[] = [];
+    cluster.on('worker-listening', (info) => newListening.push(info));
+    const exits: { pid: number | undefined; expected: boolean }[] = [];
+    cluster.on('worker-exit', (info) => exits.push({ pid: info.pid, expected: info.expected }));
+    const reloaded = cluster.reload();
+    // Once generation 2 accepts, generation 1 has stopped accepting and drains: keep the long
+    // transfer going through it.
+    while (newListening.filter((w) => w.generation === 2).length < 2) await nextEvent(cluster, 'worker-listening');
+    const rest = await sendRandom(long, 28 * 1024 * 1024);
+    const result = await echoed;
+    await reloaded;
+    const afterReload = outcomes.length;
+    // And connections after the reload, still in the loop.
+    while (outcomes.length < afterReload + 40) await new Promise((r) => setImmediate(r));
+    looping = false;
+    await loops;
+
+    t.is(result.error, undefined);
+    t.is(result.bytes, 32 * 1024 * 1024, 'the long transfer came back whole');
+    t.truthy(rest);
+    const failed = outcomes.filter((o) => !o.ok);
+    t.log(
+      `${outcomes.length} connections opened during the run, ${afterReload} before the reload resolved; failures: ${failed.length}`,
+    );
+    t.deepEqual(failed, [], 'no connection refused or reset');
+    t.deepEqual(exits.map((e) => e.pid).sort(), [...before].sort(), 'the old generation exited');
+    t.true(exits.every((e) => e.expected));
+    t.true(
+      cluster.list().every((w) => w.generation === 2),
+      'generation 2 serves',
+    );
+    const stats = await cluster.stats();
+    t.true((stats.server?.total.accepted ?? 0) > 0, 'the new generation accepted connections');
+    return undefined;
+  },
+);
