@@ -1,6 +1,7 @@
 import test from 'ava';
 import type { WorkerProcessInfo } from '../lib/workers/index';
-import { echoUpstream } from './helpers/net';
+import { connect } from 'node:net';
+import { drain, echoUpstream, sendRandom } from './helpers/net';
 import { EchoRounds, nextEvent, oneShot, startCluster } from './helpers/workers';
 
 const skip = process.platform !== 'linux' ? 'the workers host needs Linux (SO_REUSEPORT, the addon)' : undefined;
@@ -66,6 +67,40 @@ test.serial(
 
     const stats = await cluster.stats();
     t.is(stats.workers, 2, 'two workers again');
+    return undefined;
+  },
+);
+
+test.serial(
+  'connections queued on a dead worker’s socket are served by its replacement (the primary holds the socket)',
+  async (t) => {
+    if (skip) return t.log(`skipped: ${skip}`) as undefined;
+    const up = await echoUpstream(t);
+    process.env.RXR_TEST_UPSTREAM_PORT = String(up.port);
+    const { cluster, port } = await startCluster(t, { workers: 1 });
+    const victim = cluster.list()[0] as WorkerProcessInfo;
+    // Stopped, the worker accepts nothing: the kernel completes the handshakes and queues them.
+    process.kill(victim.pid as number, 'SIGSTOP');
+    const clients = Array.from({ length: 5 }, () => connect({ port, host: '127.0.0.1', allowHalfOpen: true }));
+    const echoes = clients.map((c) => {
+      c.on('error', () => {});
+      return drain(c);
+    });
+    await Promise.all(clients.map((c) => new Promise((resolve) => c.once('connect', resolve))));
+    const sent = await Promise.all(clients.map((c) => sendRandom(c, 16 * 1024)));
+    const replaced = new Promise<void>((resolve) => {
+      cluster.on('worker-listening', (info) => {
+        if (info.pid !== victim.pid) resolve();
+      });
+    });
+    process.kill(victim.pid as number, 'SIGKILL');
+    await replaced;
+    const results = await Promise.all(echoes);
+    t.deepEqual(
+      results.map((r) => r.sha256),
+      sent,
+      'every queued connection was served by the replacement, intact',
+    );
     return undefined;
   },
 );

@@ -67,3 +67,28 @@ test.serial(
     return undefined;
   },
 );
+
+test.serial('a reload whose workers cannot start is rejected and the old generation keeps serving', async (t) => {
+  if (skip) return t.log(`skipped: ${skip}`) as undefined;
+  const up = await echoUpstream(t);
+  process.env.RXR_TEST_UPSTREAM_PORT = String(up.port);
+  const { cluster, port } = await startCluster(t, { workers: 2 });
+  const before = cluster.list().map((w) => w.pid);
+  process.env.RXR_TEST_FAIL_FROM_GENERATION = '2';
+  t.teardown(() => {
+    delete process.env.RXR_TEST_FAIL_FROM_GENERATION;
+  });
+  const err = await t.throwsAsync(cluster.reload(), { code: 'ERR_REDIRECT_WORKER_FAILED' });
+  t.regex(err?.message ?? '', /generation 2 refuses to start/);
+  t.deepEqual(
+    cluster.list().map((w) => w.pid),
+    before,
+    'generation 1 still serves',
+  );
+  const outcomes = await Promise.all(Array.from({ length: 10 }, () => oneShot(port)));
+  t.true(outcomes.every((o) => o.ok));
+  delete process.env.RXR_TEST_FAIL_FROM_GENERATION;
+  await cluster.reload();
+  t.true(cluster.list().every((w) => w.generation === 2));
+  return undefined;
+});
