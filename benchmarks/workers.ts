@@ -50,7 +50,8 @@ async function main(): Promise<void> {
   const results: Record<string, { rate: number[]; gbps: number[]; cpuPerConnUs: number[] }> = {};
   for (let round = 0; round < rounds; round++) {
     for (const s of SUBJECTS) {
-      const r = (results[s.name] ??= { rate: [], gbps: [], cpuPerConnUs: [] });
+      const r = results[s.name] ?? { rate: [], gbps: [], cpuPerConnUs: [] };
+      results[s.name] = r;
       await withSubject(s, echo.port, async (port, pid) => {
         await sleep(200);
         const cpu0 = treeCpuSeconds(pid);

@@ -117,3 +117,18 @@ export type { SpliceEngineStats } from './native';
 
 // Testing a middleware chain without sockets (docs/middleware.md)
 export { splits, type TestMiddlewareOptions, type TestMiddlewareResult, testMiddleware } from './test-harness';
+
+// Worker processes on one address, crash restart, zero-downtime reload (Linux, docs/workers.md)
+export {
+  type ClusterListenOptions,
+  type ClusterStats,
+  createRedirectCluster,
+  loadConfigModule,
+  type RedirectCluster,
+  type RedirectClusterEvents,
+  type RedirectClusterOptions,
+  type ServerOptionsFactory,
+  type WorkerInfo,
+  type WorkerProcessInfo,
+  type WorkerStatsReply,
+} from './workers/index';

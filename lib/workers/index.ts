@@ -1,11 +1,11 @@
 /** The multi-core host (docs/workers.md). */
+export { loadConfigModule, type ServerOptionsFactory, type WorkerInfo } from './config-module';
 export {
   type ClusterStats,
   createRedirectCluster,
-  RedirectCluster,
+  type RedirectCluster,
   type RedirectClusterEvents,
   type RedirectClusterOptions,
 } from './host';
-export { loadConfigModule, type ServerOptionsFactory, type WorkerInfo } from './config-module';
 export type { ClusterListenOptions } from './sockets';
 export type { WorkerProcessInfo, WorkerStatsReply } from './worker-process';

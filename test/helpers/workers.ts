@@ -4,7 +4,7 @@ import type { ExecutionContext } from 'ava';
 import { createRedirectCluster, type RedirectCluster, type RedirectClusterOptions } from '../../lib/workers/index';
 
 /** The config module the workers tests host (test/fixtures/workers-config.ts). */
-export const CONFIG_MODULE = require.resolve('../fixtures/workers-config');
+const CONFIG_MODULE = require.resolve('../fixtures/workers-config');
 
 /** A cluster on loopback port 0, closed at teardown. */
 export async function startCluster(
