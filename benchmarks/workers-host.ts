@@ -3,7 +3,7 @@
 // own SO_REUSEPORT socket. Spoken to through Worker (proc.ts).
 import { Worker as Thread, isMainThread, workerData } from 'node:worker_threads';
 import { createRedirectServer } from '../lib/index';
-import { optionalLinux } from '../lib/native';
+import { optionalLinux } from '../lib/platform/addon';
 import { createRedirectCluster, type RedirectCluster } from '../lib/workers/index';
 import { serve } from './proc';
 

@@ -1,7 +1,7 @@
 import { closeSync } from 'node:fs';
 import { connect } from 'node:net';
 import test from 'ava';
-import { optionalLinux } from '../lib/native';
+import { optionalLinux } from '../lib/platform/addon';
 
 const addon = optionalLinux();
 const skip = addon === undefined ? 'needs the addon on Linux' : undefined;

@@ -1,7 +1,7 @@
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { RedirectError } from '../errors';
-import type { RedirectServerOptions } from '../types';
+import { RedirectError } from '../common/errors';
+import type { RedirectServerOptions } from '../config/types';
 
 /** What a worker tells a config module's factory and a setup hook. */
 export interface WorkerInfo {

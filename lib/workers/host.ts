@@ -1,33 +1,15 @@
 import { availableParallelism } from 'node:os';
 import { EventEmitter } from 'eventemitter3';
-import { RedirectError } from '../errors';
-import type { SpliceEngineStats } from '../native';
-import type { ServerStats } from '../server-stats';
-import type { Endpoint } from '../types';
-import { DEFAULT_ZERO_COPY_BUDGET, type ZeroCopyBudget } from '../zero-copy';
-import { type ClusterListenOptions, ListeningSockets } from './sockets';
+import { RedirectError } from '../common/errors';
+import type { SpliceEngineStats } from '../platform/addon';
+import type { ServerStats } from '../server/server-stats';
+import type { Endpoint } from '../common/types';
+import { DEFAULT_ZERO_COPY_BUDGET } from '../zero-copy/engine';
+import { ListeningSockets } from './sockets';
 import { sumStats } from './stats-sum';
-import { validateClusterOptions } from './validate';
+import { type RedirectClusterOptions, validateClusterOptions } from './options';
 import type { WorkerProcess, WorkerProcessInfo, WorkerStatsReply } from './worker-process';
 import { WorkerStarter } from './worker-slots';
-
-export interface RedirectClusterOptions {
-  /** Path (or file: URL) of the config module: it exports the server options or a function returning them. */
-  module: string;
-  listen: ClusterListenOptions;
-  /** Worker processes. Default os.availableParallelism(). */
-  workers?: number;
-  /** How long a draining generation (reload, close) may take before its rest is reset. Default 30 s. */
-  closeTimeoutMs?: number;
-  /** The global splice budget, divided among the workers (docs/workers.md). */
-  zeroCopyBudget?: ZeroCopyBudget;
-  /** Forward each worker's close summaries as 'closed' events. Default false. */
-  summaries?: boolean;
-  /** A module whose export is called with each worker's server before it listens. */
-  setup?: string;
-  /** Node flags for the workers. Default: none. */
-  execArgv?: readonly string[];
-}
 
 export interface ClusterStats {
   /** Workers that answered. */

@@ -5,7 +5,7 @@ export {
   createRedirectCluster,
   type RedirectCluster,
   type RedirectClusterEvents,
-  type RedirectClusterOptions,
 } from './host';
+export type { RedirectClusterOptions } from './options';
 export type { ClusterListenOptions } from './sockets';
 export type { WorkerProcessInfo, WorkerStatsReply } from './worker-process';

@@ -1,6 +1,6 @@
-import type { SpliceEngineStats } from '../native';
-import type { ServerStats } from '../server-stats';
-import type { Endpoint } from '../types';
+import type { SpliceEngineStats } from '../platform/addon';
+import type { ServerStats } from '../server/server-stats';
+import type { Endpoint } from '../common/types';
 
 /**
  * The messages between the primary and its workers over Node's IPC channel

@@ -1,8 +1,8 @@
 import { isIP, Socket } from 'node:net';
-import { RedirectError } from '../errors';
-import { requireLinux } from '../native';
-import { normaliseAddress } from '../record';
-import type { Endpoint } from '../types';
+import { RedirectError } from '../common/errors';
+import { requireLinux } from '../platform/addon';
+import { normaliseAddress } from '../common/record';
+import type { Endpoint } from '../common/types';
 
 /** Where the workers listen. */
 export interface ClusterListenOptions {

@@ -1,7 +1,7 @@
 import type { Server } from 'node:net';
-import { createRedirectServer, type RedirectServer } from '../server';
-import type { CloseSummary } from '../types';
-import { configureZeroCopy, zeroCopyStats } from '../zero-copy';
+import { createRedirectServer, type RedirectServer } from '../server/server';
+import type { CloseSummary } from '../common/types';
+import { configureZeroCopy, zeroCopyStats } from '../zero-copy/engine';
 import { loadSetupHook, serverOptionsFrom } from './config-module';
 import { type FromWorker, isProtocolMessage, type StartMessage, type ToWorker, wireError } from './protocol';
 

@@ -1,9 +1,9 @@
 import { type ChildProcess, fork } from 'node:child_process';
 import { EventEmitter } from 'eventemitter3';
-import { RedirectError } from '../errors';
-import type { SpliceEngineStats } from '../native';
-import type { ServerStats } from '../server-stats';
-import type { Endpoint } from '../types';
+import { RedirectError } from '../common/errors';
+import type { SpliceEngineStats } from '../platform/addon';
+import type { ServerStats } from '../server/server-stats';
+import type { Endpoint } from '../common/types';
 import { type FromWorker, isProtocolMessage, type StartMessage, type ToWorker, type WorkerBudget } from './protocol';
 
 /** What the primary knows of one worker process. */
