@@ -33,8 +33,10 @@ test.serial(
 
     const newListening: WorkerProcessInfo[] = [];
     cluster.on('worker-listening', (info) => newListening.push(info));
-    const exits: { pid: number | undefined; expected: boolean }[] = [];
-    cluster.on('worker-exit', (info) => exits.push({ pid: info.pid, expected: info.expected }));
+    const exits: { pid: number | undefined; expected: boolean; code: number | null; signal: string | null }[] = [];
+    cluster.on('worker-exit', (info, code, signal) =>
+      exits.push({ pid: info.pid, expected: info.expected, code, signal }),
+    );
     const reloaded = cluster.reload();
     // Once generation 2 accepts, generation 1 has stopped accepting and drains: keep the long
     // transfer going through it.
@@ -57,7 +59,10 @@ test.serial(
     );
     t.deepEqual(failed, [], 'no connection refused or reset');
     t.deepEqual(exits.map((e) => e.pid).sort(), [...before].sort(), 'the old generation exited');
-    t.true(exits.every((e) => e.expected));
+    t.true(
+      exits.every((e) => e.expected && e.code === 0 && e.signal === null),
+      `the old workers drained and exited cleanly: ${JSON.stringify(exits)}`,
+    );
     t.true(
       cluster.list().every((w) => w.generation === 2),
       'generation 2 serves',
