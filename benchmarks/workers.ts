@@ -84,17 +84,25 @@ async function main(): Promise<void> {
   console.log(
     `workers benchmark: ${rounds} rounds × ${seconds} s, ${m.cpus} CPUs (${m.cpuModel}), load ${m.loadAverage.join(' ')}, Node ${process.version}`,
   );
+  // Ratios are paired by round (the subjects of a round ran one after the other), then the median
+  // taken: on a shared machine the load drifts between rounds more than between subjects.
+  const paired = (a: number[], b: number[]): number => median(a.map((v, i) => v / (b[i] ?? Number.NaN)));
   console.log(
-    '| subject | connections/s (median) | ×1 process | relay CPU µs/conn | download Gbit/s, 64 streams | ×1 process |',
+    '| subject | connections/s (median; runs) | ×1 process (paired) | relay CPU µs/conn | download Gbit/s, 64 streams (median; runs) | ×1 process (paired) |',
   );
   console.log('| --- | --- | --- | --- | --- | --- |');
   for (const s of SUBJECTS) {
     const r = results[s.name];
     if (!r || !base) continue;
-    const rate = median(r.rate);
-    const gbps = median(r.gbps);
     console.log(
-      `| ${s.name} | ${rate.toFixed(0)} (${r.rate.map((v) => v.toFixed(0)).join(', ')}) | ${(rate / median(base.rate)).toFixed(2)} | ${median(r.cpuPerConnUs).toFixed(0)} | ${gbps.toFixed(2)} (${r.gbps.map((v) => v.toFixed(2)).join(', ')}) | ${(gbps / median(base.gbps)).toFixed(2)} |`,
+      `| ${s.name} | ${median(r.rate).toFixed(0)} (${r.rate.map((v) => v.toFixed(0)).join(', ')}) | ${paired(r.rate, base.rate).toFixed(2)} | ${median(r.cpuPerConnUs).toFixed(0)} | ${median(r.gbps).toFixed(2)} (${r.gbps.map((v) => v.toFixed(2)).join(', ')}) | ${paired(r.gbps, base.gbps).toFixed(2)} |`,
+    );
+  }
+  const p = results['2 processes'];
+  const t = results['2 threads'];
+  if (p && t) {
+    console.log(
+      `2 processes ÷ 2 threads, paired by round: connections/s ${paired(p.rate, t.rate).toFixed(2)}, CPU per connection ${paired(p.cpuPerConnUs, t.cpuPerConnUs).toFixed(2)}, throughput ${paired(p.gbps, t.gbps).toFixed(2)}`,
     );
   }
 }

@@ -14,7 +14,10 @@ import { WorkerStarter } from './worker-slots';
 export interface ClusterStats {
   /** Workers that answered. */
   readonly workers: number;
-  /** The sum of their server.stats(). */
+  /**
+   * The sum of their server.stats(), plus the counters of workers that are gone (a drained
+   * worker's final ones, a crashed worker's last heard): totals do not drop at a reload.
+   */
   readonly server: ServerStats | undefined;
   /** The sum of their splice engines' stats (pipeSize, maxPipeSize: per relay, not summed). */
   readonly zeroCopy: SpliceEngineStats | undefined;
@@ -122,7 +125,7 @@ export class RedirectCluster extends EventEmitter<RedirectClusterEvents> {
     const first = engines[0];
     return {
       workers: replies.length,
-      server: sumStats(replies.map((r) => r.server)),
+      server: sumStats([...replies.map((r) => r.server), ...(this.starter?.retired ? [this.starter.retired] : [])]),
       zeroCopy:
         zeroCopy && first ? { ...zeroCopy, pipeSize: first.pipeSize, maxPipeSize: first.maxPipeSize } : undefined,
       perWorker: replies,

@@ -56,7 +56,8 @@ export type FromWorker =
       readonly pipes: number;
       readonly pipeBytes: number;
     }
-  | { readonly rxr: 1; readonly type: 'drained' }
+  /** Its final counters, after close(): the primary keeps them, so totals survive a reload. */
+  | { readonly rxr: 1; readonly type: 'drained'; readonly server: ServerStats | null }
   | { readonly rxr: 1; readonly type: 'closed'; readonly summary: Record<string, unknown> };
 
 export function isProtocolMessage<T extends { rxr: 1 }>(message: unknown): message is T {

@@ -47,7 +47,7 @@ function onClosed(summary: CloseSummary): void {
 
 async function drain(timeoutMs: number): Promise<void> {
   await server?.close({ timeoutMs });
-  send({ rxr: 1, type: 'drained' });
+  send({ rxr: 1, type: 'drained', server: server?.stats() ?? null });
   process.disconnect?.();
   // Anything a user's setup left running (a timer, a socket) must not keep a drained worker alive.
   setImmediate(() => process.exit(0));

@@ -37,6 +37,8 @@ export class WorkerProcess extends EventEmitter<WorkerProcessEvents> {
   private expected = false;
   private exited = false;
   private readonly exitPromise: Promise<void>;
+  /** The worker's counters as last heard: a stats() answer, or its final ones when it drained. */
+  lastStats: ServerStats | undefined;
 
   constructor(slot: number, generation: number, execArgv: readonly string[]) {
     super();
@@ -47,7 +49,8 @@ export class WorkerProcess extends EventEmitter<WorkerProcessEvents> {
     // A failed send to a dying worker: its 'exit' tells the story.
     this.child.on('error', () => {});
     this.exitPromise = new Promise((resolve) => {
-      this.child.once('exit', (code, signal) => {
+      // 'close', not 'exit': it comes after the channel's last message (a drained worker's final stats).
+      this.child.once('close', (code, signal) => {
         this.exited = true;
         for (const settle of this.pending.values()) settle(undefined);
         this.pending.clear();
@@ -91,9 +94,11 @@ export class WorkerProcess extends EventEmitter<WorkerProcessEvents> {
   }
 
   stats(): Promise<WorkerStatsReply | undefined> {
-    return this.request({ rxr: 1, type: 'stats', id: this.nextId++ }).then((reply) =>
-      reply?.type === 'stats' ? { ...this.info, server: reply.server, zeroCopy: reply.zeroCopy } : undefined,
-    );
+    return this.request({ rxr: 1, type: 'stats', id: this.nextId++ }).then((reply) => {
+      if (reply?.type !== 'stats') return undefined;
+      this.lastStats = reply.server;
+      return { ...this.info, server: reply.server, zeroCopy: reply.zeroCopy };
+    });
   }
 
   /** Limits the worker's splice budget to what it uses now; resolves with that use. */
@@ -138,6 +143,10 @@ export class WorkerProcess extends EventEmitter<WorkerProcessEvents> {
     if (!isProtocolMessage<FromWorker>(message)) return;
     if (message.type === 'closed') {
       this.emit('closed', message.summary);
+      return;
+    }
+    if (message.type === 'drained') {
+      this.lastStats = message.server ?? this.lastStats;
       return;
     }
     const key = message.type === 'stats' || message.type === 'frozen' ? message.id : 0;

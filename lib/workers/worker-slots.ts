@@ -1,5 +1,7 @@
+import type { ServerStats } from '../server/server-stats';
 import type { WorkerBudget } from './protocol';
 import type { ListeningSockets } from './sockets';
+import { sumStats } from './stats-sum';
 import { WorkerProcess, type WorkerProcessInfo } from './worker-process';
 
 /** What the generations need from the cluster's options. */
@@ -59,6 +61,11 @@ export class WorkerStarter {
   /** The budget share each serving worker has now. */
   private share: WorkerBudget;
   private stopping = false;
+  /**
+   * The counters of workers that are gone (final for a drained one, last heard for a crashed
+   * one), live figures zeroed: added to the live workers' so totals do not drop at a reload.
+   */
+  retired: ServerStats | undefined;
 
   constructor(options: StarterOptions, sockets: ListeningSockets, budget: Budget, events: StarterEvents) {
     this.options = options;
@@ -138,6 +145,11 @@ export class WorkerStarter {
 
   private launch(w: WorkerProcess, share: WorkerBudget): Promise<void> {
     w.on('closed', (summary) => this.events.emit('closed', summary, w.info));
+    w.once('exit', () => {
+      if (w.lastStats === undefined) return;
+      const gone = { ...w.lastStats, live: { connections: 0, bytesUpstream: 0, bytesDownstream: 0 } };
+      this.retired = sumStats(this.retired ? [this.retired, gone] : [gone]);
+    });
     return w
       .start(
         {
