@@ -1,7 +1,8 @@
 import test from 'ava';
 import type { WorkerProcessInfo } from '../lib/workers/index';
+import { fork } from 'node:child_process';
 import { connect } from 'node:net';
-import { drain, echoUpstream, sendRandom } from './helpers/net';
+import { drain, eachTurnUntil, echoUpstream, sendRandom } from './helpers/net';
 import { EchoRounds, nextEvent, oneShot, startCluster } from './helpers/workers';
 
 const skip = process.platform !== 'linux' ? 'the workers host needs Linux (SO_REUSEPORT, the addon)' : undefined;
@@ -104,3 +105,29 @@ test.serial(
     return undefined;
   },
 );
+
+test.serial('workers whose primary is killed stop accepting, drain and exit (no orphans)', async (t) => {
+  if (skip) return t.log(`skipped: ${skip}`) as undefined;
+  const up = await echoUpstream(t);
+  process.env.RXR_TEST_UPSTREAM_PORT = String(up.port);
+  const primary = fork(require.resolve('./fixtures/workers-primary'), [], { stdio: 'inherit' });
+  t.teardown(() => primary.kill('SIGKILL'));
+  const { port, pids } = await new Promise<{ port: number; pids: number[] }>((resolve) =>
+    primary.once('message', (m) => resolve(m as { port: number; pids: number[] })),
+  );
+  t.is(pids.length, 2);
+  t.true((await oneShot(port)).ok, 'the cluster serves');
+  primary.kill('SIGKILL');
+  const alive = (pid: number): boolean => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  // Another process's exit has no event here: look each turn of the loop until both are gone.
+  await eachTurnUntil(() => pids.every((pid) => !alive(pid)));
+  t.pass();
+  return undefined;
+});

@@ -48,3 +48,18 @@ test('listenReusePort: IPv6, v6only and a second member of the group', (t) => {
   closeSync(b);
   return undefined;
 });
+
+test('listenReusePort: transparent sets IP_TRANSPARENT before bind (TPROXY listeners)', (t) => {
+  if (skip || addon === undefined) return t.log(`skipped: ${skip}`) as undefined;
+  if (!addon.capabilities().netAdmin) {
+    if (process.env.CI === 'true') t.fail('CI runs as root: CAP_NET_ADMIN expected');
+    return t.log('skipped: needs CAP_NET_ADMIN') as undefined;
+  }
+  const fd = addon.listenReusePort(4, '127.0.0.1', 0, { transparent: true });
+  t.true(addon.isTransparent(fd));
+  const plain = addon.listenReusePort(4, '127.0.0.1', 0);
+  t.false(addon.isTransparent(plain));
+  closeSync(fd);
+  closeSync(plain);
+  return undefined;
+});

@@ -53,3 +53,16 @@ test.serial('N workers on one port: every worker accepts, bytes intact, zero-cop
   t.true(summaries.every((s) => s.reason === 'client-end'));
   return undefined;
 });
+
+test.serial('workers on an IPv6 address', async (t) => {
+  if (skip) return t.log(`skipped: ${skip}`) as undefined;
+  const up = await echoUpstream(t);
+  process.env.RXR_TEST_UPSTREAM_PORT = String(up.port);
+  const { cluster, port } = await startCluster(t, { workers: 2, listen: { host: '::1', port: 0, ipv6Only: true } });
+  t.deepEqual(cluster.address, { address: '::1', port, family: 'IPv6' });
+  const outcomes = await Promise.all(Array.from({ length: 20 }, () => oneShot(port, 8192, '::1')));
+  t.true(outcomes.every((o) => o.ok));
+  const stats = await cluster.stats();
+  t.is(stats.server?.total.accepted, 20);
+  return undefined;
+});

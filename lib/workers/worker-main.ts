@@ -81,7 +81,9 @@ process.on('message', (message: unknown, handle: unknown) => {
   }
 });
 
-// The primary went away (crashed or was killed): stop accepting and drain like a close.
+// The primary went away (crashed or was killed): stop accepting, drain like a close (the server's
+// limits.closeTimeoutMs), and go, whatever a setup hook left running: no orphan keeps serving.
 process.on('disconnect', () => {
-  if (server?.listening) void server.close();
+  if (!server?.listening) return;
+  void server.close().then(() => process.exit(0));
 });

@@ -93,9 +93,13 @@ export class EchoRounds {
 }
 
 /** One short connection: connect, send `size` bytes, end, read the echo. Resolves with its outcome. */
-export function oneShot(port: number, size = 4096): Promise<{ ok: boolean; error: string | undefined }> {
+export function oneShot(
+  port: number,
+  size = 4096,
+  host = '127.0.0.1',
+): Promise<{ ok: boolean; error: string | undefined }> {
   return new Promise((resolve) => {
-    const s = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    const s = connect({ port, host, allowHalfOpen: true });
     const piece = randomBytes(size);
     const chunks: Buffer[] = [];
     let error: string | undefined;
