@@ -76,6 +76,9 @@ test('cluster options are checked in the primary', (t) => {
 test('start() on a bad listen address is a coded error and leaves nothing running', async (t) => {
   const cluster = createRedirectCluster({ module: '/x.js', listen: { host: 'localhost' }, workers: 1 });
   await t.throwsAsync(cluster.start(), { code: 'ERR_REDIRECT_INVALID_OPTION', message: /must be an IP address/ });
+  // Failed for good: not half-started.
+  await t.throwsAsync(cluster.start(), { code: 'ERR_REDIRECT_SERVER_STATE' });
+  await cluster.close();
   const other = createRedirectCluster({ module: '/x.js', listen: { port: 70000 }, workers: 1 });
   await t.throwsAsync(other.start(), { code: 'ERR_REDIRECT_INVALID_OPTION', message: /listen.port/ });
 });

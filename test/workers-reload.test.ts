@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import test from 'ava';
 import type { WorkerProcessInfo } from '../lib/workers/index';
 import { dial, drain, echoUpstream, sendRandom } from './helpers/net';
+import { createRedirectCluster } from '../lib/workers/index';
 import { nextEvent, oneShot, startCluster } from './helpers/workers';
 
 const skip = process.platform !== 'linux' ? 'the workers host needs Linux (SO_REUSEPORT, the addon)' : undefined;
@@ -102,5 +103,25 @@ test.serial('a reload whose workers cannot start is rejected and the old generat
   delete process.env.RXR_TEST_FAIL_FROM_GENERATION;
   await cluster.reload();
   t.true(cluster.list().every((w) => w.generation === 2));
+  return undefined;
+});
+
+test.serial('close() called while start() runs waits for it and stops everything', async (t) => {
+  if (skip) return t.log(`skipped: ${skip}`) as undefined;
+  const up = await echoUpstream(t);
+  process.env.RXR_TEST_UPSTREAM_PORT = String(up.port);
+  const cluster = createRedirectCluster({
+    module: require.resolve('./fixtures/workers-config'),
+    listen: { port: 0 },
+    workers: 2,
+  });
+  const exits: number[] = [];
+  cluster.on('worker-exit', (info) => exits.push(info.pid ?? 0));
+  const started = cluster.start();
+  const closed = cluster.close({ timeoutMs: 0 });
+  await started;
+  await closed;
+  t.is(exits.length, 2, 'both workers exited');
+  t.deepEqual(cluster.list(), []);
   return undefined;
 });

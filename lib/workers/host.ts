@@ -64,25 +64,34 @@ export class RedirectCluster extends EventEmitter<RedirectClusterEvents> {
   }
 
   /** Makes the sockets, starts generation 1; resolves with the address once every worker accepts. */
-  async start(): Promise<Endpoint> {
+  start(): Promise<Endpoint> {
     if (this.state !== 'idle') {
-      throw new RedirectError('ERR_REDIRECT_SERVER_STATE', `start() called on a cluster that is ${this.state}`);
+      return Promise.reject(
+        new RedirectError('ERR_REDIRECT_SERVER_STATE', `start() called on a cluster that is ${this.state}`),
+      );
     }
     this.state = 'starting';
-    const sockets = new ListeningSockets(this.options.listen, this.workers);
-    this.sockets = sockets;
-    const starter = new WorkerStarter(this.options, sockets, this.budgetLimits(), this);
-    this.starter = starter;
-    try {
-      await starter.startGeneration(this.workers);
-    } catch (err) {
-      this.state = 'closed';
-      sockets.close();
-      throw err;
-    }
-    this.state = 'running';
-    this.emit('listening', sockets.address);
-    return sockets.address;
+    const run = (async () => {
+      let sockets: ListeningSockets | undefined;
+      try {
+        sockets = new ListeningSockets(this.options.listen, this.workers);
+        this.sockets = sockets;
+        const starter = new WorkerStarter(this.options, sockets, this.budgetLimits(), this);
+        this.starter = starter;
+        await starter.startGeneration(this.workers);
+      } catch (err) {
+        // Nothing is left running: no worker (startGeneration stops them), no socket.
+        this.state = 'closed';
+        sockets?.close();
+        throw err;
+      }
+      this.state = 'running';
+      this.emit('listening', sockets.address);
+      return sockets.address;
+    })();
+    // A reload() or close() called meanwhile waits for the start.
+    this.busy = run.catch(() => {});
+    return run;
   }
 
   /**

@@ -46,7 +46,8 @@ export type FromWorker =
       readonly rxr: 1;
       readonly type: 'stats';
       readonly id: number;
-      readonly server: ServerStats;
+      /** null while the worker is still starting. */
+      readonly server: ServerStats | null;
       readonly zeroCopy: SpliceEngineStats | null;
     }
   | {

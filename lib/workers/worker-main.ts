@@ -60,8 +60,14 @@ process.on('message', (message: unknown, handle: unknown) => {
       void start(message, handle);
       break;
     case 'stats':
-      if (server === undefined) break;
-      send({ rxr: 1, type: 'stats', id: message.id, server: server.stats(), zeroCopy: zeroCopyStats() ?? null });
+      // Asked before its server exists (still starting): answer anyway, the primary waits for it.
+      send({
+        rxr: 1,
+        type: 'stats',
+        id: message.id,
+        server: server?.stats() ?? null,
+        zeroCopy: zeroCopyStats() ?? null,
+      });
       break;
     case 'freeze': {
       // No new pipes, no growth: the limits become what is in use now.

@@ -95,7 +95,7 @@ export class WorkerProcess extends EventEmitter<WorkerProcessEvents> {
 
   stats(): Promise<WorkerStatsReply | undefined> {
     return this.request({ rxr: 1, type: 'stats', id: this.nextId++ }).then((reply) => {
-      if (reply?.type !== 'stats') return undefined;
+      if (reply?.type !== 'stats' || reply.server === null) return undefined;
       this.lastStats = reply.server;
       return { ...this.info, server: reply.server, zeroCopy: reply.zeroCopy };
     });
