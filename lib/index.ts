@@ -125,5 +125,6 @@ export {
   type ServerOptionsFactory,
   type WorkerInfo,
   type WorkerProcessInfo,
+  type WorkerReply,
   type WorkerStatsReply,
 } from './workers/index';

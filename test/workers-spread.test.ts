@@ -66,3 +66,36 @@ test.serial('workers on an IPv6 address', async (t) => {
   t.is(stats.server?.total.accepted, 20);
   return undefined;
 });
+
+test.serial('cluster.request() reaches the setup hook of every worker', async (t) => {
+  if (skip) return t.log(`skipped: ${skip}`) as undefined;
+  const up = await echoUpstream(t);
+  process.env.RXR_TEST_UPSTREAM_PORT = String(up.port);
+  const { cluster, port } = await startCluster(t, {
+    workers: 2,
+    setup: require.resolve('./fixtures/workers-setup'),
+  });
+  const outcomes = await Promise.all(Array.from({ length: 20 }, () => oneShot(port)));
+  t.true(outcomes.every((o) => o.ok));
+  const replies = await cluster.request({ ask: 'count' });
+  t.deepEqual(replies.map((r) => r.slot).sort(), [0, 1]);
+  const answers = replies.map((r) => r.reply as { slot: number; connections: number; payload: unknown });
+  t.true(answers.every((a, i) => a.slot === replies[i]?.slot && JSON.stringify(a.payload) === '{"ask":"count"}'));
+  t.is(
+    answers.reduce((n, a) => n + a.connections, 0),
+    20,
+  );
+  const failed = await cluster.request('boom');
+  t.true(failed.every((r) => r.error?.code === 'E_TEST' && r.error.message === 'asked to fail'));
+  return undefined;
+});
+
+test.serial('cluster.request() without a setup hook answers with an error per worker', async (t) => {
+  if (skip) return t.log(`skipped: ${skip}`) as undefined;
+  process.env.RXR_TEST_UPSTREAM_PORT = '9';
+  const { cluster } = await startCluster(t, { workers: 1 });
+  const replies = await cluster.request('x');
+  t.is(replies.length, 1);
+  t.regex(replies[0]?.error?.message ?? '', /no setup hook/);
+  return undefined;
+});

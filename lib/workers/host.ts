@@ -24,6 +24,12 @@ export interface ClusterStats {
   readonly perWorker: readonly WorkerStatsReply[];
 }
 
+/** One worker's answer to cluster.request(). */
+export interface WorkerReply extends WorkerProcessInfo {
+  readonly reply?: unknown;
+  readonly error?: { readonly code: string | undefined; readonly message: string };
+}
+
 export interface RedirectClusterEvents {
   listening: [address: Endpoint];
   'worker-listening': [info: WorkerProcessInfo];
@@ -139,6 +145,18 @@ export class RedirectCluster extends EventEmitter<RedirectClusterEvents> {
         zeroCopy && first ? { ...zeroCopy, pipeSize: first.pipeSize, maxPipeSize: first.maxPipeSize } : undefined,
       perWorker: replies,
     };
+  }
+
+  /**
+   * Calls the `setup` hook's `onRequest(payload)` in every live worker (the hook returns
+   * `{ onRequest }`; payload and answer cross the IPC channel as JSON) and resolves with each
+   * worker's answer, or its error as `{ code, message }`. A worker that exits meanwhile is
+   * left out. E.g. per-worker metrics: the hook returns `{ onRequest: () => registry.getMetricsAsJSON() }`.
+   */
+  async request(payload: unknown): Promise<WorkerReply[]> {
+    const live = this.starter?.live() ?? [];
+    const answers = await Promise.all(live.map(async (w) => ({ info: w.info, answer: await w.ask(payload) })));
+    return answers.flatMap(({ info, answer }) => (answer === undefined ? [] : [{ ...info, ...answer }]));
   }
 
   /** The live worker processes (pid, slot, generation), e.g. for a metrics label or a test. */

@@ -5,6 +5,7 @@ export {
   createRedirectCluster,
   type RedirectCluster,
   type RedirectClusterEvents,
+  type WorkerReply,
 } from './host';
 export type { RedirectClusterOptions } from './options';
 export type { ClusterListenOptions } from './sockets';

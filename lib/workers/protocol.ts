@@ -32,7 +32,8 @@ export type ToWorker =
   | { readonly rxr: 1; readonly type: 'stats'; readonly id: number }
   | { readonly rxr: 1; readonly type: 'freeze'; readonly id: number }
   | ({ readonly rxr: 1; readonly type: 'budget' } & WorkerBudget)
-  | { readonly rxr: 1; readonly type: 'drain'; readonly timeoutMs: number };
+  | { readonly rxr: 1; readonly type: 'drain'; readonly timeoutMs: number }
+  | { readonly rxr: 1; readonly type: 'request'; readonly id: number; readonly payload: unknown };
 
 export interface WireError {
   readonly code: string | undefined;
@@ -59,7 +60,15 @@ export type FromWorker =
     }
   /** Its final counters, after close(): the primary keeps them, so totals survive a reload. */
   | { readonly rxr: 1; readonly type: 'drained'; readonly server: ServerStats | null }
-  | { readonly rxr: 1; readonly type: 'closed'; readonly summary: Record<string, unknown> };
+  | { readonly rxr: 1; readonly type: 'closed'; readonly summary: Record<string, unknown> }
+  /** The setup hook's onRequest answer (`error` when it threw or there is none). */
+  | {
+      readonly rxr: 1;
+      readonly type: 'reply';
+      readonly id: number;
+      readonly reply?: unknown;
+      readonly error?: WireError;
+    };
 
 export function isProtocolMessage<T extends { rxr: 1 }>(message: unknown): message is T {
   return (

@@ -14,6 +14,8 @@ import { type FromWorker, isProtocolMessage, type StartMessage, type ToWorker, w
 
 let server: RedirectServer | undefined;
 let summaries = false;
+/** What the setup hook returned to answer cluster.request() (e.g. its metrics registry's JSON). */
+let onRequest: ((payload: unknown) => unknown) | undefined;
 
 function send(message: FromWorker): void {
   // The channel is gone when the primary died: nothing to tell it.
@@ -30,7 +32,10 @@ async function start(message: StartMessage, handle: unknown): Promise<void> {
     server.on('closed', onClosed);
     // A listener fault (accept failing) is counted in stats; the worker keeps serving.
     server.on('error', () => {});
-    if (message.setup !== undefined) await (await loadSetupHook(message.setup))(server, info);
+    if (message.setup !== undefined) {
+      const hooks = (await (await loadSetupHook(message.setup))(server, info)) as { onRequest?: unknown } | undefined;
+      if (typeof hooks?.onRequest === 'function') onRequest = hooks.onRequest.bind(hooks) as typeof onRequest;
+    }
     const address = await server.listen({ handle: handle as Server, backlog: message.backlog });
     send({ rxr: 1, type: 'listening', address });
   } catch (err) {
@@ -43,6 +48,15 @@ async function start(message: StartMessage, handle: unknown): Promise<void> {
 function onClosed(summary: CloseSummary): void {
   if (!summaries) return;
   send({ rxr: 1, type: 'closed', summary: { ...summary, error: summary.error && wireError(summary.error) } });
+}
+
+async function answer(id: number, payload: unknown): Promise<void> {
+  try {
+    if (onRequest === undefined) throw new Error('this worker has no setup hook that returned { onRequest }');
+    send({ rxr: 1, type: 'reply', id, reply: await onRequest(payload) });
+  } catch (err) {
+    send({ rxr: 1, type: 'reply', id, error: wireError(err) });
+  }
 }
 
 async function drain(timeoutMs: number): Promise<void> {
@@ -83,6 +97,9 @@ process.on('message', (message: unknown, handle: unknown) => {
       break;
     case 'drain':
       void drain(message.timeoutMs);
+      break;
+    case 'request':
+      void answer(message.id, message.payload);
       break;
   }
 });

@@ -108,6 +108,15 @@ export class WorkerProcess extends EventEmitter<WorkerProcessEvents> {
     );
   }
 
+  /** The setup hook's onRequest(payload) in this worker; undefined when it exited first. */
+  ask(
+    payload: unknown,
+  ): Promise<{ reply?: unknown; error?: { code: string | undefined; message: string } } | undefined> {
+    return this.request({ rxr: 1, type: 'request', id: this.nextId++, payload }).then((r) =>
+      r?.type === 'reply' ? { ...(r.error ? { error: r.error } : { reply: r.reply }) } : undefined,
+    );
+  }
+
   budget(share: WorkerBudget): void {
     this.post({ rxr: 1, type: 'budget', ...share });
   }
@@ -149,7 +158,7 @@ export class WorkerProcess extends EventEmitter<WorkerProcessEvents> {
       this.lastStats = message.server ?? this.lastStats;
       return;
     }
-    const key = message.type === 'stats' || message.type === 'frozen' ? message.id : 0;
+    const key = message.type === 'stats' || message.type === 'frozen' || message.type === 'reply' ? message.id : 0;
     const settle = this.pending.get(key);
     if (settle === undefined) return;
     this.pending.delete(key);
