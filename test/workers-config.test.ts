@@ -66,6 +66,7 @@ test('cluster options are checked in the primary', (t) => {
     [{ ...base, listen: null }, /listen: must be/],
     [{ ...base, setup: 3 }, /setup/],
     [{ ...base, execArgv: '--x' }, /execArgv/],
+    [{ ...base, spare: 'yes' }, /spare: must be a boolean/],
     [{ ...base, worker: 2 }, /worker: unknown option/],
   ];
   for (const [options, message] of bad) {

@@ -16,6 +16,11 @@ export interface RedirectClusterOptions {
   summaries?: boolean;
   /** A module whose export is called with each worker's server before it listens. */
   setup?: string;
+  /**
+   * Keep one spare process forked ahead (library loaded, no slot), so a crashed worker is
+   * replaced without waiting for a Node start. Default true; false saves its memory.
+   */
+  spare?: boolean;
   /** Node flags for the workers. Default: none. */
   execArgv?: readonly string[];
 }
@@ -28,6 +33,7 @@ const KNOWN = new Set([
   'zeroCopyBudget',
   'summaries',
   'setup',
+  'spare',
   'execArgv',
 ]);
 
@@ -57,6 +63,7 @@ export function validateClusterOptions(options: RedirectClusterOptions): Readonl
   if (closeTimeoutMs !== undefined && (!Number.isInteger(closeTimeoutMs) || closeTimeoutMs < 0)) {
     throw invalid('closeTimeoutMs', `must be a non-negative integer, got ${String(closeTimeoutMs)}`);
   }
+  if (options.spare !== undefined && typeof options.spare !== 'boolean') throw invalid('spare', 'must be a boolean');
   if (options.execArgv !== undefined && !Array.isArray(options.execArgv)) {
     throw invalid('execArgv', 'must be an array of strings');
   }

@@ -28,9 +28,10 @@ const WORKER_MAIN = require.resolve('./worker-main');
 
 /** The primary's side of one worker: a forked process with an IPC channel and the requests it answers. */
 export class WorkerProcess extends EventEmitter<WorkerProcessEvents> {
-  readonly slot: number;
-  readonly generation: number;
-  readonly startedAt = performance.now();
+  /** Set when it is given a slot: a spare is forked before it has one (-1). */
+  slot: number;
+  generation: number;
+  startedAt = performance.now();
   private readonly child: ChildProcess;
   private readonly pending = new Map<number, (reply: FromWorker | undefined) => void>();
   private nextId = 1;
@@ -58,6 +59,13 @@ export class WorkerProcess extends EventEmitter<WorkerProcessEvents> {
         resolve();
       });
     });
+  }
+
+  /** Gives a spare (forked ahead, library loaded, no server yet) its slot before start(). */
+  assign(slot: number, generation: number): void {
+    this.slot = slot;
+    this.generation = generation;
+    this.startedAt = performance.now();
   }
 
   get info(): WorkerProcessInfo {

@@ -12,6 +12,7 @@ interface StarterOptions {
   readonly execArgv?: readonly string[] | undefined;
   readonly listen: { readonly backlog?: number | undefined };
   readonly closeTimeoutMs?: number | undefined;
+  readonly spare?: boolean | undefined;
 }
 
 interface Budget {
@@ -62,6 +63,11 @@ export class WorkerStarter {
   private share: WorkerBudget;
   private stopping = false;
   /**
+   * A process forked ahead with the library loaded and no slot: a crashed worker's slot gets it,
+   * so its queue waits for a config import and a listen, not for a Node start.
+   */
+  private spare: WorkerProcess | undefined;
+  /**
    * The counters of workers that are gone (final for a drained one, last heard for a crashed
    * one), live figures zeroed: added to the live workers' so totals do not drop at a reload.
    */
@@ -95,6 +101,9 @@ export class WorkerStarter {
     this.current = new Map(started.map((w) => [w.slot, w]));
     this.share = share;
     for (const w of started) this.watch(w);
+    // A new generation may be new library code too (an upgrade): the spare is forked anew.
+    this.dropSpare();
+    this.makeSpare();
   }
 
   /** New generation in, then the old one drains; the budget stays within the global one throughout. */
@@ -124,6 +133,7 @@ export class WorkerStarter {
   /** close(): no more restarts; every worker drains. */
   async stopAll(timeoutMs: number): Promise<void> {
     this.stopping = true;
+    this.dropSpare();
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
     const all = [...this.current.values()];
@@ -188,16 +198,36 @@ export class WorkerStarter {
       this.timers.delete(timer);
       // A reload or close since then owns the slot.
       if (this.stopping || generation !== this.generation) return;
-      const next = new WorkerProcess(slot, generation, this.execArgv());
+      const next = this.spare ?? new WorkerProcess(slot, generation, this.execArgv());
+      this.spare = undefined;
+      next.assign(slot, generation);
       this.current.set(slot, next);
       this.watch(next);
-      this.launch(next, this.share).catch((err: Error) => {
-        this.events.emit('error', err);
-        // Its exit (watch) schedules the next attempt: killed as a failure, not as asked.
-        void next.kill('SIGKILL', false);
-      });
+      this.launch(next, this.share)
+        .then(() => this.makeSpare())
+        .catch((err: Error) => {
+          this.events.emit('error', err);
+          // Its exit (watch) schedules the next attempt: killed as a failure, not as asked.
+          void next.kill('SIGKILL', false);
+        });
     }, delayMs);
     this.timers.add(timer);
+  }
+
+  private makeSpare(): void {
+    if (this.options.spare === false || this.stopping || this.spare !== undefined) return;
+    const spare = new WorkerProcess(-1, 0, this.execArgv());
+    this.spare = spare;
+    // One that dies idle is not replaced until the next restart has used the slot it left.
+    spare.once('exit', () => {
+      if (this.spare === spare) this.spare = undefined;
+    });
+  }
+
+  private dropSpare(): void {
+    const spare = this.spare;
+    this.spare = undefined;
+    void spare?.kill();
   }
 
   private divide(budget: { maxPipes: number; maxPipeBytes: number }, n: number): WorkerBudget {
