@@ -1,7 +1,8 @@
 import { once } from 'node:events';
+import { readdirSync, readFileSync } from 'node:fs';
 import test from 'ava';
 import type { WorkerProcessInfo } from '../lib/workers/index';
-import { dial, drain, echoUpstream, sendRandom } from './helpers/net';
+import { dial, drain, eachTurnUntil, echoUpstream, sendRandom } from './helpers/net';
 import { createRedirectCluster } from '../lib/workers/index';
 import { nextEvent, oneShot, startCluster } from './helpers/workers';
 
@@ -123,5 +124,41 @@ test.serial('close() called while start() runs waits for it and stops everything
   await closed;
   t.is(exits.length, 2, 'both workers exited');
   t.deepEqual(cluster.list(), []);
+  return undefined;
+});
+
+test.serial('a worker restarted while a reload begins is drained with the old generation (no orphan)', async (t) => {
+  if (skip) return t.log(`skipped: ${skip}`) as undefined;
+  const up = await echoUpstream(t);
+  process.env.RXR_TEST_UPSTREAM_PORT = String(up.port);
+  const { cluster, port } = await startCluster(t, { workers: 2, spare: false });
+  const victim = cluster.list()[0] as WorkerProcessInfo;
+  const exited = new Promise<void>((resolve) =>
+    cluster.on('worker-exit', (info) => {
+      if (info.pid === victim.pid) resolve();
+    }),
+  );
+  process.kill(victim.pid as number, 'SIGKILL');
+  await exited;
+  // The replacement is being forked (restart at once) while the reload starts.
+  await cluster.reload();
+  t.deepEqual(
+    cluster.list().map((w) => w.generation),
+    [2, 2],
+  );
+  // Every child process of this test is a worker the cluster knows: none was left behind.
+  const children = (): number[] =>
+    readdirSync('/proc/self/task').flatMap((task) =>
+      readFileSync(`/proc/self/task/${task}/children`, 'utf8').trim().split(' ').filter(Boolean).map(Number),
+    );
+  await eachTurnUntil(() => children().length === 2);
+  t.deepEqual(
+    children().sort(),
+    cluster
+      .list()
+      .map((w) => w.pid)
+      .sort(),
+  );
+  t.true((await oneShot(port)).ok);
   return undefined;
 });

@@ -86,8 +86,12 @@ export class WorkerStarter {
     return [...this.current.values(), ...this.draining].filter((w) => w.alive);
   }
 
-  /** Generation 1 (or, from reload(), the next): resolves once all n listen; on a failure all n are stopped. */
-  async startGeneration(n: number, share: WorkerBudget = this.divide(this.budget, n)): Promise<void> {
+  /**
+   * Generation 1 (or, from reload(), the next): resolves once all n listen, with the workers it
+   * took over from (read at that moment, so a worker restarted meanwhile is among them); on a
+   * failure all n are stopped.
+   */
+  async startGeneration(n: number, share: WorkerBudget = this.divide(this.budget, n)): Promise<WorkerProcess[]> {
     while (this.sockets.count < n) this.sockets.grow();
     const generation = this.generation + 1;
     const started = Array.from({ length: n }, (_, slot) => new WorkerProcess(slot, generation, this.execArgv()));
@@ -97,6 +101,7 @@ export class WorkerStarter {
       await Promise.all(started.map((w) => w.kill()));
       throw failed.reason;
     }
+    const previous = [...this.current.values()];
     this.generation = generation;
     this.current = new Map(started.map((w) => [w.slot, w]));
     this.share = share;
@@ -104,6 +109,7 @@ export class WorkerStarter {
     // A new generation may be new library code too (an upgrade): the spare is forked anew.
     this.dropSpare();
     this.makeSpare();
+    return previous;
   }
 
   /** New generation in, then the old one drains; the budget stays within the global one throughout. */
@@ -118,14 +124,15 @@ export class WorkerStarter {
       maxPipes: Math.max(0, this.budget.maxPipes - used.pipes),
       maxPipeBytes: Math.max(0, this.budget.maxPipeBytes - used.pipeBytes),
     };
+    let previous: WorkerProcess[];
     try {
-      await this.startGeneration(n, this.divide(rest, n));
+      previous = await this.startGeneration(n, this.divide(rest, n));
     } catch (err) {
       // The old generation keeps serving, with its share back.
-      for (const w of old) w.budget(this.share);
+      for (const w of this.current.values()) w.budget(this.share);
       throw err;
     }
-    await this.drainAll(old, this.options.closeTimeoutMs ?? 30_000);
+    await this.drainAll(previous, this.options.closeTimeoutMs ?? 30_000);
     this.share = this.divide(this.budget, n);
     for (const w of this.current.values()) w.budget(this.share);
   }
