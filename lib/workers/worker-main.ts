@@ -16,6 +16,8 @@ let server: RedirectServer | undefined;
 let summaries = false;
 /** What the setup hook returned to answer cluster.request() (e.g. its metrics registry's JSON). */
 let onRequest: ((payload: unknown) => unknown) | undefined;
+/** The start in progress: a drain that arrives meanwhile (a reload right after a restart) waits for it. */
+let starting: Promise<void> | undefined;
 
 function send(message: FromWorker): void {
   // The channel is gone when the primary died: nothing to tell it.
@@ -60,6 +62,7 @@ async function answer(id: number, payload: unknown): Promise<void> {
 }
 
 async function drain(timeoutMs: number): Promise<void> {
+  await starting;
   await server?.close({ timeoutMs });
   send({ rxr: 1, type: 'drained', server: server?.stats() ?? null });
   process.disconnect?.();
@@ -71,7 +74,7 @@ process.on('message', (message: unknown, handle: unknown) => {
   if (!isProtocolMessage<ToWorker>(message)) return;
   switch (message.type) {
     case 'start':
-      void start(message, handle);
+      starting = start(message, handle);
       break;
     case 'stats':
       // Asked before its server exists (still starting): answer anyway, the primary waits for it.
