@@ -1,6 +1,7 @@
 import { isIP, Socket } from 'node:net';
 import { RedirectError } from '../common/errors';
 import { requireLinux } from '../platform/addon';
+import { passableHandleOf } from '../platform/node-internals';
 import { normaliseAddress } from '../common/record';
 import type { Endpoint } from '../common/types';
 
@@ -69,8 +70,9 @@ export class ListeningSockets {
 
   /** The handle to pass for a slot (a slot past the sockets shares one: sockets are never closed early). */
   handle(slot: number): object {
-    const holder = this.holders[slot % this.holders.length] as Socket;
-    return (holder as unknown as { _handle: object })._handle;
+    const handle = passableHandleOf(this.holders[slot % this.holders.length] as Socket);
+    if (handle === undefined) throw new RedirectError('ERR_REDIRECT_SERVER_STATE', 'the listening sockets are closed');
+    return handle;
   }
 
   close(): void {
