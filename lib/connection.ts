@@ -77,6 +77,9 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   private clientClosed = false;
   private upstreamClosed = true;
   private connected = false;
+  /** When connect(2) was issued, then how long the upstream took to connect (the summary's connectMs). */
+  private connectStartedAt = 0;
+  private connectMs: number | undefined;
   private done = false;
   /** The resolve or connect deadline this flow waits under (lib/deadlines.ts), if any. */
   private deadline: DeadlineSweeper | undefined;
@@ -370,6 +373,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       if (remember) this.registerEgress(upstream, target);
     });
     this.connectingTo = target;
+    this.connectStartedAt = performance.now();
     this.setDeadline(DEADLINE_CONNECT, config.limits.connectTimeoutMs);
     // Same tick as the socket's creation, to an IP literal: no path can swap in another socket.
     socket?.connect({
@@ -484,6 +488,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
 
   private upstreamConnected(): void {
     this.connected = true;
+    this.connectMs = performance.now() - this.connectStartedAt;
     this.clearDeadline();
   }
 
@@ -565,6 +570,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       reason: this.reason,
       error: this.error,
       durationMs: performance.now() - this.startedAt,
+      connectMs: this.connectMs,
       upstream: up,
       downstream: down,
       path: flowPath(up.path, down.path),

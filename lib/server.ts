@@ -7,8 +7,10 @@ import { normaliseOptions, type ServerConfig } from './options';
 import { normaliseAddress } from './record';
 import { peerOf } from './resolvers';
 import { connectNative, listenNative } from './resolve-wfp';
+import { processBudget } from './server/connection-budget';
 import { type ServerStats, StatsCounters } from './server-stats';
 import type { Transport } from './transport';
+import { zeroCopyEngine } from './zero-copy';
 import type { CloseSummary, EgressPlugin, Endpoint, RedirectServerOptions } from './types';
 
 export type { ServerStats } from './server-stats';
@@ -51,7 +53,11 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
   private state: 'idle' | 'listening' | 'closing' | 'closed' = 'idle';
   private address: Endpoint | undefined;
   private closing: Promise<void> | undefined;
-  private readonly counters = new StatsCounters();
+  private readonly counters: StatsCounters;
+  /** The connection limit in force: the option, or (for 'auto') the process's share, fixed at listen(). */
+  private maxConnections = Number.POSITIVE_INFINITY;
+  /** Live connections counted in the process budget ('auto' limit). */
+  private readonly budgeted = new WeakSet<Connection>();
   /** Accepts for the listener, Linux with the addon (lib/acceptor.ts); else net.Server does. */
   private acceptor: Acceptor | undefined;
   private readonly host: ConnectionHost;
@@ -68,6 +74,7 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
   constructor(options: RedirectServerOptions) {
     super();
     this.config = normaliseOptions(options);
+    this.counters = new StatsCounters(this.config.resolver.name);
     const server = this;
     this.host = {
       config: this.config,
@@ -96,6 +103,7 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
     }
     validateListen(options);
     for (const plugin of this.config.egress) await plugin.check?.();
+    this.maxConnections = this.connectionLimit();
     this.state = 'listening';
     if (this.config.transport === 'native') return this.listenNative(options);
     const net = this.createListener();
@@ -278,7 +286,17 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
       up += b.upstream;
       down += b.downstream;
     }
-    return this.counters.snapshot({ connections: this.live.size, bytesUpstream: up, bytesDownstream: down });
+    return this.counters.snapshot(
+      { connections: this.live.size, bytesUpstream: up, bytesDownstream: down },
+      this.maxConnections,
+    );
+  }
+
+  private connectionLimit(): number {
+    const limit = this.config.limits.maxConnections;
+    if (limit !== 'auto') return limit;
+    const engine = this.config.zeroCopy === 'auto' && this.config.transport === 'net' ? zeroCopyEngine() : undefined;
+    return processBudget.limit(engine ? engine.stats().maxPipes : 0);
   }
 
   private accept(socket: Socket | Transport, accepted?: unknown, peer?: Endpoint): void {
@@ -289,13 +307,16 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
       conn.destroy('server-shutdown', new RedirectError('ERR_REDIRECT_SERVER_SHUTDOWN', 'the server is closing'));
       return;
     }
-    if (this.live.size > this.config.limits.maxConnections) {
+    const auto = this.config.limits.maxConnections === 'auto';
+    if (auto) {
+      this.budgeted.add(conn);
+      processBudget.live++;
+    }
+    if ((auto ? processBudget.live : this.live.size) > this.maxConnections) {
+      const what = auto ? 'derived from the open-file limit (ulimit -n)' : 'limits.maxConnections';
       conn.destroy(
         'max-connections',
-        new RedirectError(
-          'ERR_REDIRECT_MAX_CONNECTIONS',
-          `limits.maxConnections (${this.config.limits.maxConnections}) reached`,
-        ),
+        new RedirectError('ERR_REDIRECT_MAX_CONNECTIONS', `${what}: ${this.maxConnections} connections reached`),
       );
       return;
     }
@@ -316,6 +337,7 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
 
   private connectionClosed(conn: Connection, summary: CloseSummary): void {
     this.live.delete(conn);
+    if (this.budgeted.delete(conn)) processBudget.live--;
     this.summarised(summary, conn.opened);
   }
 
