@@ -3,9 +3,10 @@ import { formatDoctor, runDoctor } from './doctor';
 import { runFaults } from './fault-control/cli';
 import { RedirectError } from './errors';
 import { formatCommand, formatRules, generateRules, type RulesOptions } from './rules';
+import { RUN_USAGE, runCommand } from './runner/command';
 
 /**
- * `rxredirect <command>`: doctor, rules, faults (and bench, added by bin/rxredirect.js from
+ * `rxredirect <command>`: doctor, rules, run, faults (and bench, added by bin/rxredirect.js from
  * the benchmark harness). Each subcommand is one entry in COMMANDS. Exit codes: 0 ok, 1 failed, 2 bad usage.
  */
 
@@ -115,6 +116,13 @@ const COMMANDS: Record<string, Subcommand> = {
       else if (values.teardown) io.stdout.write(`${set.teardown.map(formatCommand).join('\n')}\n`);
       else io.stdout.write(formatRules(set));
       return 0;
+    },
+  },
+  run: {
+    summary: 'run a proxy from a config module: reload on SIGHUP, drain on SIGTERM, JSON line logs',
+    usage: RUN_USAGE,
+    run(args) {
+      return runCommand(args, (message) => new UsageError(message));
     },
   },
   faults: {

@@ -1,0 +1,46 @@
+import { resolve as resolvePath } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { RedirectError } from '../errors';
+import type { RedirectServerOptions } from '../types';
+
+/**
+ * Loads a config module fresh for each generation: a reload must see the file as it is now.
+ * CommonJS leaves the require cache first; ESM gets a new URL (`?generation=N`), as Node caches
+ * ESM by URL (each generation's module stays in memory: a reload costs one module instance).
+ * The options are the module's export or its default export.
+ */
+export async function loadServerOptions(file: string, generation: number): Promise<RedirectServerOptions> {
+  const path = resolvePath(file);
+  let mod: unknown;
+  try {
+    try {
+      delete require.cache[require.resolve(path)];
+    } catch {
+      // not resolvable as CommonJS (or missing): import() says why
+    }
+    mod = await import(`${pathToFileURL(path).href}?generation=${generation}`);
+  } catch (err) {
+    throw new RedirectError('ERR_REDIRECT_CONFIG', `cannot load the config ${path}: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
+  const options = optionsOf(mod);
+  if (options === undefined) {
+    throw new RedirectError(
+      'ERR_REDIRECT_CONFIG',
+      `the config ${path} exports no server options: export an object with \`resolve\` (module.exports = {…} or export default {…})`,
+    );
+  }
+  return options;
+}
+
+/** The options object: the export itself, its default, or (CommonJS compiled from ESM) the default's default. */
+function optionsOf(mod: unknown): RedirectServerOptions | undefined {
+  let candidate = mod;
+  for (let depth = 0; depth < 3; depth++) {
+    if (candidate === null || typeof candidate !== 'object') return undefined;
+    if ('resolve' in candidate) return candidate as RedirectServerOptions;
+    candidate = (candidate as { default?: unknown }).default;
+  }
+  return undefined;
+}
