@@ -115,5 +115,16 @@ export {
 } from './zero-copy';
 export type { SpliceEngineStats } from './native';
 
+// Prometheus metrics (docs/metrics.md; prom-client is an optional peer dependency)
+export {
+  aggregateMetrics,
+  createMetrics,
+  type MetricsEndpoint,
+  type MetricsOptions,
+  type MetricsSource,
+  type RedirectMetrics,
+  serveMetrics,
+} from './metrics/index';
+
 // Testing a middleware chain without sockets (docs/middleware.md)
 export { splits, type TestMiddlewareOptions, type TestMiddlewareResult, testMiddleware } from './test-harness';
