@@ -34,13 +34,18 @@ export async function loadServerOptions(file: string, generation: number): Promi
   return options;
 }
 
-/** The options object: the export itself, its default, or (CommonJS compiled from ESM) the default's default. */
+/**
+ * The options object: the deepest of the module, its default and its default's default that has
+ * `resolve`. A CommonJS module imported this way is a namespace whose `default` is the whole
+ * module.exports (its other keys are what a static scan found, maybe not all); CommonJS compiled
+ * from ESM puts the object one level further down.
+ */
 function optionsOf(mod: unknown): RedirectServerOptions | undefined {
-  let candidate = mod;
-  for (let depth = 0; depth < 3; depth++) {
-    if (candidate === null || typeof candidate !== 'object') return undefined;
-    if ('resolve' in candidate) return candidate as RedirectServerOptions;
-    candidate = (candidate as { default?: unknown }).default;
+  const levels: unknown[] = [mod];
+  for (let i = 0; i < 2; i++) {
+    const last = levels[levels.length - 1];
+    levels.push(last !== null && typeof last === 'object' ? (last as { default?: unknown }).default : undefined);
   }
-  return undefined;
+  const found = levels.reverse().find((c) => c !== null && typeof c === 'object' && 'resolve' in c);
+  return found as RedirectServerOptions | undefined;
 }
