@@ -1,4 +1,5 @@
 import { openFileCount, openFileLimit } from '../platform/fd-limit';
+import { configureZeroCopy } from '../zero-copy';
 
 /**
  * `limits.maxConnections: 'auto'` (the default): how many connections this process can hold
@@ -9,9 +10,9 @@ import { openFileCount, openFileLimit } from '../platform/fd-limit';
  *   JS path         2: the client's and the upstream's sockets.
  *   zero-copy path  +4 per spliced direction: the engine dups both sockets and holds a pipe
  *                   (two ends), so a connection spliced both ways holds 10.
- * The engine holds at most `maxPipes` pipes, so the zero-copy share is bounded by 4 × maxPipes;
- * it gets at most half of what is left, and a splice that finds no descriptor stays on the JS
- * path (native/splice-engine.cc), so the reserve is a preference, never a failure.
+ * The engine holds at most `maxPipes` pipes, so the zero-copy share is 4 × maxPipes, at most half
+ * of what is free (maxPipes is lowered to fit); a splice over the budget stays on the JS path
+ * (native/splice-engine.cc), so the share is a preference, never a failure.
  */
 export const FDS_PER_CONNECTION = 2;
 export const FDS_PER_SPLICED_DIRECTION = 4;
@@ -27,12 +28,22 @@ export interface BudgetInputs {
   readonly zeroCopyPipes: number;
 }
 
-/** The connection limit for a process with these descriptors; Infinity with no limit. */
-export function deriveMaxConnections({ nofile, inUse, zeroCopyPipes }: BudgetInputs): number {
-  if (nofile === undefined || !Number.isFinite(nofile)) return Number.POSITIVE_INFINITY;
+/**
+ * The connection limit for a process with these descriptors (Infinity with no limit), and the
+ * pipes the zero-copy engine may hold within its share (fewer than its `maxPipes` when the share
+ * is smaller: the engine takes descriptors until EMFILE otherwise, and the headroom with them).
+ */
+export function deriveMaxConnections({ nofile, inUse, zeroCopyPipes }: BudgetInputs): {
+  maxConnections: number;
+  zeroCopyPipes: number;
+} {
+  if (nofile === undefined || !Number.isFinite(nofile)) {
+    return { maxConnections: Number.POSITIVE_INFINITY, zeroCopyPipes };
+  }
   const available = Math.max(0, nofile - inUse - FD_HEADROOM);
-  const zeroCopy = Math.min(FDS_PER_SPLICED_DIRECTION * zeroCopyPipes, Math.floor(available / 2));
-  return Math.max(1, Math.floor((available - zeroCopy) / FDS_PER_CONNECTION));
+  const pipes = Math.min(zeroCopyPipes, Math.floor(available / 2 / FDS_PER_SPLICED_DIRECTION));
+  const maxConnections = Math.max(1, Math.floor((available - pipes * FDS_PER_SPLICED_DIRECTION) / FDS_PER_CONNECTION));
+  return { maxConnections, zeroCopyPipes: pipes };
 }
 
 /**
@@ -45,11 +56,12 @@ class ProcessBudget {
   private derived: number | undefined;
 
   limit(zeroCopyPipes: number): number {
-    this.derived ??= deriveMaxConnections({
-      nofile: openFileLimit(),
-      inUse: openFileCount() ?? 0,
-      zeroCopyPipes,
-    });
+    if (this.derived === undefined) {
+      const derived = deriveMaxConnections({ nofile: openFileLimit(), inUse: openFileCount() ?? 0, zeroCopyPipes });
+      // A splice that finds no pipe in the budget stays on the JS path: fewer pipes is never a failure.
+      if (derived.zeroCopyPipes < zeroCopyPipes) configureZeroCopy({ maxPipes: derived.zeroCopyPipes });
+      this.derived = derived.maxConnections;
+    }
     return this.derived;
   }
 }
