@@ -3,7 +3,7 @@ import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import test from 'ava';
 import { DEFAULT_LIMITS, type ServerStats } from '../lib/index';
-import { optionalLinux } from '../lib/native';
+import { optionalLinux } from '../lib/platform/addon';
 import { deriveMaxConnections } from '../lib/server/connection-budget';
 import { echoUpstream, startRedirect } from './helpers/net';
 import { gatedTest } from './helpers/netns';

@@ -7,8 +7,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { createRedirectServer } from '../lib/index';
+import { optionalLinux } from '../lib/platform/addon';
 import { loadServerOptions } from '../lib/runner/config';
 import { listenTcp } from './helpers/net';
+import { gatedTest } from './helpers/netns';
 
 /** `rxredirect run` (docs/runner.md) as a user runs it: a child process, a config file, signals. */
 
@@ -99,67 +101,76 @@ function tempDir(t: ExecutionContext): string {
 
 const portOf = (l: Line): number => (l.address as { port: number }).port;
 
-test('ESM config: serves, reloads on SIGHUP with no connection refused, drains on SIGTERM, one JSON line per connection', async (t) => {
-  const a = await taggedUpstream(t, 'A');
-  const b = await taggedUpstream(t, 'B');
-  const dir = tempDir(t);
-  const config = join(dir, 'proxy.config.mjs');
-  writeFileSync(config, `export default { resolve: { host: '127.0.0.1', port: ${a.port} } };\n`);
-  const runner = startRunner(t, [config, '--listen', '127.0.0.1:0', '--close-timeout', '60000']);
-  const port = portOf(await runner.line((l) => l.event === 'listening'));
+// Without the addon there is no dupFd: a reload unbinds the address for a moment (docs/runner.md).
+const sharedListener = gatedTest(
+  test,
+  optionalLinux() === undefined ? 'a reload without refusals needs the addon (dupFd), Linux' : undefined,
+);
 
-  const first = await open(port);
-  t.is(first.tag, 'A');
+sharedListener(
+  'ESM config: serves, reloads on SIGHUP with no connection refused, drains on SIGTERM, one JSON line per connection',
+  async (t) => {
+    const a = await taggedUpstream(t, 'A');
+    const b = await taggedUpstream(t, 'B');
+    const dir = tempDir(t);
+    const config = join(dir, 'proxy.config.mjs');
+    writeFileSync(config, `export default { resolve: { host: '127.0.0.1', port: ${a.port} } };\n`);
+    const runner = startRunner(t, [config, '--listen', '127.0.0.1:0', '--close-timeout', '60000']);
+    const port = portOf(await runner.line((l) => l.event === 'listening'));
 
-  // A client loop opening connections throughout the reload: none may be refused or reset.
-  let stop = false;
-  let loopCount = 0;
-  const failures: string[] = [];
-  const loop = (async () => {
-    while (!stop) {
-      try {
-        const c = await open(port);
-        t.is(await roundTrip(c.socket, 'ping'), 'ping');
-        await finish(c.socket);
-        loopCount++;
-      } catch (err) {
-        failures.push(String(err));
+    const first = await open(port);
+    t.is(first.tag, 'A');
+
+    // A client loop opening connections throughout the reload: none may be refused or reset.
+    let stop = false;
+    let loopCount = 0;
+    const failures: string[] = [];
+    const loop = (async () => {
+      while (!stop) {
+        try {
+          const c = await open(port);
+          t.is(await roundTrip(c.socket, 'ping'), 'ping');
+          await finish(c.socket);
+          loopCount++;
+        } catch (err) {
+          failures.push(String(err));
+        }
       }
-    }
-  })();
+    })();
 
-  writeFileSync(config, `export default { resolve: { host: '127.0.0.1', port: ${b.port} } };\n`);
-  runner.child.kill('SIGHUP');
-  await runner.line((l) => l.event === 'reload');
-  const second = await open(port);
-  t.is(second.tag, 'B', 'new connections use the new config');
-  // Wait until the loop has run on the new generation too.
-  const before = loopCount;
-  while (loopCount < before + 3) await new Promise((r) => setImmediate(r));
-  stop = true;
-  await loop;
-  t.deepEqual(failures, [], 'no connection refused or reset during the reload');
+    writeFileSync(config, `export default { resolve: { host: '127.0.0.1', port: ${b.port} } };\n`);
+    runner.child.kill('SIGHUP');
+    await runner.line((l) => l.event === 'reload');
+    const second = await open(port);
+    t.is(second.tag, 'B', 'new connections use the new config');
+    // Wait until the loop has run on the new generation too.
+    const before = loopCount;
+    while (loopCount < before + 3) await new Promise((r) => setImmediate(r));
+    stop = true;
+    await loop;
+    t.deepEqual(failures, [], 'no connection refused or reset during the reload');
 
-  // The connection from before the reload still works on the old generation.
-  t.is(await roundTrip(first.socket, 'still here'), 'still here');
+    // The connection from before the reload still works on the old generation.
+    t.is(await roundTrip(first.socket, 'still here'), 'still here');
 
-  // Drain: the listener goes, open connections finish, then the process exits 0.
-  runner.child.kill('SIGTERM');
-  await runner.line((l) => l.event === 'drain');
-  t.is(await roundTrip(second.socket, 'draining'), 'draining');
-  await finish(first.socket);
-  await finish(second.socket);
-  const [code] = await runner.exited;
-  t.is(code, 0, runner.stderr());
+    // Drain: the listener goes, open connections finish, then the process exits 0.
+    runner.child.kill('SIGTERM');
+    await runner.line((l) => l.event === 'drain');
+    t.is(await roundTrip(second.socket, 'draining'), 'draining');
+    await finish(first.socket);
+    await finish(second.socket);
+    const [code] = await runner.exited;
+    t.is(code, 0, runner.stderr());
 
-  const closes = runner.lines.filter((l) => l.event === 'close');
-  t.is(closes.length, loopCount + 2, 'one line per connection');
-  t.true(closes.every((l) => l.reason === 'client-end' && l.level === 30 && typeof l.durationMs === 'number'));
-  const byId = (gen: number) => closes.filter((l) => l.generation === gen);
-  t.true(byId(1).some((l) => l.target === `127.0.0.1:${a.port}` && (l.bytesUp as number) === 'still here'.length));
-  t.true(byId(2).some((l) => l.target === `127.0.0.1:${b.port}`));
-  t.truthy(runner.lines.find((l) => l.event === 'stopped'));
-});
+    const closes = runner.lines.filter((l) => l.event === 'close');
+    t.is(closes.length, loopCount + 2, 'one line per connection');
+    t.true(closes.every((l) => l.reason === 'client-end' && l.level === 30 && typeof l.durationMs === 'number'));
+    const byId = (gen: number) => closes.filter((l) => l.generation === gen);
+    t.true(byId(1).some((l) => l.target === `127.0.0.1:${a.port}` && (l.bytesUp as number) === 'still here'.length));
+    t.true(byId(2).some((l) => l.target === `127.0.0.1:${b.port}`));
+    t.truthy(runner.lines.find((l) => l.event === 'stopped'));
+  },
+);
 
 test('CommonJS config: a bad reload keeps the running generation; metrics scraped during the run', async (t) => {
   const a = await taggedUpstream(t, 'A');

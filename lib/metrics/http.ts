@@ -1,6 +1,6 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { RedirectError } from '../errors';
+import { RedirectError } from '../common/errors';
 import { promClient } from './prom-client';
 
 /** What /metrics serves: one process's metrics, or several workers' merged. */

@@ -1,7 +1,7 @@
 import type { Registry } from 'prom-client';
-import type { RedirectServer } from '../server';
-import type { CloseSummary } from '../types';
-import { zeroCopyStats } from '../zero-copy';
+import type { RedirectServer } from '../server/server';
+import type { CloseSummary } from '../common/types';
+import { zeroCopyStats } from '../zero-copy/engine';
 import { promClient } from './prom-client';
 import { counterSamples, SampleSums } from './samples';
 

@@ -1,5 +1,5 @@
 import type * as PromClient from 'prom-client';
-import { RedirectError } from '../errors';
+import { RedirectError } from '../common/errors';
 
 export type Prom = typeof PromClient;
 

@@ -1,4 +1,4 @@
-import type { ServerStats } from '../server-stats';
+import type { ServerStats } from '../server/server-stats';
 
 /** One counter value of one label set, as read from `stats()`. */
 export interface Sample {

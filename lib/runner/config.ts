@@ -1,7 +1,7 @@
 import { resolve as resolvePath } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { RedirectError } from '../errors';
-import type { RedirectServerOptions } from '../types';
+import { RedirectError } from '../common/errors';
+import type { RedirectServerOptions } from '../config/types';
 
 /**
  * Loads a config module fresh for each generation: a reload must see the file as it is now.

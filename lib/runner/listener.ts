@@ -1,7 +1,7 @@
 import { closeSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { fdOf, optionalLinux } from '../native';
-import type { ListenOptions } from '../server';
+import { fdOf, optionalLinux } from '../platform/addon';
+import type { ListenOptions } from '../server/server';
 
 /**
  * The runner's listening socket, bound once and kept for the runner's life. Each generation

@@ -1,5 +1,5 @@
 import pino, { type Logger } from 'pino';
-import type { CloseSummary, Endpoint, TargetAddress } from '../types';
+import type { CloseSummary, Endpoint, TargetAddress } from '../common/types';
 
 /** The runner's JSON line log (docs/runner.md, "The log"). */
 

@@ -1,8 +1,8 @@
-import { RedirectError } from '../errors';
+import { RedirectError } from '../common/errors';
 import { createMetrics, type RedirectMetrics } from '../metrics/metrics';
 import { type MetricsEndpoint, serveMetrics } from '../metrics/http';
-import { createRedirectServer, type RedirectServer } from '../server';
-import type { Endpoint } from '../types';
+import { createRedirectServer, type RedirectServer } from '../server/server';
+import type { Endpoint } from '../common/types';
 import { loadServerOptions } from './config';
 import { openListener, type RunnerListener } from './listener';
 import { createRunnerLog, type LogOptions, type RunnerLog } from './log';

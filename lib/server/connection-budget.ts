@@ -1,5 +1,5 @@
 import { openFileCount, openFileLimit } from '../platform/fd-limit';
-import { configureZeroCopy } from '../zero-copy';
+import { configureZeroCopy } from '../zero-copy/engine';
 
 /**
  * `limits.maxConnections: 'auto'` (the default): how many connections this process can hold
@@ -14,10 +14,10 @@ import { configureZeroCopy } from '../zero-copy';
  * of what is free (maxPipes is lowered to fit); a splice over the budget stays on the JS path
  * (native/splice-engine.cc), so the share is a preference, never a failure.
  */
-export const FDS_PER_CONNECTION = 2;
-export const FDS_PER_SPLICED_DIRECTION = 4;
+const FDS_PER_CONNECTION = 2;
+const FDS_PER_SPLICED_DIRECTION = 4;
 /** Kept free for what is not a connection: logs, metrics scrapes, DNS, a reload's new listener, the acceptor's reserve. */
-export const FD_HEADROOM = 64;
+const FD_HEADROOM = 64;
 
 export interface BudgetInputs {
   /** The soft RLIMIT_NOFILE; undefined or Infinity: no limit. */
