@@ -197,7 +197,7 @@ test('CommonJS config: a bad reload keeps the running generation; metrics scrape
   writeFileSync(config, 'module.exports = { resolve: ;\n');
   runner.child.kill('SIGHUP');
   const failed = await runner.line((l) => l.event === 'reload-failed');
-  t.is(failed.code, 'ERR_REDIRECT_CONFIG');
+  t.is(failed.code, 'ERR_REDIRECT_CONFIG_MODULE');
   writeFileSync(config, 'module.exports = { nothing: 1 };\n');
   runner.child.kill('SIGHUP');
   await runner.line(() => runner.lines.filter((l) => l.event === 'reload-failed').length === 2);
@@ -221,6 +221,18 @@ test('bad usage and a config that does not load are reported with their codes', 
   const noListen = startRunner(t, [join(dir, 'nope.js')]);
   t.is((await noListen.exited)[0], 2);
   t.regex(noListen.stderr(), /--listen host:port is required/);
+});
+
+test('a config may export a function of { worker, generation }', async (t) => {
+  const dir = tempDir(t);
+  const config = join(dir, 'factory.config.mjs');
+  writeFileSync(
+    config,
+    "export default ({ worker, generation }) => ({ resolve: { host: '127.0.0.1', port: 1000 + generation }, id: 'w' + worker });\n",
+  );
+  const options = await loadServerOptions(config, 5, 2);
+  t.deepEqual(options.resolve, { host: '127.0.0.1', port: 1002 });
+  t.is(options.id, 'w0');
 });
 
 test('the shipped example config loads as a runner config', async (t) => {

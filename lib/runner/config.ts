@@ -5,11 +5,12 @@ import type { RedirectServerOptions } from '../config/types';
 
 /**
  * Loads a config module fresh for each generation: a reload must see the file as it is now.
- * CommonJS leaves the require cache first; ESM gets a new URL (`?generation=N`), as Node caches
+ * CommonJS leaves the require cache first; ESM gets a new URL (`?load=N`), as Node caches
  * ESM by URL (each generation's module stays in memory: a reload costs one module instance).
- * The options are the module's export or its default export.
+ * The options are the module's export or its default export, or what a function so exported returns.
  */
-export async function loadServerOptions(file: string, generation: number): Promise<RedirectServerOptions> {
+/** `load` numbers the import (a fresh URL each time); `generation` is told to a factory export. */
+export async function loadServerOptions(file: string, load: number, generation = load): Promise<RedirectServerOptions> {
   const path = resolvePath(file);
   let mod: unknown;
   try {
@@ -18,20 +19,22 @@ export async function loadServerOptions(file: string, generation: number): Promi
     } catch {
       // not resolvable as CommonJS (or missing): import() says why
     }
-    mod = await import(`${pathToFileURL(path).href}?generation=${generation}`);
+    mod = await import(`${pathToFileURL(path).href}?load=${load}`);
   } catch (err) {
-    throw new RedirectError('ERR_REDIRECT_CONFIG', `cannot load the config ${path}: ${(err as Error).message}`, {
+    throw new RedirectError('ERR_REDIRECT_CONFIG_MODULE', `cannot load the config ${path}: ${(err as Error).message}`, {
       cause: err,
     });
   }
-  const options = optionsOf(mod);
-  if (options === undefined) {
+  const found = optionsOf(mod);
+  // A factory, as the worker host takes (lib/workers): called with this worker and generation.
+  const options = typeof found === 'function' ? await found({ worker: 0, generation }) : found;
+  if (options === null || typeof options !== 'object' || !('resolve' in options)) {
     throw new RedirectError(
-      'ERR_REDIRECT_CONFIG',
-      `the config ${path} exports no server options: export an object with \`resolve\` (module.exports = {…} or export default {…})`,
+      'ERR_REDIRECT_CONFIG_MODULE',
+      `the config ${path} exports no server options: export an object with \`resolve\`, or a function returning one (module.exports = … or export default …)`,
     );
   }
-  return options;
+  return options as RedirectServerOptions;
 }
 
 /**
@@ -40,12 +43,15 @@ export async function loadServerOptions(file: string, generation: number): Promi
  * module.exports (its other keys are what a static scan found, maybe not all); CommonJS compiled
  * from ESM puts the object one level further down.
  */
-function optionsOf(mod: unknown): RedirectServerOptions | undefined {
+type OptionsFactory = (info: { worker: number; generation: number }) => unknown;
+
+function optionsOf(mod: unknown): RedirectServerOptions | OptionsFactory | undefined {
   const levels: unknown[] = [mod];
   for (let i = 0; i < 2; i++) {
     const last = levels[levels.length - 1];
     levels.push(last !== null && typeof last === 'object' ? (last as { default?: unknown }).default : undefined);
   }
-  const found = levels.reverse().find((c) => c !== null && typeof c === 'object' && 'resolve' in c);
-  return found as RedirectServerOptions | undefined;
+  levels.reverse();
+  const found = levels.find((c) => c !== null && typeof c === 'object' && 'resolve' in c);
+  return (found ?? levels.find((c) => typeof c === 'function')) as RedirectServerOptions | OptionsFactory | undefined;
 }

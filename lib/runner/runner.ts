@@ -128,7 +128,7 @@ export class Runner {
 
   /** Loads the config and makes the server (a bad config throws here, before anything changes). */
   private async prepareGeneration(): Promise<RedirectServer> {
-    return createRedirectServer(await loadServerOptions(this.options.config, ++this.loads));
+    return createRedirectServer(await loadServerOptions(this.options.config, ++this.loads, this.generations + 1));
   }
 
   private async listenGeneration(server: RedirectServer): Promise<Generation> {
