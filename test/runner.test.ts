@@ -1,4 +1,3 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
@@ -10,58 +9,12 @@ import { createRedirectServer } from '../lib/index';
 import { optionalLinux } from '../lib/platform/addon';
 import { loadServerOptions } from '../lib/runner/config';
 import { listenTcp } from './helpers/net';
+import { type LogLine, startRunner } from './helpers/runner-process';
 import { gatedTest } from './helpers/netns';
 
 /** `rxredirect run` (docs/runner.md) as a user runs it: a child process, a config file, signals. */
 
 const ROOT = join(__dirname, '..', '..');
-const BIN = join(ROOT, 'bin', 'rxredirect.js');
-
-interface Line {
-  event?: string;
-  [key: string]: unknown;
-}
-
-/** The runner as a child; its stdout parsed as JSON lines. */
-function startRunner(t: ExecutionContext, args: string[]) {
-  const child: ChildProcess = spawn(process.execPath, [BIN, 'run', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const lines: Line[] = [];
-  const waiters: { match: (l: Line) => boolean; resolve: (l: Line) => void }[] = [];
-  let stderr = '';
-  let rest = '';
-  child.stderr?.on('data', (c: Buffer) => {
-    stderr += c.toString();
-  });
-  child.stdout?.on('data', (c: Buffer) => {
-    rest += c.toString();
-    const parts = rest.split('\n');
-    rest = parts.pop() ?? '';
-    for (const text of parts) {
-      const line = JSON.parse(text) as Line;
-      lines.push(line);
-      for (const w of waiters.filter((x) => x.match(line))) {
-        waiters.splice(waiters.indexOf(w), 1);
-        w.resolve(line);
-      }
-    }
-  });
-  const exited = once(child, 'exit') as Promise<[number | null, string | null]>;
-  t.teardown(() => {
-    if (child.exitCode === null) child.kill('SIGKILL');
-  });
-  return {
-    child,
-    lines,
-    exited,
-    stderr: () => stderr,
-    /** The first line (seen or to come) that matches. */
-    line(match: (l: Line) => boolean): Promise<Line> {
-      const seen = lines.find(match);
-      if (seen) return Promise.resolve(seen);
-      return new Promise((resolve) => waiters.push({ match, resolve }));
-    },
-  };
-}
 
 /** An upstream that answers each connection with its tag, then echoes. */
 async function taggedUpstream(t: ExecutionContext, tag: string) {
@@ -99,7 +52,7 @@ function tempDir(t: ExecutionContext): string {
   return dir;
 }
 
-const portOf = (l: Line): number => (l.address as { port: number }).port;
+const portOf = (l: LogLine): number => (l.address as { port: number }).port;
 
 // Without the addon there is no dupFd: a reload unbinds the address for a moment (docs/runner.md).
 const sharedListener = gatedTest(

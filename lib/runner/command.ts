@@ -10,13 +10,13 @@ export const RUN_USAGE = `rxredirect run CONFIG --listen host:port [--workers N]
   --listen host:port  where the proxy listens ([::1]:15001 for IPv6)
   --workers N         workers (1 until the worker host is in the build)
   --metrics host:port serve Prometheus metrics at /metrics (needs prom-client)
-  --log-level L       info (every close), warn (faults only), error, silent (default info)
+  --log-level L       info (every close), warn (faults only), error, silent; debug adds health checks (default info)
   --log-sample R      share 0-1 of graceful closes logged; faults always are (default 1)
   --close-timeout MS  how long a drain lets connections finish (default limits.closeTimeoutMs)
 
   SIGHUP reloads CONFIG (no connection refused); SIGTERM/SIGINT drain and exit (twice: at once).`;
 
-const LEVELS: readonly LogLevel[] = ['info', 'warn', 'error', 'silent'];
+const LEVELS: readonly LogLevel[] = ['debug', 'info', 'warn', 'error', 'silent'];
 
 export async function runCommand(args: string[], usage: (message: string) => Error): Promise<number> {
   const { values, positionals } = parseArgs({

@@ -3,7 +3,7 @@ import type { CloseSummary, Endpoint, TargetAddress } from '../common/types';
 
 /** The runner's JSON line log (docs/runner.md, "The log"). */
 
-export type LogLevel = 'info' | 'warn' | 'error' | 'silent';
+export type LogLevel = 'debug' | 'info' | 'warn' | 'error' | 'silent';
 
 export interface LogOptions {
   level?: LogLevel;
@@ -40,6 +40,8 @@ export function createRunnerLog(options: LogOptions = {}): RunnerLog {
   return {
     logger,
     closed(summary, fields) {
+      // A balancer's health check (a PROXY v2 LOCAL header) every few hundred ms is noise at info.
+      if (isHealthCheck(summary) && !logger.isLevelEnabled('debug')) return;
       const graceful = GRACEFUL.has(summary.reason);
       if (
         graceful ? !logger.isLevelEnabled('info') || (sample < 1 && random() >= sample) : !logger.isLevelEnabled('warn')
@@ -70,6 +72,11 @@ export function createRunnerLog(options: LogOptions = {}): RunnerLog {
         logger.flush(() => resolve());
       }),
   };
+}
+
+function isHealthCheck(summary: CloseSummary): boolean {
+  const pp = summary.record?.extensions?.proxyProtocol as { command?: unknown } | undefined;
+  return pp?.command === 'local';
 }
 
 function round(ms: number): number {

@@ -110,11 +110,16 @@ export class Runner {
       void this.current?.server.close({ timeoutMs: 0 });
       return this.draining;
     }
-    this.log.logger.info({ event: 'drain' }, 'drain');
     this.draining = (async () => {
       await this.reloading;
-      if (this.current) await this.retire(this.current);
+      // retire() stops the generation accepting before its first await; then the runner's own
+      // descriptor goes, the socket's last: the port is unbound and new attempts are refused at
+      // once (a balancer moves them elsewhere) instead of waiting in a queue nobody reads.
+      const retired = this.current ? this.retire(this.current) : Promise.resolve();
       this.listener?.close();
+      // Logged once the port is unbound: from this line on, new attempts are refused.
+      this.log.logger.info({ event: 'drain' }, 'drain');
+      await retired;
       await this.endpoint?.close();
       this.log.logger.info({ event: 'stopped' }, 'stopped');
       await this.log.flush();

@@ -218,6 +218,9 @@ export function run(extra: Readonly<Record<string, Subcommand>> = {}): void {
   main(process.argv.slice(2), process, extra).then(
     (code) => {
       process.exitCode = code;
+      // `run` is over once drained (or failed): the config module may hold handles of its own
+      // (a timer, a server) that must not keep a stopped proxy's process alive.
+      if (process.argv[2] === 'run') process.exit(code);
     },
     (err: unknown) => {
       process.stderr.write(`rxredirect: ${String(err)}\n`);
