@@ -40,6 +40,8 @@ export class Runner {
   private loads = 0;
   private reloading: Promise<void> = Promise.resolve();
   private draining: Promise<void> | undefined;
+  /** Old generations still draining after a reload (a reload does not wait for them). */
+  private readonly retiring = new Map<RedirectServer, Promise<void>>();
   readonly log: RunnerLog;
   /** Where the proxy listens, once started. */
   address: Endpoint | undefined;
@@ -77,7 +79,10 @@ export class Runner {
     );
   }
 
-  /** Loads the config again and swaps generations; a bad config leaves the running one. Serialised. */
+  /**
+   * Loads the config again and swaps generations; a bad config leaves the running one. Serialised;
+   * resolves once the new generation serves (the old one drains on, up to its deadline).
+   */
   reload(): Promise<void> {
     this.reloading = this.reloading.then(() => this.swap());
     return this.reloading;
@@ -86,28 +91,38 @@ export class Runner {
   private async swap(): Promise<void> {
     if (this.draining || this.current === undefined) return;
     const old = this.current;
+    let retired: Promise<void> | undefined;
     let next: Generation;
     try {
       const server = await this.prepareGeneration();
-      // Without a shared socket (no addon), the old listener must let go of the address first.
-      if (!this.listener?.shared) await old.server.close({ timeoutMs: this.closeTimeout(old.server) });
+      // Without a shared socket (no addon), the old listener lets go of the address first
+      // (close() unbinds at once; its connections drain on in the background).
+      if (!this.listener?.shared) retired = this.retire(old);
       next = await this.listenGeneration(server);
     } catch (err) {
       this.log.logger.error(
         { event: 'reload-failed', code: (err as RedirectError).code, err: (err as Error).message },
         'reload failed',
       );
+      if (retired) this.track(old, retired);
       return;
     }
     this.current = next;
     this.log.logger.info({ event: 'reload', generation: next.number }, 'reload');
-    await this.retire(old);
+    this.track(old, retired ?? this.retire(old));
+  }
+
+  private track(old: Generation, retired: Promise<void>): void {
+    this.retiring.set(
+      old.server,
+      retired.finally(() => this.retiring.delete(old.server)),
+    );
   }
 
   /** Stops accepting, lets connections finish, then stops. Called again: the deadline is now. */
   drain(): Promise<void> {
     if (this.draining) {
-      void this.current?.server.close({ timeoutMs: 0 });
+      for (const server of [this.current?.server, ...this.retiring.keys()]) void server?.close({ timeoutMs: 0 });
       return this.draining;
     }
     this.draining = (async () => {
@@ -119,7 +134,7 @@ export class Runner {
       this.listener?.close();
       // Logged once the port is unbound: from this line on, new attempts are refused.
       this.log.logger.info({ event: 'drain' }, 'drain');
-      await retired;
+      await Promise.all([retired, ...this.retiring.values()]);
       await this.endpoint?.close();
       this.log.logger.info({ event: 'stopped' }, 'stopped');
       await this.log.flush();
