@@ -113,12 +113,14 @@ export type { SpliceEngineStats } from './platform/addon';
 // Prometheus metrics (docs/metrics.md; prom-client is an optional peer dependency)
 export {
   aggregateMetrics,
+  createClusterMetrics,
   createMetrics,
   type MetricsEndpoint,
   type MetricsOptions,
   type MetricsSource,
   type RedirectMetrics,
   serveMetrics,
+  type WorkerStatsSource,
 } from './metrics/index';
 
 // Testing a middleware chain without sockets (docs/middleware.md)

@@ -1,9 +1,10 @@
 import { execFileSync } from 'node:child_process';
+import { EventEmitter } from 'node:events';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import test from 'ava';
 import { type CloseSummary, zeroCopyStats } from '../lib/index';
-import { aggregateMetrics, createMetrics, serveMetrics } from '../lib/metrics/index';
+import { aggregateMetrics, createClusterMetrics, createMetrics, serveMetrics } from '../lib/metrics/index';
 import { closedAtLeast, dial, drain, echoUpstream, nextConnection, sendRandom, startRedirect } from './helpers/net';
 
 /** Metrics (docs/metrics.md): a scrape during a run agrees with stats() and the close summaries. */
@@ -172,4 +173,51 @@ test('without prom-client, createMetrics() throws ERR_REDIRECT_METRICS_UNAVAILAB
     try { api.createMetrics(); console.log('no error'); } catch (err) { console.log(err.code + ' ' + err.message); }`;
   const out = execFileSync(process.execPath, ['-e', script], { encoding: 'utf8' });
   t.regex(out, /^ERR_REDIRECT_METRICS_UNAVAILABLE .*npm install prom-client/);
+});
+
+test('cluster metrics: per-worker series from the host stats, a replaced worker keeps its counts', async (t) => {
+  const upstream = await echoUpstream(t);
+  const start = () => startRedirect(t, { resolve: { host: '127.0.0.1', port: upstream.port } });
+  // A stand-in for the worker host: its stats() replies and forwarded summaries (as JSON, as over IPC).
+  let workers = [
+    { slot: 0, pid: 100, ...(await start()) },
+    { slot: 1, pid: 101, ...(await start()) },
+  ];
+  const host = new EventEmitter();
+  const forward = (w: (typeof workers)[number]) =>
+    w.server.on('closed', (s) => host.emit('closed', JSON.parse(JSON.stringify(s)), { slot: w.slot }));
+  for (const w of workers) forward(w);
+  const source = {
+    stats: async () => ({
+      perWorker: workers.map((w) => ({ slot: w.slot, pid: w.pid, server: w.server.stats(), zeroCopy: null })),
+    }),
+    on: (event: 'closed', fn: (summary: Record<string, unknown>, info: { slot: number }) => void) => host.on(event, fn),
+  };
+  const metrics = createClusterMetrics(source, { processMetrics: false });
+  const connect = async (port: number, n: number) => {
+    for (let i = 0; i < n; i++) {
+      const s = await dial(port);
+      s.end('x');
+      await drain(s);
+    }
+  };
+  await connect(workers[0]!.port, 2);
+  await connect(workers[1]!.port, 3);
+  await Promise.all([closedAtLeast(workers[0]!.server, 2), closedAtLeast(workers[1]!.server, 3)]);
+  let text = await metrics.text();
+  t.is(value(text, 'rxredirect_downstream_cx_total', {}, '0'), 2);
+  t.is(value(text, 'rxredirect_downstream_cx_total', {}, '1'), 3);
+  t.is(value(text, 'rxredirect_downstream_cx_length_ms_count', {}, '1'), 3);
+  t.is(value(text, 'rxredirect_upstream_cx_connect_ms_count', {}, '0'), 2);
+
+  // Slot 1's process is replaced (a crash, a reload): its counts stay, the new one's add up.
+  const next = { slot: 1, pid: 102, ...(await start()) };
+  forward(next);
+  workers = [workers[0]!, next];
+  await connect(next.port, 1);
+  await closedAtLeast(next.server, 1);
+  text = await metrics.text();
+  t.is(value(text, 'rxredirect_downstream_cx_total', {}, '1'), 4);
+  t.is(value(text, 'rxredirect_downstream_cx_closed_total', { reason: 'client-end' }, '1'), 4);
+  t.is(value(text, 'rxredirect_downstream_cx_active', {}, '1'), 0);
 });

@@ -1,9 +1,11 @@
 import type { Registry } from 'prom-client';
-import type { RedirectServer } from '../server/server';
 import type { CloseSummary } from '../common/types';
+import type { SpliceEngineStats } from '../platform/addon';
+import type { RedirectServer } from '../server/server';
+import type { ServerStats } from '../server/server-stats';
 import { zeroCopyStats } from '../zero-copy/engine';
-import { promClient } from './prom-client';
-import { counterSamples, SampleSums } from './samples';
+import { type Prom, promClient } from './prom-client';
+import { counterSamples, type Sample, SampleSums } from './samples';
 
 /** docs/metrics.md lists every metric; counters and gauges are read from stats() at scrape time. */
 
@@ -28,6 +30,16 @@ export interface RedirectMetrics {
   json(): Promise<unknown[]>;
 }
 
+/** What one worker's series are made of, read once per scrape. */
+export interface WorkerFigures {
+  readonly worker: string;
+  /** Monotonic counters (counterSamples of its servers, retired ones included). */
+  readonly counters: readonly Sample[];
+  readonly live: ServerStats['live'];
+  readonly maxConnections: number | undefined;
+  readonly zeroCopy: SpliceEngineStats | undefined;
+}
+
 const CONNECT_BUCKETS_MS = [0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000];
 const LENGTH_BUCKETS_MS = [1, 10, 100, 1000, 10_000, 60_000, 300_000, 1_800_000, 3_600_000, 21_600_000];
 
@@ -49,107 +61,143 @@ const COUNTERS: Readonly<Record<string, { help: string; labels: string[] }>> = {
   },
 };
 
+const GAUGES: Readonly<Record<string, { help: string; read: (w: WorkerFigures) => number | undefined }>> = {
+  rxredirect_downstream_cx_active: { help: 'Connections open now', read: (w) => w.live.connections },
+  rxredirect_downstream_cx_limit: { help: 'Connection limit in force', read: (w) => w.maxConnections },
+  rxredirect_zero_copy_pipes: { help: 'Splice pipes in use', read: (w) => w.zeroCopy?.pipes },
+  rxredirect_zero_copy_pipes_limit: { help: 'Splice pipe budget (maxPipes)', read: (w) => w.zeroCopy?.maxPipes },
+  rxredirect_zero_copy_pipe_bytes: { help: 'Pipe buffer bytes reserved', read: (w) => w.zeroCopy?.pipeBytes },
+  rxredirect_zero_copy_pipe_bytes_limit: {
+    help: 'Pipe buffer byte budget (maxPipeBytes)',
+    read: (w) => w.zeroCopy?.maxPipeBytes,
+  },
+};
+
+/** The metric family on a registry: figures are read once per scrape; histograms are fed summaries. */
+export class MetricSet {
+  readonly registry: Registry;
+  private scrape = 0;
+  private readFor = -1;
+  private figures: Promise<readonly WorkerFigures[]> = Promise.resolve([]);
+  private readonly connectMs;
+  private readonly lengthMs;
+
+  constructor(prom: Prom, read: () => readonly WorkerFigures[] | Promise<readonly WorkerFigures[]>) {
+    const registry = new prom.Registry();
+    this.registry = registry;
+    const figures = (): Promise<readonly WorkerFigures[]> => {
+      if (this.readFor !== this.scrape) {
+        this.readFor = this.scrape;
+        this.figures = Promise.resolve(read());
+      }
+      return this.figures;
+    };
+    for (const [name, { help, labels }] of Object.entries(COUNTERS)) {
+      new prom.Counter({
+        name,
+        help,
+        labelNames: [...labels, 'worker'],
+        registers: [registry],
+        async collect() {
+          const all = await figures();
+          this.reset();
+          for (const w of all) {
+            for (const s of w.counters) if (s.name === name) this.inc({ ...s.labels, worker: w.worker }, s.value);
+          }
+        },
+      });
+    }
+    for (const [name, { help, read: pick }] of Object.entries(GAUGES)) {
+      new prom.Gauge({
+        name,
+        help,
+        labelNames: ['worker'],
+        registers: [registry],
+        async collect() {
+          const all = await figures();
+          this.reset();
+          for (const w of all) {
+            const v = pick(w);
+            if (v !== undefined) this.set({ worker: w.worker }, v);
+          }
+        },
+      });
+    }
+    new prom.Gauge({
+      name: 'rxredirect_active_bytes',
+      help: 'Bytes read so far by the connections open now, by direction',
+      labelNames: ['direction', 'worker'],
+      registers: [registry],
+      async collect() {
+        const all = await figures();
+        this.reset();
+        for (const w of all) {
+          this.set({ direction: 'upstream', worker: w.worker }, w.live.bytesUpstream);
+          this.set({ direction: 'downstream', worker: w.worker }, w.live.bytesDownstream);
+        }
+      },
+    });
+    this.connectMs = new prom.Histogram({
+      name: 'rxredirect_upstream_cx_connect_ms',
+      help: 'Time from connect(2) to the upstream connected, ms',
+      labelNames: ['worker'],
+      buckets: CONNECT_BUCKETS_MS,
+      registers: [registry],
+    });
+    this.lengthMs = new prom.Histogram({
+      name: 'rxredirect_downstream_cx_length_ms',
+      help: 'Connection duration from accept to close, ms',
+      labelNames: ['worker'],
+      buckets: LENGTH_BUCKETS_MS,
+      registers: [registry],
+    });
+  }
+
+  /** A closed flow (a close summary, or its copy from another process). */
+  observe(summary: Pick<CloseSummary, 'durationMs' | 'connectMs'>, worker: string): void {
+    this.lengthMs.observe({ worker }, summary.durationMs);
+    if (typeof summary.connectMs === 'number') this.connectMs.observe({ worker }, summary.connectMs);
+  }
+
+  text(): Promise<string> {
+    this.scrape++;
+    return this.registry.metrics();
+  }
+
+  json(): Promise<unknown[]> {
+    this.scrape++;
+    return this.registry.getMetricsAsJSON();
+  }
+}
+
 /** Throws ERR_REDIRECT_METRICS_UNAVAILABLE when prom-client is not installed. */
 export function createMetrics(options: MetricsOptions = {}): RedirectMetrics {
   const prom = promClient();
-  const registry: Registry = new prom.Registry();
-  registry.setDefaultLabels({ worker: options.worker ?? '0' });
-  if (options.processMetrics !== false) prom.collectDefaultMetrics({ register: registry });
-
+  const worker = options.worker ?? '0';
   const servers = new Set<RedirectServer>();
   /** Final counts of retired servers: counters never go back across a reload. */
   const retired = new SampleSums();
-  let current = new SampleSums();
-  /** One read of every server's stats() per scrape, shared by the collectors. */
-  let scrape = 0;
-  let readFor = -1;
-  const refresh = (): SampleSums => {
-    if (readFor !== scrape) {
-      readFor = scrape;
-      current = new SampleSums().add(retired.all());
-      for (const s of servers) current.add(counterSamples(s.stats()));
-    }
-    return current;
-  };
-
-  for (const [name, { help, labels }] of Object.entries(COUNTERS)) {
-    new prom.Counter({
-      name,
-      help,
-      labelNames: labels,
-      registers: [registry],
-      collect() {
-        this.reset();
-        for (const { labels: l, value } of refresh().of(name)) this.inc(l, value);
-      },
-    });
-  }
-  const liveGauge = (name: string, help: string, read: () => number | undefined): void => {
-    new prom.Gauge({
-      name,
-      help,
-      registers: [registry],
-      collect() {
-        const v = read();
-        if (v === undefined) this.reset();
-        else this.set(v);
-      },
-    });
-  };
-  const sumLive = (pick: (s: ReturnType<RedirectServer['stats']>) => number): number => {
-    let n = 0;
-    for (const s of servers) n += pick(s.stats());
-    return n;
-  };
-  liveGauge('rxredirect_downstream_cx_active', 'Connections open now', () => sumLive((s) => s.live.connections));
-  liveGauge('rxredirect_downstream_cx_limit', 'Connection limit in force', () => {
+  const set = new MetricSet(prom, () => {
+    const counters = new SampleSums().add(retired.all());
+    const live = { connections: 0, bytesUpstream: 0, bytesDownstream: 0 };
     // 'auto' servers share one process budget: the largest limit is the process's.
-    let max = 0;
-    for (const s of servers) max = Math.max(max, s.stats().maxConnections);
-    return servers.size === 0 ? undefined : max;
+    let maxConnections: number | undefined;
+    for (const server of servers) {
+      const s = server.stats();
+      counters.add(counterSamples(s));
+      live.connections += s.live.connections;
+      live.bytesUpstream += s.live.bytesUpstream;
+      live.bytesDownstream += s.live.bytesDownstream;
+      maxConnections = Math.max(maxConnections ?? 0, s.maxConnections);
+    }
+    return [{ worker, counters: counters.all(), live, maxConnections, zeroCopy: zeroCopyStats() }];
   });
-  new prom.Gauge({
-    name: 'rxredirect_active_bytes',
-    help: 'Bytes read so far by the connections open now, by direction',
-    labelNames: ['direction'],
-    registers: [registry],
-    collect() {
-      this.set(
-        { direction: 'upstream' },
-        sumLive((s) => s.live.bytesUpstream),
-      );
-      this.set(
-        { direction: 'downstream' },
-        sumLive((s) => s.live.bytesDownstream),
-      );
-    },
-  });
-  liveGauge('rxredirect_zero_copy_pipes', 'Splice pipes in use', () => zeroCopyStats()?.pipes);
-  liveGauge('rxredirect_zero_copy_pipes_limit', 'Splice pipe budget (maxPipes)', () => zeroCopyStats()?.maxPipes);
-  liveGauge('rxredirect_zero_copy_pipe_bytes', 'Pipe buffer bytes reserved', () => zeroCopyStats()?.pipeBytes);
-  liveGauge(
-    'rxredirect_zero_copy_pipe_bytes_limit',
-    'Pipe buffer byte budget (maxPipeBytes)',
-    () => zeroCopyStats()?.maxPipeBytes,
-  );
-
-  const connectMs = new prom.Histogram({
-    name: 'rxredirect_upstream_cx_connect_ms',
-    help: 'Time from connect(2) to the upstream connected, ms',
-    buckets: CONNECT_BUCKETS_MS,
-    registers: [registry],
-  });
-  const lengthMs = new prom.Histogram({
-    name: 'rxredirect_downstream_cx_length_ms',
-    help: 'Connection duration from accept to close, ms',
-    buckets: LENGTH_BUCKETS_MS,
-    registers: [registry],
-  });
-  const observe = (summary: CloseSummary): void => {
-    lengthMs.observe(summary.durationMs);
-    if (summary.connectMs !== undefined) connectMs.observe(summary.connectMs);
-  };
-
+  if (options.processMetrics !== false) {
+    // Only the process metrics carry it this way; ours set `worker` themselves.
+    set.registry.setDefaultLabels({ worker });
+    prom.collectDefaultMetrics({ register: set.registry });
+  }
+  const observe = (summary: CloseSummary): void => set.observe(summary, worker);
   return {
     track(server) {
       if (servers.has(server)) return () => {};
@@ -164,16 +212,10 @@ export function createMetrics(options: MetricsOptions = {}): RedirectMetrics {
         server.off('closed', observe);
       };
     },
-    text() {
-      scrape++;
-      return registry.metrics();
-    },
+    text: () => set.text(),
     get contentType() {
-      return registry.contentType;
+      return set.registry.contentType;
     },
-    json() {
-      scrape++;
-      return registry.getMetricsAsJSON();
-    },
+    json: () => set.json(),
   };
 }
