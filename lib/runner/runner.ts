@@ -15,7 +15,11 @@ export interface RunnerOptions {
   listen: { host: string; port: number };
   /**
    * Workers. The seam for lib/workers/: until the worker host is in the build, only 1, which
-   * runs in this process (the one-worker case of the host's generations).
+   * runs in this process (the one-worker case of the host's generations). With the host, N > 1
+   * maps one to one: createRedirectCluster({ module: config, listen, workers, closeTimeoutMs,
+   * summaries: true }); start() → cluster.start(), reload() → cluster.reload() (a rejected reload
+   * leaves the old generation, as here), drain() → cluster.close(); the log takes the cluster's
+   * 'closed' events (summaries as plain objects) and the metrics createClusterMetrics(cluster).
    */
   workers?: number;
   metrics?: { host: string; port: number };
