@@ -153,6 +153,7 @@ export interface NativeStatus {
   readonly capabilities: Capabilities;
 }
 
+// Compiled to dist/lib/platform/addon.js: the package root is three levels up.
 const PACKAGE_ROOT = join(__dirname, '..', '..', '..');
 const CAP_NET_ADMIN = 12;
 const CAP_NET_RAW = 13;
