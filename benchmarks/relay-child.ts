@@ -44,7 +44,11 @@ async function startRx(): Promise<number | { unavailable: string }> {
   const options: Record<string, unknown> = {
     resolve: config.target,
     middleware: loadMiddleware(config.middleware),
-    limits: config.highWaterMark ? { highWaterMark: config.highWaterMark } : undefined,
+    limits: {
+      ...(config.highWaterMark ? { highWaterMark: config.highWaterMark } : {}),
+      // RXREDIRECT_BENCH_IDLE_MS=0 measures without the default idle timer (its cost on the hot path).
+      ...(process.env.RXREDIRECT_BENCH_IDLE_MS ? { idleTimeoutMs: Number(process.env.RXREDIRECT_BENCH_IDLE_MS) } : {}),
+    },
   };
   // The JS subjects ask for zeroCopy 'off' so a build whose default is 'auto' still measures
   // the JS path; a build without the option runs them as they are.

@@ -110,6 +110,19 @@ export {
 } from './zero-copy/engine';
 export type { SpliceEngineStats } from './platform/addon';
 
+// Prometheus metrics (docs/metrics.md; prom-client is an optional peer dependency)
+export {
+  aggregateMetrics,
+  createClusterMetrics,
+  createMetrics,
+  type MetricsEndpoint,
+  type MetricsOptions,
+  type MetricsSource,
+  type RedirectMetrics,
+  serveMetrics,
+  type WorkerStatsSource,
+} from './metrics/index';
+
 // Testing a middleware chain without sockets (docs/middleware.md)
 export { splits, type TestMiddlewareOptions, type TestMiddlewareResult, testMiddleware } from './pipeline/test-harness';
 

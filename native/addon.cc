@@ -37,6 +37,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("tcpNoDelay", Napi::Function::New(env, rxredirect::TcpNoDelay, "tcpNoDelay"));
   exports.Set("pendingError", Napi::Function::New(env, rxredirect::PendingError, "pendingError"));
   exports.Set("resetOnClose", Napi::Function::New(env, rxredirect::ResetOnClose, "resetOnClose"));
+  exports.Set("dupFd", Napi::Function::New(env, rxredirect::DupFd, "dupFd"));
   exports.Set("setTransparent", Napi::Function::New(env, rxredirect::SetTransparent, "setTransparent"));
   exports.Set("isTransparent", Napi::Function::New(env, rxredirect::IsTransparent, "isTransparent"));
   exports.Set("createMarkedSocket", Napi::Function::New(env, rxredirect::CreateMarkedSocket, "createMarkedSocket"));

@@ -28,9 +28,11 @@ const NODE_READ_SIZE = 64 * 1024;
 const MAX_READ_BYTES = 64 * 1024 * 1024;
 
 export const DEFAULT_LIMITS: Readonly<Required<Limits>> = Object.freeze({
-  maxConnections: Number.POSITIVE_INFINITY,
+  // Derived from the open-file limit at listen() (lib/server/connection-budget.ts).
+  maxConnections: 'auto',
   connectTimeoutMs: 10_000,
-  idleTimeoutMs: 0,
+  // As Envoy's TCP proxy: a flow nobody closes (a peer gone without FIN or RST) is not held forever.
+  idleTimeoutMs: 3_600_000,
   highWaterMark: 512 * 1024,
   maxReadBytes: 1024 * 1024,
   resolveTimeoutMs: 5_000,
@@ -186,7 +188,7 @@ function normaliseLimits(limits: Limits | undefined): Required<Limits> {
       );
     }
   };
-  positive('maxConnections', false, true);
+  if (out.maxConnections !== 'auto') positive('maxConnections', false, true);
   positive('connectTimeoutMs', false, false);
   positive('idleTimeoutMs', true, false);
   positive('highWaterMark', false, false);

@@ -79,6 +79,9 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Direct
   private deadline: DeadlineSweeper | undefined;
   private waiting: Wait = 'resolve';
   private connectingTo: ResolvedTarget | undefined;
+  /** When connect(2) was issued, then how long the upstream took to connect (the summary's connectMs). */
+  private connectStartedAt = 0;
+  private connectMs: number | undefined;
   private idle: IdleTimer | undefined;
   private summaryValue: CloseSummary | undefined;
   private bypassUp = false;
@@ -278,6 +281,7 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Direct
     this.phase = 'connecting';
     const registry = this.host.egressEndpoints;
     if (registry !== undefined) this.egress = new EgressRegistration(registry, this);
+    this.connectStartedAt = performance.now();
     const upstream = dialUpstream(
       this.host,
       this.record,
@@ -292,6 +296,7 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Direct
         },
         connected: () => {
           this.connected = true;
+          this.connectMs = performance.now() - this.connectStartedAt;
           this.phase = advance(this.phase, 'open');
           this.clearDeadline();
         },
@@ -422,10 +427,17 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Direct
     this.phase = 'closed';
     this.stopAll();
     this.abortController?.abort(this.reason);
-    const summary = closeSummary(this, this.reason, this.error, this.startedAt, {
-      upstream: this.upPump?.summary(),
-      downstream: this.directions?.down.summary(),
-    });
+    const summary = closeSummary(
+      this,
+      this.reason,
+      this.error,
+      this.startedAt,
+      {
+        upstream: this.upPump?.summary(),
+        downstream: this.directions?.down.summary(),
+      },
+      this.connectMs,
+    );
     this.summaryValue = summary;
     this.host.closed(this, summary);
     try {

@@ -51,6 +51,8 @@ export function closeSummary(
   error: RedirectError | undefined,
   startedAt: number,
   directions: { upstream?: DirectionSummary; downstream?: DirectionSummary },
+  /** From connect(2) to connected; undefined when the upstream never connected. */
+  connectMs?: number,
 ): CloseSummary {
   const upstream = directions.upstream ?? EMPTY_DIRECTION;
   const downstream = directions.downstream ?? EMPTY_DIRECTION;
@@ -62,6 +64,7 @@ export function closeSummary(
     reason,
     error,
     durationMs: performance.now() - startedAt,
+    connectMs,
     upstream,
     downstream,
     path: flowPath(upstream.path, downstream.path),

@@ -47,6 +47,8 @@ export interface LinuxAddon {
   pendingError(fd: number): string | null;
   /** SO_LINGER {1, 0}: the socket's close(2) sends RST, whatever its state. */
   resetOnClose(fd: number): void;
+  /** F_DUPFD_CLOEXEC: a second descriptor of the same socket (the runner's listener across reloads). */
+  dupFd(fd: number): number;
   /** IP_TRANSPARENT or IPV6_TRANSPARENT, by the socket's family. Needs CAP_NET_ADMIN. */
   setTransparent(fd: number): void;
   isTransparent(fd: number): boolean;

@@ -138,6 +138,7 @@ export function acceptFailure(
     reason: 'accept-failed',
     error,
     durationMs: 0,
+    connectMs: undefined,
     upstream: EMPTY_DIRECTION,
     downstream: EMPTY_DIRECTION,
     path: 'none',
