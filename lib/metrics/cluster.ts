@@ -20,6 +20,11 @@ export interface WorkerStatsSource {
       readonly server: ServerStats;
       readonly zeroCopy: SpliceEngineStats | null;
     }[];
+    /**
+     * The final counters of each slot's worker processes that are gone, when the source keeps
+     * them (RedirectCluster does): then a worker that drained between two scrapes still counts.
+     */
+    readonly retiredPerSlot?: readonly { readonly slot: number; readonly server: ServerStats }[];
   }>;
   on(event: 'closed', listener: (summary: Record<string, unknown>, info: { readonly slot: number }) => void): unknown;
 }
@@ -32,9 +37,16 @@ export function createClusterMetrics(
   /** Per slot: counts of its worker processes that are gone, and the last figures of each live one by pid. */
   const slots = new Map<number, { retired: SampleSums; last: Map<number | undefined, Sample[]> }>();
   const set = new MetricSet(prom, async () => {
-    const { perWorker } = await source.stats();
+    const { perWorker, retiredPerSlot } = await source.stats();
     const figures: WorkerFigures[] = [];
     const seen = new Map<number, Set<number | undefined>>();
+    if (retiredPerSlot !== undefined) {
+      // The source's own record of gone processes replaces the last-seen figures below.
+      slots.clear();
+      for (const r of retiredPerSlot) {
+        slots.set(r.slot, { retired: new SampleSums().add(counterSamples(r.server)), last: new Map() });
+      }
+    }
     for (const w of perWorker) {
       let slot = slots.get(w.slot);
       if (!slot) {

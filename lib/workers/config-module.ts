@@ -1,5 +1,5 @@
 import { isAbsolute, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { RedirectError } from '../common/errors';
 import type { RedirectServerOptions } from '../config/types';
 
@@ -20,8 +20,11 @@ export type ServerOptionsFactory = (info: WorkerInfo) => RedirectServerOptions |
  * may call it first to fail early. ERR_REDIRECT_CONFIG_MODULE when it cannot be imported or
  * exports neither.
  */
-export async function loadConfigModule(path: string): Promise<RedirectServerOptions | ServerOptionsFactory> {
-  const exported = await importModule(path, 'config module');
+export async function loadConfigModule(
+  path: string,
+  fresh?: number,
+): Promise<RedirectServerOptions | ServerOptionsFactory> {
+  const exported = await importModule(path, 'config module', fresh);
   if (exported !== null && (typeof exported === 'object' || typeof exported === 'function')) {
     return exported as RedirectServerOptions | ServerOptionsFactory;
   }
@@ -31,9 +34,17 @@ export async function loadConfigModule(path: string): Promise<RedirectServerOpti
   );
 }
 
-/** The options a worker builds its server from. */
-export async function serverOptionsFrom(path: string, info: WorkerInfo): Promise<RedirectServerOptions> {
-  const exported = await loadConfigModule(path);
+/**
+ * The options a worker builds its server from. `fresh` (a number new for each load) imports
+ * the file as it is now, for a process that loads it more than once (the runner's in-process
+ * generations); a worker process loads it once and needs none.
+ */
+export async function serverOptionsFrom(
+  path: string,
+  info: WorkerInfo,
+  fresh?: number,
+): Promise<RedirectServerOptions> {
+  const exported = await loadConfigModule(path, fresh);
   const options = typeof exported === 'function' ? await exported(info) : exported;
   if (options === null || typeof options !== 'object') {
     throw new RedirectError(
@@ -55,11 +66,21 @@ export async function loadSetupHook(path: string): Promise<(server: unknown, inf
 }
 
 /** The module's export, or its default export when it has one (ESM, or CommonJS compiled from ESM). */
-async function importModule(path: string, what: string): Promise<unknown> {
+async function importModule(path: string, what: string, fresh?: number): Promise<unknown> {
   if (typeof path !== 'string' || path === '') {
     throw new RedirectError('ERR_REDIRECT_CONFIG_MODULE', `the ${what} must be a path or a file: URL`);
   }
-  const url = path.startsWith('file:') ? path : pathToFileURL(isAbsolute(path) ? path : resolve(path)).href;
+  let url = path.startsWith('file:') ? path : pathToFileURL(isAbsolute(path) ? path : resolve(path)).href;
+  if (fresh !== undefined) {
+    // Node caches ESM by URL (a new query is a new module: each load stays in memory) and
+    // CommonJS by file name in require.cache, which import() of a CommonJS file goes through.
+    try {
+      delete require.cache[require.resolve(fileURLToPath(url))];
+    } catch {
+      // not resolvable as CommonJS (or missing): import() says why
+    }
+    url = `${url}${url.includes('?') ? '&' : '?'}load=${fresh}`;
+  }
   let ns: Record<string, unknown>;
   try {
     // import() loads both kinds; a CommonJS module's module.exports is its default export.

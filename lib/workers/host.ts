@@ -22,6 +22,8 @@ export interface ClusterStats {
   /** The sum of their splice engines' stats (pipeSize, maxPipeSize: per relay, not summed). */
   readonly zeroCopy: SpliceEngineStats | undefined;
   readonly perWorker: readonly WorkerStatsReply[];
+  /** Per slot, the counters of its worker processes that are gone (as in `server`). */
+  readonly retiredPerSlot: readonly { readonly slot: number; readonly server: ServerStats }[];
 }
 
 /** One worker's answer to cluster.request(). */
@@ -34,6 +36,9 @@ export interface RedirectClusterEvents {
   listening: [address: Endpoint];
   'worker-listening': [info: WorkerProcessInfo];
   'worker-exit': [info: WorkerProcessInfo & { expected: boolean }, code: number | null, signal: NodeJS.Signals | null];
+  /** A reload's new generation accepts (its old one starts draining). */
+  serving: [generation: number];
+  /** A reload is done: its old generation has drained. */
   reloaded: [generation: number];
   closed: [summary: Record<string, unknown>, info: WorkerProcessInfo];
   error: [err: Error];
@@ -51,6 +56,11 @@ export class RedirectCluster extends EventEmitter<RedirectClusterEvents> {
   private state: 'idle' | 'starting' | 'running' | 'closing' | 'closed' = 'idle';
   /** The running reload or close: one at a time. */
   private busy: Promise<unknown> = Promise.resolve();
+  /**
+   * What close() waits for: the start, or the last reload until its new generation serves (or
+   * it failed). A reload's old generation still draining is drained by close() with the rest.
+   */
+  private settled: Promise<unknown> = Promise.resolve();
 
   constructor(options: RedirectClusterOptions) {
     super();
@@ -97,6 +107,7 @@ export class RedirectCluster extends EventEmitter<RedirectClusterEvents> {
     })();
     // A reload() or close() called meanwhile waits for the start.
     this.busy = run.catch(() => {});
+    this.settled = this.busy;
     return run;
   }
 
@@ -106,27 +117,45 @@ export class RedirectCluster extends EventEmitter<RedirectClusterEvents> {
    * a new worker cannot start.
    */
   reload(): Promise<void> {
+    let serving = (): void => {};
+    const settled = new Promise<void>((resolve) => {
+      serving = resolve;
+    });
     const run = this.busy.then(async () => {
       if (this.state !== 'running' || this.starter === undefined) {
         throw new RedirectError('ERR_REDIRECT_SERVER_STATE', `reload() called on a cluster that is ${this.state}`);
       }
-      await this.starter.reload(this.workers);
+      await this.starter.reload(this.workers, () => {
+        this.emit('serving', this.starter?.generation ?? 0);
+        serving();
+      });
       this.emit('reloaded', this.starter.generation);
     });
+    run.then(serving, serving);
     this.busy = run.catch(() => {});
+    this.settled = settled;
     return run;
   }
 
-  /** Every worker stops accepting and drains (timeoutMs, default closeTimeoutMs); then the sockets close. */
+  /**
+   * Every worker stops accepting and drains (timeoutMs, default closeTimeoutMs), a reload's
+   * old generation included; the listening sockets close as the drain starts, so new attempts
+   * are refused at once (a balancer in front moves them on) rather than queued for nobody.
+   * Called again while closing with a timeoutMs: the deadline becomes that from now.
+   */
   close(options: { timeoutMs?: number } = {}): Promise<void> {
-    const run = this.busy.then(async () => {
+    if (this.state === 'closing' && options.timeoutMs !== undefined) this.starter?.hasten(options.timeoutMs);
+    const run = this.settled.then(async () => {
       if (this.state === 'closed' || this.state === 'closing') return;
       this.state = 'closing';
-      await this.starter?.stopAll(options.timeoutMs ?? this.options.closeTimeoutMs ?? 30_000);
+      // stopAll has told every worker to drain (they close their copies) before its first await.
+      const stopped = this.starter?.stopAll(options.timeoutMs ?? this.options.closeTimeoutMs ?? 30_000);
       this.sockets?.close();
+      await stopped;
       this.state = 'closed';
     });
     this.busy = run.catch(() => {});
+    this.settled = this.busy;
     return run;
   }
 
@@ -144,6 +173,7 @@ export class RedirectCluster extends EventEmitter<RedirectClusterEvents> {
       zeroCopy:
         zeroCopy && first ? { ...zeroCopy, pipeSize: first.pipeSize, maxPipeSize: first.maxPipeSize } : undefined,
       perWorker: replies,
+      retiredPerSlot: [...(this.starter?.retiredBySlot ?? [])].map(([slot, server]) => ({ slot, server })),
     };
   }
 

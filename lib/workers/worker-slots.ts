@@ -72,6 +72,8 @@ export class WorkerStarter {
    * one), live figures zeroed: added to the live workers' so totals do not drop at a reload.
    */
   retired: ServerStats | undefined;
+  /** The same, per slot (for per-worker series that never go back, e.g. the metrics). */
+  readonly retiredBySlot = new Map<number, ServerStats>();
 
   constructor(options: StarterOptions, sockets: ListeningSockets, budget: Budget, events: StarterEvents) {
     this.options = options;
@@ -112,8 +114,11 @@ export class WorkerStarter {
     return previous;
   }
 
-  /** New generation in, then the old one drains; the budget stays within the global one throughout. */
-  async reload(n: number): Promise<void> {
+  /**
+   * New generation in (then `serving()`), then the old one drains; the budget stays within the
+   * global one throughout.
+   */
+  async reload(n: number, serving: () => void = () => {}): Promise<void> {
     const old = [...this.current.values()];
     const inUse = await Promise.all(old.map((w) => w.freeze()));
     const used = inUse.reduce((a, u) => ({ pipes: a.pipes + u.pipes, pipeBytes: a.pipeBytes + u.pipeBytes }), {
@@ -132,6 +137,7 @@ export class WorkerStarter {
       for (const w of this.current.values()) w.budget(this.share);
       throw err;
     }
+    serving();
     await this.drainAll(previous, this.options.closeTimeoutMs ?? 30_000);
     this.share = this.divide(this.budget, n);
     for (const w of this.current.values()) w.budget(this.share);
@@ -146,6 +152,11 @@ export class WorkerStarter {
     const all = [...this.current.values()];
     this.current.clear();
     await this.drainAll([...all, ...this.draining], timeoutMs);
+  }
+
+  /** A second close(): every live worker's drain deadline becomes timeoutMs from now. */
+  hasten(timeoutMs: number): void {
+    for (const w of this.live()) void w.drain(timeoutMs);
   }
 
   private async drainAll(workers: WorkerProcess[], timeoutMs: number): Promise<void> {
@@ -166,6 +177,8 @@ export class WorkerStarter {
       if (w.lastStats === undefined) return;
       const gone = { ...w.lastStats, live: { connections: 0, bytesUpstream: 0, bytesDownstream: 0 } };
       this.retired = sumStats(this.retired ? [this.retired, gone] : [gone]);
+      const slot = this.retiredBySlot.get(w.slot);
+      this.retiredBySlot.set(w.slot, sumStats(slot ? [slot, gone] : [gone]) ?? gone);
     });
     return w
       .start(
