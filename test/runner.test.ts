@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { createRedirectServer } from '../lib/index';
 import { optionalLinux } from '../lib/platform/addon';
-import { loadServerOptions } from '../lib/runner/config';
+import { serverOptionsFrom } from '../lib/workers/config-module';
 import { listenTcp } from './helpers/net';
 import { type LogLine, startRunner } from './helpers/runner-process';
 import { gatedTest } from './helpers/netns';
@@ -68,7 +68,7 @@ sharedListener(
     const dir = tempDir(t);
     const config = join(dir, 'proxy.config.mjs');
     writeFileSync(config, `export default { resolve: { host: '127.0.0.1', port: ${a.port} } };\n`);
-    const runner = startRunner(t, [config, '--listen', '127.0.0.1:0', '--close-timeout', '60000']);
+    const runner = startRunner(t, [config, '--listen', '127.0.0.1:0', '--workers', '1', '--close-timeout', '60000']);
     const port = portOf(await runner.line((l) => l.event === 'listening'));
 
     const first = await open(port);
@@ -125,12 +125,127 @@ sharedListener(
   },
 );
 
+sharedListener(
+  '--workers 2: connections reach both workers, SIGHUP reload with none refused, SIGTERM drain, log lines and /metrics agree',
+  async (t) => {
+    const a = await taggedUpstream(t, 'A');
+    const b = await taggedUpstream(t, 'B');
+    const dir = tempDir(t);
+    const config = join(dir, 'proxy.config.cjs');
+    writeFileSync(config, `module.exports = { resolve: { host: '127.0.0.1', port: ${a.port} } };\n`);
+    const runner = startRunner(t, [
+      config,
+      '--listen',
+      '127.0.0.1:0',
+      '--workers',
+      '2',
+      '--metrics',
+      '127.0.0.1:0',
+      '--close-timeout',
+      '60000',
+    ]);
+    const listening = await runner.line((l) => l.event === 'listening');
+    t.is(listening.workers, 2);
+    const port = portOf(listening);
+    const metricsPort = (listening.metrics as { port: number }).port;
+    let opened = 0;
+    const closes = (): LogLine[] => runner.lines.filter((l) => l.event === 'close');
+    const oneConnection = async (): Promise<void> => {
+      const c = await open(port);
+      opened++;
+      t.is(await roundTrip(c.socket, 'ping'), 'ping');
+      await finish(c.socket);
+    };
+
+    // Spread: the kernel's SO_REUSEPORT hash picks the worker; connect until both have served.
+    const seen = (): Set<unknown> => new Set(closes().map((l) => l.worker));
+    while (seen().size < 2 && opened < 500) {
+      await oneConnection();
+      await runner.line(() => closes().length === opened);
+    }
+    const spread = [0, 1].map((w) => closes().filter((l) => l.worker === w).length);
+    t.log(`spread over ${opened} connections: worker 0 ${spread[0]}, worker 1 ${spread[1]}`);
+    t.deepEqual([...seen()].sort(), [0, 1], 'both workers served connections');
+
+    // Held over the reload: its worker (generation 1) drains while it is open.
+    const held = await open(port);
+    opened++;
+    t.is(held.tag, 'A');
+
+    // SIGHUP under a client loop: nothing refused or reset.
+    let stop = false;
+    let loopCount = 0;
+    const failures: string[] = [];
+    const loop = (async () => {
+      while (!stop) {
+        try {
+          await oneConnection();
+          loopCount++;
+        } catch (err) {
+          failures.push(String(err));
+        }
+      }
+    })();
+    writeFileSync(config, `module.exports = { resolve: { host: '127.0.0.1', port: ${b.port} } };\n`);
+    runner.child.kill('SIGHUP');
+    const reload = await runner.line((l) => l.event === 'reload');
+    t.is(reload.generation, 2);
+    const before = loopCount;
+    while (loopCount < before + 5) await new Promise((r) => setImmediate(r));
+    stop = true;
+    await loop;
+    t.deepEqual(failures, [], 'no connection refused or reset during the reload');
+    t.log(`${loopCount} connections in the client loop around the reload`);
+    const fresh = await open(port);
+    opened++;
+    t.is(fresh.tag, 'B', 'the new generation serves the new config');
+    t.is(await roundTrip(held.socket, 'still here'), 'still here', 'the old generation drains, not resets');
+
+    // /metrics: counters from the workers' stats(), histograms from the forwarded summaries.
+    await runner.line(() => closes().length === opened - 2);
+    const text = await scrape(metricsPort);
+    const sum = (name: string): number =>
+      [...text.matchAll(new RegExp(`^${name}\\{[^}]*worker="\\d+"[^}]*\\} (\\d+)$`, 'gm'))].reduce(
+        (n, m) => n + Number(m[1]),
+        0,
+      );
+    const logged = closes().length;
+    t.is(sum('rxredirect_downstream_cx_total'), logged + 2, 'accepted = logged + the 2 open');
+    t.is(sum('rxredirect_downstream_cx_active'), 2);
+    t.is(sum('rxredirect_downstream_cx_closed_total'), logged);
+    t.is(sum('rxredirect_downstream_cx_length_ms_count'), logged);
+    for (const w of [0, 1]) {
+      const re = new RegExp(
+        `^rxredirect_downstream_cx_closed_total\\{reason="client-end",worker="${w}"\\} (\\d+)$`,
+        'm',
+      );
+      const count = closes().filter((l) => l.worker === w).length;
+      t.is(Number(re.exec(text)?.[1] ?? 0), count, `worker ${w}: metrics agree with the log lines`);
+    }
+    t.regex(text, /^process_cpu_user_seconds_total\{worker="primary"\} /m, 'the default process metrics');
+
+    // SIGTERM: both open connections finish, then the process exits 0.
+    runner.child.kill('SIGTERM');
+    await runner.line((l) => l.event === 'drain');
+    t.is(await roundTrip(fresh.socket, 'draining'), 'draining');
+    await finish(held.socket);
+    await finish(fresh.socket);
+    const [code] = await runner.exited;
+    t.is(code, 0, runner.stderr());
+    t.is(closes().length, opened, 'one line per connection');
+    t.true(closes().every((l) => (l.worker === 0 || l.worker === 1) && l.reason === 'client-end'));
+    t.true(closes().some((l) => l.generation === 1 && l.bytesUp === 'still here'.length));
+    t.true(closes().some((l) => l.generation === 2 && l.target === `127.0.0.1:${b.port}`));
+    t.truthy(runner.lines.find((l) => l.event === 'stopped'));
+  },
+);
+
 test('CommonJS config: a bad reload keeps the running generation; metrics scraped during the run', async (t) => {
   const a = await taggedUpstream(t, 'A');
   const dir = tempDir(t);
   const config = join(dir, 'proxy.config.cjs');
   writeFileSync(config, `module.exports = { resolve: { host: '127.0.0.1', port: ${a.port} } };\n`);
-  const runner = startRunner(t, [config, '--listen', '127.0.0.1:0', '--metrics', '127.0.0.1:0']);
+  const runner = startRunner(t, [config, '--listen', '127.0.0.1:0', '--workers', '1', '--metrics', '127.0.0.1:0']);
   const listening = await runner.line((l) => l.event === 'listening');
   const port = portOf(listening);
   const metricsPort = (listening.metrics as { port: number }).port;
@@ -170,7 +285,7 @@ test('bad usage and a config that does not load are reported with their codes', 
   const missing = startRunner(t, [join(dir, 'nope.js'), '--listen', '127.0.0.1:0']);
   const [code] = await missing.exited;
   t.is(code, 1);
-  t.regex(missing.stderr(), /rxredirect run: cannot load the config .*nope\.js/);
+  t.regex(missing.stderr(), /rxredirect run: .*cannot import config module .*nope\.js/);
   const noListen = startRunner(t, [join(dir, 'nope.js')]);
   t.is((await noListen.exited)[0], 2);
   t.regex(noListen.stderr(), /--listen host:port is required/);
@@ -183,13 +298,13 @@ test('a config may export a function of { worker, generation }', async (t) => {
     config,
     "export default ({ worker, generation }) => ({ resolve: { host: '127.0.0.1', port: 1000 + generation }, id: 'w' + worker });\n",
   );
-  const options = await loadServerOptions(config, 5, 2);
+  const options = await serverOptionsFrom(config, { worker: 0, generation: 2 }, 5);
   t.deepEqual(options.resolve, { host: '127.0.0.1', port: 1002 });
   t.is(options.id, 'w0');
 });
 
 test('the shipped example config loads as a runner config', async (t) => {
-  const options = await loadServerOptions(join(ROOT, 'examples', 'proxy.config.js'), 1);
+  const options = await serverOptionsFrom(join(ROOT, 'examples', 'proxy.config.js'), { worker: 0, generation: 1 });
   t.is(options.resolve, 'auto');
   t.is(options.middleware?.length, 1);
   t.notThrows(() => createRedirectServer(options));

@@ -8,7 +8,7 @@ export const RUN_USAGE = `rxredirect run CONFIG --listen host:port [--workers N]
 
   CONFIG              a module exporting the server options (CommonJS or ESM; export or default export)
   --listen host:port  where the proxy listens ([::1]:15001 for IPv6)
-  --workers N         workers (1 until the worker host is in the build)
+  --workers N         worker processes (default: the CPUs this process may use; 1 without the addon)
   --metrics host:port serve Prometheus metrics at /metrics (needs prom-client)
   --log-level L       info (every close), warn (faults only), error, silent; debug adds health checks (default info)
   --log-sample R      share 0-1 of graceful closes logged; faults always are (default 1)

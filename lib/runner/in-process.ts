@@ -1,32 +1,18 @@
-import { RedirectError } from '../common/errors';
+import type { RedirectError } from '../common/errors';
 import { createMetrics, type RedirectMetrics } from '../metrics/metrics';
 import { type MetricsEndpoint, serveMetrics } from '../metrics/http';
 import { createRedirectServer, type RedirectServer } from '../server/server';
 import type { Endpoint } from '../common/types';
-import { loadServerOptions } from './config';
+import { serverOptionsFrom } from '../workers/config-module';
 import { openListener, type RunnerListener } from './listener';
-import { createRunnerLog, type LogOptions, type RunnerLog } from './log';
+import type { RunnerLog } from './log';
+import type { RunBackend, RunnerOptions } from './options';
 
-/** The lifecycle is in docs/runner.md: start, reload (SIGHUP), drain (SIGTERM/SIGINT). */
-
-export interface RunnerOptions {
-  /** The config module: exports the server options (CommonJS or ESM, export or default export). */
-  config: string;
-  listen: { host: string; port: number };
-  /**
-   * Workers. The seam for lib/workers/: until the worker host is in the build, only 1, which
-   * runs in this process (the one-worker case of the host's generations). With the host, N > 1
-   * maps one to one: createRedirectCluster({ module: config, listen, workers, closeTimeoutMs,
-   * summaries: true }); start() → cluster.start(), reload() → cluster.reload() (a rejected reload
-   * leaves the old generation, as here), drain() → cluster.close(); the log takes the cluster's
-   * 'closed' events (summaries as plain objects) and the metrics createClusterMetrics(cluster).
-   */
-  workers?: number;
-  metrics?: { host: string; port: number };
-  log?: LogOptions;
-  /** A drain's deadline; default the options' limits.closeTimeoutMs. */
-  closeTimeoutMs?: number;
-}
+/**
+ * The runner without the worker host (no addon, not Linux): one worker, in this process, each
+ * generation a server on a duplicate of one listening socket (without the addon's dupFd, a
+ * reload briefly unbinds the address). The lifecycle is in docs/runner.md.
+ */
 
 interface Generation {
   readonly number: number;
@@ -34,7 +20,7 @@ interface Generation {
   readonly retire: () => void;
 }
 
-export class Runner {
+export class InProcessRun implements RunBackend {
   private listener: RunnerListener | undefined;
   private current: Generation | undefined;
   private metrics: RedirectMetrics | undefined;
@@ -46,21 +32,15 @@ export class Runner {
   private draining: Promise<void> | undefined;
   /** Old generations still draining after a reload (a reload does not wait for them). */
   private readonly retiring = new Map<RedirectServer, Promise<void>>();
-  readonly log: RunnerLog;
   /** Where the proxy listens, once started. */
   address: Endpoint | undefined;
   /** Where /metrics is served, once started with `metrics`. */
   metricsAddress: { host: string; port: number } | undefined;
 
-  constructor(private readonly options: RunnerOptions) {
-    if (options.workers !== undefined && options.workers !== 1) {
-      throw new RedirectError(
-        'ERR_REDIRECT_INVALID_OPTION',
-        `workers: ${options.workers} needs the worker host (lib/workers/), which this build does not have; use 1`,
-      );
-    }
-    this.log = createRunnerLog(options.log);
-  }
+  constructor(
+    private readonly options: RunnerOptions,
+    readonly log: RunnerLog,
+  ) {}
 
   async start(): Promise<void> {
     if (this.options.metrics) {
@@ -152,7 +132,8 @@ export class Runner {
 
   /** Loads the config and makes the server (a bad config throws here, before anything changes). */
   private async prepareGeneration(): Promise<RedirectServer> {
-    return createRedirectServer(await loadServerOptions(this.options.config, ++this.loads, this.generations + 1));
+    const info = { worker: 0, generation: this.generations + 1 };
+    return createRedirectServer(await serverOptionsFrom(this.options.config, info, ++this.loads));
   }
 
   private async listenGeneration(server: RedirectServer): Promise<Generation> {
