@@ -396,11 +396,14 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     const hwm = config.limits.highWaterMark;
     // A deferred connect already runs the upstream pump into a queue: hand it the socket.
     if (deferred) deferred.connectTo(upstream);
-    // zeroCopy 'auto': a direction without a chain (or bypassed) is handed to the splice engine.
-    const engine = config.zeroCopy === 'auto' ? zeroCopyEngine() : undefined;
+    // zeroCopy 'auto' / 'always': a direction without a chain (or bypassed) is handed to the splice
+    // engine, once it shows bulk or at once.
+    const engine = config.zeroCopy !== 'off' ? zeroCopyEngine() : undefined;
     const sockets = engine && socket && this.clientSocket ? { client: this.clientSocket, up: socket } : undefined;
-    const upLink = engine && sockets && !deferred ? new ZeroCopyLink(engine, sockets.client, sockets.up) : undefined;
-    const downLink = engine && sockets ? new ZeroCopyLink(engine, sockets.up, sockets.client) : undefined;
+    const atOnce = config.zeroCopy === 'always';
+    const upLink =
+      engine && sockets && !deferred ? new ZeroCopyLink(engine, sockets.client, sockets.up, atOnce) : undefined;
+    const downLink = engine && sockets ? new ZeroCopyLink(engine, sockets.up, sockets.client, atOnce) : undefined;
     if (upLink && downLink) upLink.pair(downLink);
     if (!deferred) {
       this.upPump = new Pump(

@@ -105,6 +105,9 @@ export {
   type ProxyUnixAddress,
 } from './proxy-header';
 
+// Large reads' process-wide slab budget (docs/design.md, "The slab budget")
+export { configureLargeReads, type LargeReadBudget, type LargeReadStats, largeReadStats } from './slab-pool';
+
 // Zero-copy (Linux, docs/zero-copy.md)
 export {
   configureZeroCopy,

@@ -1,4 +1,5 @@
 import { invalidOption, RedirectError } from './errors';
+import type { ZeroCopyMode } from './zero-copy';
 import { checkCooperating, checkMark, markEgress, withOwnBit } from './egress-mark';
 import { type ProxyProtocolEgressOptions, proxyProtocolEgress } from './egress-proxy-protocol';
 import { PROXY_ID_PATTERN } from './record';
@@ -22,7 +23,7 @@ export interface ServerConfig {
   readonly limits: Required<Limits>;
   readonly egress: readonly EgressPlugin[];
   readonly localAddress: string | undefined;
-  readonly zeroCopy: 'auto' | 'off';
+  readonly zeroCopy: ZeroCopyMode;
   /** 'native': the addon's engine owns the sockets (Windows WFP). */
   readonly transport: 'net' | 'native';
 }
@@ -256,10 +257,10 @@ function normaliseTransparent(value: unknown): boolean | 'try' | undefined {
   throw invalidOption('transparent', `must be true, false or 'try', got ${String(value)}`);
 }
 
-function normaliseZeroCopy(value: unknown): 'auto' | 'off' {
+function normaliseZeroCopy(value: unknown): ZeroCopyMode {
   if (value === undefined) return 'auto';
-  if (value !== 'auto' && value !== 'off') {
-    throw invalidOption('zeroCopy', `must be 'auto' or 'off', got ${String(value)}`);
+  if (value !== 'auto' && value !== 'off' && value !== 'always') {
+    throw invalidOption('zeroCopy', `must be 'auto', 'always' or 'off', got ${String(value)}`);
   }
   return value;
 }

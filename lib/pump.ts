@@ -1,7 +1,8 @@
 import { Observable, type Subscriber, type Subscription } from 'rxjs';
 import { applyChain } from './compose';
 import { RedirectError } from './errors';
-import type { ReadSizer, Transport } from './transport';
+import type { ReadSizer } from './large-reads';
+import type { Transport } from './transport';
 import type { ByteOperator, DataPath, DirectionSummary } from './types';
 import type { RelayHandlers, ZeroCopyLink } from './zero-copy';
 
@@ -79,6 +80,8 @@ export class Pump implements ReadSizer {
   /** After a bypass without the engine: bytes go straight to the sink, past the finished chain. */
   private passthrough = false;
   private splicedIn = 0;
+  /** 'auto' without a chain: the handoff waits for bulk, and is tried once. */
+  private spliceTried = false;
 
   constructor(
     source: Transport,
@@ -131,7 +134,9 @@ export class Pump implements ReadSizer {
       return;
     }
     this.reading = true;
-    if (!this.operator && this.link) {
+    // A raw direction with a link goes to the kernel at once ('always') or once it shows bulk (bulk()).
+    if (!this.operator && this.link && (this.link.atOnce || this.spliceTried)) {
+      this.spliceTried = true;
       void this.handOff();
       return;
     }
@@ -142,10 +147,19 @@ export class Pump implements ReadSizer {
   /**
    * ctx.bypass(): the chain gets no more bytes; once it completes (after
    * flushing what it emitted) the rest flows raw, in the kernel when a link
-   * is available. A no-op on a direction without a chain or whose chain ended.
+   * is available. A direction without a chain is handed to the kernel now
+   * (not at bulk); a no-op on one whose chain ended.
    */
   bypass(): void {
-    if (this.stopped || this.bypassRequested || this.chainDone || !this.operator) return;
+    if (this.stopped) return;
+    if (!this.operator) {
+      // No chain to skip: under 'auto' the bypass asks for the kernel now rather than at bulk.
+      if (!this.link || this.spliceTried) return;
+      this.spliceTried = true;
+      if (this.reading) queueMicrotask(() => void this.handOff());
+      return;
+    }
+    if (this.bypassRequested || this.chainDone) return;
     this.bypassRequested = true;
     this.reading = false;
     this.source.stopReading();
@@ -158,7 +172,34 @@ export class Pump implements ReadSizer {
   private allowLargeReads(): void {
     // A read never exceeds the mark, so neither does a slab's region.
     const largest = Math.min(this.maxReadBytes, this.highWaterMark);
-    if (largest > LARGE_READ_MIN) this.source.largeReads?.(largest, this);
+    // With a link the transport also reports bulk for the handoff, even without large reads.
+    if (largest > LARGE_READ_MIN || this.link) this.source.largeReads?.(largest, this);
+  }
+
+  /**
+   * The flow showed bulk (a read filled Node's 64 KiB). A raw direction with a link is handed to
+   * the kernel now (docs/zero-copy.md, "When to splice"); otherwise raw and synchronous
+   * directions read large.
+   */
+  bulk(): boolean {
+    if (this.stopped) return false;
+    if (this.link && !this.operator && !this.spliceTried) {
+      this.spliceTried = true;
+      // Not inside the socket's read callback: the handoff reads out what Node buffered.
+      queueMicrotask(() => void this.handOff());
+      return false;
+    }
+    return this.operator === undefined || this.mode === 'sync';
+  }
+
+  /** Large reads: regions may be reused once the sink took their bytes (no chain keeps a view). */
+  get reusable(): boolean {
+    return this.operator === undefined;
+  }
+
+  /** Large reads: bytes handed on that may still be referenced (none once the sink is gone). */
+  get inUse(): number {
+    return this.sink.destroyed ? 0 : this.backlog + this.sink.writableLength;
   }
 
   /** Large reads: the next read may take what is left under the high-water mark. */
@@ -307,6 +348,7 @@ export class Pump implements ReadSizer {
 
   private readonly onFlushed = (): void => {
     if (!this.stopped) this.maybeResume();
+    if (this.backlog + this.sink.writableLength === 0) this.source.readsDrained?.();
   };
 
   private checkHigh(): void {
@@ -411,6 +453,7 @@ export class Pump implements ReadSizer {
       if (started) {
         this.handedOff = true;
         this.reading = false;
+        this.source.endLargeReads?.();
         return;
       }
     }

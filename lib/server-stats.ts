@@ -1,3 +1,4 @@
+import { type LargeReadStats, largeReadStats } from './slab-pool';
 import type { CloseReason, CloseSummary } from './types';
 
 export interface ServerStats {
@@ -30,6 +31,8 @@ export interface ServerStats {
     readonly jsBytes: number;
     readonly zeroCopyBytes: number;
   };
+  /** The large-read slab pool (process-wide, shared by every server): budget, bytes leased, refusals. */
+  readonly largeReads: LargeReadStats;
 }
 
 const GRACEFUL = new Set<CloseReason>(['client-end', 'upstream-end']);
@@ -84,6 +87,7 @@ export class StatsCounters {
         jsBytes: this.dataPaths.jsBytes,
         zeroCopyBytes: this.dataPaths.zeroCopyBytes,
       },
+      largeReads: largeReadStats(),
     };
   }
 }

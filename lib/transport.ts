@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import { type LinuxAddon, optionalLinux } from './native';
+import { LargeReader, NODE_READ_SIZE, type ReadSizer } from './large-reads';
 import { normaliseAddress } from './record';
 import type { Endpoint } from './types';
 
@@ -16,11 +17,6 @@ export interface TransportHandlers {
   error(err: Error): void;
   /** Fully closed; nothing more will be emitted. */
   close(): void;
-}
-
-/** Large reads: sizes the next read (asked after every read). */
-export interface ReadSizer {
-  nextReadSize(): number;
 }
 
 export interface Transport {
@@ -41,11 +37,15 @@ export interface Transport {
   /** Aborts with RST. */
   reset(): void;
   /**
-   * Optional: once the flow shows bulk, read into buffers of `sizer.nextReadSize()` bytes
-   * (asked after every read) instead of the platform's own (docs/design.md,
-   * "Large reads"). The pump asks for it on raw and synchronous directions.
+   * Optional: tell `sizer` when the flow shows bulk and, if it wants, read into regions of a
+   * leased slab, `sizer.nextReadSize()` bytes each (asked after every read), instead of the
+   * platform's own buffers (docs/design.md, "Large reads"). `maxBytes` ≤ 64 KiB only reports bulk.
    */
   largeReads?(maxBytes: number, sizer: ReadSizer): void;
+  /** Optional: the sink holds none of this source's bytes any more (a quiet direction's slab can go back). */
+  readsDrained?(): void;
+  /** Optional: no read will need a slab again (the kernel took the direction over). */
+  endLargeReads?(): void;
   /** Closes without sending anything more (FIN if the kernel has nothing unread). */
   destroy(): void;
 }
@@ -54,36 +54,6 @@ interface LibuvStreamHandle {
   reading?: boolean;
   readStop?(): number;
   readStart?(): number;
-  useUserBuffer?(buf: Uint8Array): void;
-}
-
-/** A full read of Node's own: the flow has more waiting (bulk). */
-const NODE_READ_SIZE = 64 * 1024;
-/** Regions are at least this big. */
-const MIN_REGION = 64 * 1024;
-
-/**
- * The keys under which a net.Socket keeps its `onread` user buffer, its callback
- * and its generator (Node sets all three, null, on every socket). Found by
- * description once; undefined when the running Node has no such path.
- */
-interface UserBufferKeys {
-  buffer: symbol;
-  callback: symbol;
-  generator: symbol;
-}
-let userBufferKeys: UserBufferKeys | null | undefined;
-
-function userBufferKeysOf(s: Socket): UserBufferKeys | undefined {
-  if (userBufferKeys === undefined) {
-    const byName = new Map<string, symbol>();
-    for (const sym of Object.getOwnPropertySymbols(s)) if (sym.description) byName.set(sym.description, sym);
-    const buffer = byName.get('kBuffer');
-    const callback = byName.get('kBufferCb');
-    const generator = byName.get('kBufferGen');
-    userBufferKeys = buffer && callback && generator ? { buffer, callback, generator } : null;
-  }
-  return userBufferKeys ?? undefined;
 }
 
 /** Transport over a Node `net.Socket` (Linux, macOS, and Windows without WFP). */
@@ -93,12 +63,8 @@ export class SocketTransport implements Transport {
   private wantReading = false;
   /** We stopped the libuv handle ourselves, so we must restart it. */
   private stoppedHandle = false;
-  /** Large reads: sizes each region, asked after every read; set by largeReads(). */
-  private sizer: ReadSizer | undefined;
-  /** Large reads are on: every read lands in a region of `slab`, from `slabOffset` on. */
-  private slab: Buffer | undefined;
-  private slabOffset = 0;
-  private slabBytes = 0;
+  /** Large reads, set by largeReads(). */
+  private reader: LargeReader | undefined;
 
   constructor(socket: Socket) {
     this.socket = socket;
@@ -142,11 +108,10 @@ export class SocketTransport implements Transport {
     const s = this.socket;
     s.on('data', (chunk: Buffer) => {
       handlers.data(chunk);
-      if (this.sizer !== undefined && chunk.length >= NODE_READ_SIZE && this.slab === undefined) {
-        this.startLargeReads();
-      }
+      if (chunk.length >= NODE_READ_SIZE) this.reader?.nodeReadFull();
     });
     s.on('end', () => {
+      this.reader?.end();
       // libuv turns an RST that arrives behind unread data into EOF (a hang-up
       // after a partial read). The kernel still holds the error: relaying a FIN
       // for it would make a truncated stream look complete (docs/design.md, "Resets").
@@ -160,51 +125,22 @@ export class SocketTransport implements Transport {
       if ((err as NodeJS.ErrnoException).syscall === 'reset' && !s.destroyed) s.destroy();
       handlers.error(err);
     });
-    s.on('close', handlers.close);
+    s.on('close', () => {
+      this.reader?.end();
+      handlers.close();
+    });
   }
 
   largeReads(maxBytes: number, sizer: ReadSizer): void {
-    if (maxBytes <= NODE_READ_SIZE) return;
-    this.slabBytes = 2 * maxBytes;
-    this.sizer = sizer;
+    this.reader ??= new LargeReader(this.socket, maxBytes, sizer, (chunk) => this.handlers?.data(chunk));
   }
 
-  /**
-   * Switches the socket to Node's user-buffer reads: each read lands in a fresh
-   * region of our slab, and the chunk handed on is a view of it. A region is
-   * never handed out twice, so a chunk still queued in a sink stays intact.
-   */
-  private startLargeReads(): void {
-    const s = this.socket;
-    const handle = handleOf(s);
-    const keys = userBufferKeysOf(s);
-    if (!keys || typeof handle?.useUserBuffer !== 'function' || s.destroyed) {
-      this.sizer = undefined;
-      return;
-    }
-    const handlers = this.handlers as TransportHandlers;
-    const first = this.nextRegion();
-    const target = s as unknown as Record<symbol, unknown>;
-    target[keys.buffer] = first;
-    target[keys.callback] = (n: number, region: Buffer): void => {
-      this.slabOffset += n;
-      handlers.data(region.subarray(0, n));
-    };
-    target[keys.generator] = () => this.nextRegion();
-    handle.useUserBuffer(first);
+  readsDrained(): void {
+    this.reader?.drained();
   }
 
-  /** The buffer the next read lands in: `nextReadSize()` bytes (at least 64 KiB) not handed out before. */
-  private nextRegion(): Buffer {
-    const size = Math.min(this.slabBytes / 2, Math.max(MIN_REGION, (this.sizer as ReadSizer).nextReadSize()));
-    let slab = this.slab;
-    if (slab === undefined || slab.length - this.slabOffset < size) {
-      // The old slab stays alive only while chunks cut from it are.
-      slab = Buffer.allocUnsafeSlow(this.slabBytes);
-      this.slab = slab;
-      this.slabOffset = 0;
-    }
-    return slab.subarray(this.slabOffset, this.slabOffset + size);
+  endLargeReads(): void {
+    this.reader?.end();
   }
 
   startReading(): void {

@@ -11,7 +11,11 @@ import { stopSocketReading } from './transport';
  * and its traps are in docs/zero-copy.md.
  */
 
-export type ZeroCopyMode = 'auto' | 'off';
+/**
+ * 'auto': a direction without middleware goes to the kernel once it shows bulk; 'always': at once
+ * (before the first byte); 'off': never (docs/zero-copy.md, "When to splice").
+ */
+export type ZeroCopyMode = 'auto' | 'always' | 'off';
 
 /** Process-wide budget of the splice engine (pipe memory is a per-user kernel limit). */
 export interface ZeroCopyBudget {
@@ -190,11 +194,14 @@ export class ZeroCopyLink {
   private handlers: RelayHandlers | undefined;
   private peer: ZeroCopyLink | undefined;
   private readOverridden = false;
+  /** zeroCopy 'always': a direction without a chain is handed over before its first byte, not once it shows bulk. */
+  readonly atOnce: boolean;
 
-  constructor(engine: SpliceEngine, source: Socket, sink: Socket) {
+  constructor(engine: SpliceEngine, source: Socket, sink: Socket, atOnce = false) {
     this.engine = engine;
     this.source = source;
     this.sink = sink;
+    this.atOnce = atOnce;
   }
 
   get active(): boolean {
