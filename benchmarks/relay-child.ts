@@ -66,7 +66,16 @@ async function startRx(): Promise<number | { unavailable: string }> {
     reasons[s.reason] = (reasons[s.reason] ?? 0) + 1;
     peakBuffered = Math.max(peakBuffered, s.upstream.peakBuffered, s.downstream.peakBuffered);
   });
-  stats = () => ({ paths: server.stats().paths, highWaterMark: server.config.limits.highWaterMark });
+  stats = () => {
+    const s = server.stats();
+    // largeReads: builds before the slab budget have none.
+    return {
+      paths: s.paths,
+      dataPaths: s.dataPaths,
+      largeReads: s.largeReads,
+      highWaterMark: server.config.limits.highWaterMark,
+    };
+  };
   const address = await server.listen({ port: 0, host: '127.0.0.1', backlog: 4096 });
   return address.port;
 }

@@ -4,6 +4,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_LIMITS } from '../lib/index';
 import { loadMiddleware } from './chain';
+import { curvePoint, raiseFdLimit } from './load';
 import { machineInfo } from './proc';
 import { renderSvg } from './chart';
 import { evaluateGoals } from './goals';
@@ -226,6 +227,15 @@ export async function runBench(
 
   for (const scenario of scenarios) {
     const info = SCENARIO_INFO[scenario];
+    // Quick mode runs the cost-against-load points once (10,000 idle connections not at all,
+    // unless asked for by name); full mode runs every scenario `runs` times.
+    const quickRuns = options.scenarios?.includes(scenario) ? Math.max(1, info.quickRuns ?? runs) : info.quickRuns;
+    const scenarioRuns = options.runs ?? (options.quick ? (quickRuns ?? runs) : runs);
+    if (scenarioRuns === 0) {
+      log(`${scenario}: full mode only (skipped)`);
+      continue;
+    }
+    const point = curvePoint(scenario);
     log(`${scenario}: ${info.title}`);
     const peers = new Peers();
     const runsBySubject = new Map<string, Measurement[]>();
@@ -233,7 +243,10 @@ export async function runBench(
       const target = await scenarioTarget(scenario, peers, settings, iperfPort++);
       const eligible = specs.filter(
         (s) =>
-          !(info.memory && s.kind === 'direct') && results.subjects.find((x) => x.name === s.name)?.status === 'ok',
+          !(info.memory && s.kind === 'direct') &&
+          // socat forks a process per connection: 10,000 of them would measure the machine.
+          !(point?.kind === 'idle' && point.count > 1000 && s.kind === 'socat') &&
+          results.subjects.find((x) => x.name === s.name)?.status === 'ok',
       );
       const start = async (spec: SubjectSpec): Promise<RunningSubject | undefined> => {
         let r: Awaited<ReturnType<typeof startSubject>>;
@@ -246,11 +259,17 @@ export async function runBench(
           unavailable(spec.name, r.unavailable);
           return undefined;
         }
+        // Two descriptors per idle connection: past the usual soft limit at 10,000.
+        if (point?.kind === 'idle' && !raiseFdLimit(r, 4 * point.count + 1024)) {
+          log(`  ${spec.name}: could not raise its descriptor limit (not root?)`);
+        }
         return r;
       };
-      // Throughput and rate: one process per subject for the whole scenario; memory: a fresh one per run.
+      // Throughput and rate: one process per subject for the whole scenario; memory and the
+      // cost-against-load points: a fresh one per run.
+      const fresh = info.memory || info.fresh === true;
       const running = new Map<string, RunningSubject>();
-      if (!info.memory) {
+      if (!fresh) {
         for (const spec of eligible) {
           const r = await start(spec);
           if (r) running.set(spec.name, r);
@@ -259,7 +278,7 @@ export async function runBench(
       try {
         // Connection rate: one unrecorded pass first, so neither the generator nor a
         // relay is measured while its JIT is still cold (the first pass ran ~half speed).
-        if (scenario === 'connrate') {
+        if (scenario === 'connrate' || scenario === 'latency-c1') {
           for (const spec of eligible) {
             const subject = running.get(spec.name);
             if (!subject) continue;
@@ -271,11 +290,11 @@ export async function runBench(
           }
           log('  warm-up pass done (not recorded)');
         }
-        for (let run = 1; run <= runs; run++) {
+        for (let run = 1; run <= scenarioRuns; run++) {
           for (const spec of eligible) {
             let subject = running.get(spec.name);
-            const fresh = info.memory ? await start(spec) : undefined;
-            if (info.memory) subject = fresh;
+            const own = fresh ? await start(spec) : undefined;
+            if (fresh) subject = own;
             if (!subject) continue;
             try {
               const m = await measure(scenario, subject, peers, settings);
@@ -283,15 +302,21 @@ export async function runBench(
               list.push(m);
               runsBySubject.set(spec.name, list);
               const extra =
-                scenario === 'connrate'
+                scenario === 'connrate' || scenario === 'latency-c1'
                   ? ` p50 ${m.extra?.p50Ms !== undefined ? Number(m.extra.p50Ms).toFixed(2) : '?'} ms p99 ${m.extra?.p99Ms !== undefined ? Number(m.extra.p99Ms).toFixed(2) : '?'} ms`
                   : '';
               const cpu = m.cpuPercent !== undefined ? `, relay CPU ${m.cpuPercent.toFixed(0)}%` : '';
-              log(`  run ${run}/${runs} ${spec.name.padEnd(15)} ${m.value.toFixed(2)} ${info.unit}${extra}${cpu}`);
+              const cost =
+                m.extra?.fdsPeak !== undefined
+                  ? `, RSS +${Number(m.extra.rssGrowthMiB ?? m.value).toFixed(1)} MiB, fds ${String(m.extra.fdsPeak)}`
+                  : '';
+              log(
+                `  run ${run}/${scenarioRuns} ${spec.name.padEnd(15)} ${m.value.toFixed(2)} ${info.unit}${extra}${cpu}${cost}`,
+              );
             } catch (err) {
-              log(`  run ${run}/${runs} ${spec.name.padEnd(15)} failed: ${(err as Error).message}`);
+              log(`  run ${run}/${scenarioRuns} ${spec.name.padEnd(15)} failed: ${(err as Error).message}`);
             } finally {
-              if (fresh) await fresh.stop();
+              if (own) await own.stop();
             }
           }
         }
