@@ -16,7 +16,6 @@ export interface TransportHandlers {
   close(): void;
 }
 
-
 export interface Transport {
   readonly localEndpoint: Endpoint | undefined;
   readonly remoteEndpoint: Endpoint | undefined;

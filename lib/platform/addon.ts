@@ -151,7 +151,8 @@ export interface NativeStatus {
   readonly capabilities: Capabilities;
 }
 
-const PACKAGE_ROOT = join(__dirname, '..', '..');
+// dist/lib/platform/addon.js: the package root is three levels up (two before the relayout).
+const PACKAGE_ROOT = join(__dirname, '..', '..', '..');
 const CAP_NET_ADMIN = 12;
 const CAP_NET_RAW = 13;
 
