@@ -30,6 +30,7 @@ import {
   toolVersion,
   userSubjects,
   which,
+  withBaseline,
 } from './subjects';
 
 export interface BenchOptions {
@@ -40,6 +41,8 @@ export interface BenchOptions {
   scenarios?: ScenarioName[];
   /** A user's chain module: runs it against the references instead of the built-in subjects. */
   middleware?: string;
+  /** Another build's dist/lib: every rxredirect subject also runs from it (before/after in one run). */
+  baseline?: string;
   /** The chain's name in the report (default: the module's file name). */
   name?: string;
   generator?: 'auto' | 'iperf3' | 'node';
@@ -72,7 +75,8 @@ export const BENCH_USAGE = `rxredirect bench [--quick] [--middleware FILE] [opti
   --report FILE         write the Markdown report there (SVG next to it) instead of DIR/report.md
   --note TEXT           a sentence for the report (e.g. what else was running)
   --findings FILE       Markdown written by hand about the results, shown after the goals
-  --render RESULTS.json write the report of an earlier run (with --report, --findings) without measuring`;
+  --render RESULTS.json write the report of an earlier run (with --report, --findings) without measuring
+  --baseline DIR        also run every rxredirect subject from another build's dist/lib (name-base)`;
 
 // Quick: throughput dominates (3 scenarios × 3 runs × subjects), so iperf3 moves a fixed
 // amount (-n; 512 MiB is 0.2–0.6 s here) instead of its shortest timed run (1 s).
@@ -114,6 +118,7 @@ export function parseBenchArgs(args: string[]): BenchOptions {
       note: { type: 'string' },
       findings: { type: 'string' },
       render: { type: 'string' },
+      baseline: { type: 'string' },
     },
   });
   const options: BenchOptions = { quick: values.quick ?? false };
@@ -156,6 +161,7 @@ export function parseBenchArgs(args: string[]): BenchOptions {
   if (values.note !== undefined) options.note = values.note;
   if (values.findings !== undefined) options.findings = values.findings;
   if (values.render !== undefined) options.render = values.render;
+  if (values.baseline !== undefined) options.baseline = values.baseline;
   return options;
 }
 
@@ -186,7 +192,8 @@ export async function runBench(
   const settings: Settings = { ...(options.quick ? QUICK : FULL), generator, ...options.settings };
   const runs = options.runs ?? (options.quick ? 3 : 5);
   const scenarios = options.scenarios ?? [...SCENARIOS];
-  const specs = chooseSubjects(options);
+  const chosen = chooseSubjects(options);
+  const specs = options.baseline !== undefined ? withBaseline(chosen, resolve(options.baseline)) : chosen;
   const highWaterMark = DEFAULT_LIMITS.highWaterMark;
   const machine = machineInfo();
   const results: BenchResults = {
