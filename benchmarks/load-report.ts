@@ -5,7 +5,7 @@ import { BULK_COUNTS, curvePoint, IDLE_COUNTS } from './load';
 import type { BenchResults } from './results';
 import type { ScenarioName } from './scenarios';
 
-type Metric = 'throughput' | 'rss' | 'fds';
+type Metric = 'throughput' | 'rss' | 'fds' | 'cpu';
 
 function median(values: number[]): number {
   const v = values.filter(Number.isFinite).sort((a, b) => a - b);
@@ -21,6 +21,7 @@ const METRICS: Record<Metric, { title: string; unit: string }> = {
   throughput: { title: 'Throughput', unit: 'Gbit/s' },
   rss: { title: 'Peak RSS growth', unit: 'MiB' },
   fds: { title: 'Peak descriptors', unit: 'fds' },
+  cpu: { title: 'Relay CPU per GiB moved', unit: 's' },
 };
 
 /** Whether this run measured any point of the curve. */
@@ -42,7 +43,9 @@ function pointValue(r: BenchResults, scenario: string, subject: string, metric: 
         ? idle
           ? m.value
           : Number(m.extra?.rssGrowthMiB ?? Number.NaN)
-        : Number(m.extra?.fdsPeak ?? Number.NaN);
+        : metric === 'fds'
+          ? Number(m.extra?.fdsPeak ?? Number.NaN)
+          : Number(m.extra?.cpuSecondsPerGiB ?? Number.NaN);
   const v = median(s.runs.map(pick));
   return Number.isFinite(v) ? v : undefined;
 }
@@ -93,6 +96,7 @@ export function loadSection(r: BenchResults, svgName: string): string[] {
   const streams = (p: string): string => `${curvePoint(p)?.count} stream${curvePoint(p)?.count === 1 ? '' : 's'}`;
   const conns = (p: string): string => `${curvePoint(p)?.count.toLocaleString('en')} idle`;
   table('Throughput, Gbit/s', bulk, 'throughput', streams);
+  table('Relay CPU seconds per GiB moved (steadier than Gbit/s on a loaded machine)', bulk, 'cpu', streams);
   table('Peak RSS growth while the streams run, MiB (peak VmRSS − VmRSS before)', bulk, 'rss', streams);
   table('Peak descriptors of the relay process (tree) while the streams run', bulk, 'fds', streams);
   table('Idle connections: RSS growth, MiB (after a full GC in the Node relays)', idle, 'rss', conns);

@@ -58,18 +58,23 @@ export async function sampled<T>(
   }
 }
 
-/** iperf3 with `streams` parallel streams through `port`: bits per second received. */
-export function iperfStreams(port: number, streams: number, length: string[], timeoutMs: number): Promise<number> {
+/** iperf3 with `streams` parallel streams through `port`: bits per second and bytes received. */
+export function iperfStreams(
+  port: number,
+  streams: number,
+  length: string[],
+  timeoutMs: number,
+): Promise<{ bps: number; bytes: number }> {
   const args = ['-c', '127.0.0.1', '-p', String(port), ...length, '-J', '-P', String(streams)];
-  const once = (): Promise<number> =>
+  const once = (): Promise<{ bps: number; bytes: number }> =>
     new Promise((resolve, reject) => {
       execFile('iperf3', args, { timeout: timeoutMs, maxBuffer: 256 * 1024 * 1024 }, (err, stdout) => {
-        let json: { error?: string; end?: { sum_received?: { bits_per_second?: number } } } = {};
+        let json: { error?: string; end?: { sum_received?: { bits_per_second?: number; bytes?: number } } } = {};
         try {
           json = JSON.parse(stdout) as typeof json;
         } catch {}
         const bps = json.end?.sum_received?.bits_per_second;
-        if (typeof bps === 'number') resolve(bps);
+        if (typeof bps === 'number') resolve({ bps, bytes: json.end?.sum_received?.bytes ?? Number.NaN });
         else reject(new Error(`iperf3 -P ${streams}: ${json.error ?? err?.message ?? 'no result'}`));
       });
     });

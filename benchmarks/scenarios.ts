@@ -370,6 +370,8 @@ async function measurePoint(
   await sleep(200);
   if (point.kind === 'bulk') {
     const n = point.count;
+    const cpu0 = pid ? cpuSeconds(pid) : Number.NaN;
+    const t0 = process.hrtime.bigint();
     const run = sampled(pid, async () => {
       if (settings.generator === 'iperf3') {
         const seconds = Math.max(1, Math.round(settings.seconds));
@@ -389,14 +391,18 @@ async function measurePoint(
       });
       await sleep(100);
       const received = (await peers.server.request<{ received: number }>('count')).received;
-      return (received * 8) / r.seconds;
+      return { bps: (received * 8) / r.seconds, bytes: received };
     });
     const s = await run;
+    // CPU per byte moved holds up on a loaded machine, where Gbit/s swings with the neighbours.
+    const cpu = pid ? cpuSeconds(pid) - cpu0 : Number.NaN;
+    const wall = Number(process.hrtime.bigint() - t0) / 1e9;
     const stats = await subject.stats();
     const m: Measurement = {
-      value: s.result / 1e9,
+      value: s.result.bps / 1e9,
       extra: {
         streams: n,
+        cpuSecondsPerGiB: cpu / (s.result.bytes / 1073741824),
         rssBefore: s.rssBefore,
         rssPeak: s.rssPeak,
         rssGrowthMiB: (s.rssPeak - s.rssBefore) / 1048576,
@@ -405,7 +411,10 @@ async function measurePoint(
         ...stats,
       },
     };
-    if (pid) m.rssBytes = s.rssPeak;
+    if (pid) {
+      m.rssBytes = s.rssPeak;
+      m.cpuPercent = (cpu / wall) * 100;
+    }
     return m;
   }
   if (!pid) throw new Error('idle connections need a relay process');
