@@ -18,7 +18,9 @@ export class SocketTransport implements Transport {
   private wantReading = false;
   /** We stopped the libuv handle ourselves, so we must restart it. */
   private stoppedHandle = false;
-  /** Large reads, set by largeReads(). */
+  /** Large reads, set by largeReads(); the reader itself is made at the first full read (most flows never have one). */
+  private sizer: ReadSizer | undefined;
+  private largest = 0;
   private reader: LargeReader | undefined;
 
   constructor(socket: Socket) {
@@ -63,7 +65,7 @@ export class SocketTransport implements Transport {
     const s = this.socket;
     s.on('data', (chunk: Buffer) => {
       handlers.data(chunk);
-      if (chunk.length >= NODE_READ_SIZE) this.reader?.nodeReadFull();
+      if (chunk.length >= NODE_READ_SIZE && this.sizer !== undefined) this.largeReader(this.sizer).nodeReadFull();
     });
     s.on('end', () => {
       this.reader?.end();
@@ -87,7 +89,14 @@ export class SocketTransport implements Transport {
   }
 
   largeReads(maxBytes: number, sizer: ReadSizer): void {
-    this.reader ??= new LargeReader(this.socket, maxBytes, sizer, (chunk) => this.handlers?.data(chunk));
+    if (this.sizer !== undefined) return;
+    this.sizer = sizer;
+    this.largest = maxBytes;
+  }
+
+  private largeReader(sizer: ReadSizer): LargeReader {
+    this.reader ??= new LargeReader(this.socket, this.largest, sizer, (chunk) => this.handlers?.data(chunk));
+    return this.reader;
   }
 
   readsDrained(): void {
