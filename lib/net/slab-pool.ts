@@ -8,7 +8,7 @@ import { invalidOption } from '../common/errors';
 
 /** Process-wide budget of large-read memory. */
 export interface LargeReadBudget {
-  /** Slab bytes leased at once, all servers together. Default 32 MiB; 0 turns large reads off. */
+  /** Slab bytes leased at once, all servers together. Default 16 MiB; 0 turns large reads off. */
   maxBytes?: number;
 }
 
@@ -28,7 +28,7 @@ export interface LargeReadStats {
   readonly denied: number;
 }
 
-const DEFAULT_MAX_BYTES = 32 * 1024 * 1024;
+const DEFAULT_MAX_BYTES = 16 * 1024 * 1024;
 /** A slab is two regions; below 2 × 128 KiB a large read saves too little over Node's 64 KiB. */
 const MIN_SLAB = 256 * 1024;
 /** Pooled slabs outlive the last lease this long, so a flow pausing between bursts finds them again. */
@@ -45,16 +45,18 @@ class SlabPool {
   private lingering: NodeJS.Timeout | undefined;
 
   /**
-   * A slab of `size` bytes while at least half of the budget is free, of half that size while a
-   * quarter is free, and so on (not under 256 KiB, and never more than is free): when many
-   * directions are bulk, more of them read large, each a little less so (reads of 128 KiB already
-   * save most of what 512 KiB reads save over Node's 64 KiB). Undefined when not even the
-   * smallest fits.
+   * A slab of `size` bytes while more than three quarters of the budget are free, of half that
+   * size while more than half is, then of a quarter (not under 256 KiB, and never more than is
+   * free): when many directions are bulk, more of them read large, each a little less so (reads
+   * of 128 KiB already save most of what 512 KiB reads save over Node's 64 KiB). Undefined when
+   * not even the smallest fits.
    */
   lease(size: number): Buffer | undefined {
     const free = this.maxBytes - this.leasedBytes;
     let want = size;
-    for (let half = this.maxBytes / 2; want / 2 >= MIN_SLAB && free <= half; half /= 2) want /= 2;
+    for (let bar = (this.maxBytes * 3) / 4; want / 2 >= MIN_SLAB && free <= bar && bar > 0; bar -= this.maxBytes / 4) {
+      want /= 2;
+    }
     while (want > free && want / 2 >= MIN_SLAB) want /= 2;
     if (this.leasedBytes + want > this.maxBytes || want < MIN_SLAB) {
       this.denied++;
