@@ -1,4 +1,5 @@
 import type { Socket } from 'node:net';
+import { readIntoOwnBuffers } from '../platform/node-internals';
 import { slabPool } from './slab-pool';
 
 /**
@@ -24,34 +25,6 @@ export interface ReadSizer {
 
 /** Node's own read size: a read that fills it means the flow has more waiting (bulk). */
 export const NODE_READ_SIZE = 64 * 1024;
-
-interface LibuvStreamHandle {
-  useUserBuffer?(buf: Uint8Array): void;
-}
-
-/**
- * The keys under which a net.Socket keeps its `onread` user buffer, its callback
- * and its generator (Node sets all three, null, on every socket). Found by
- * description once; undefined when the running Node has no such path.
- */
-interface UserBufferKeys {
-  buffer: symbol;
-  callback: symbol;
-  generator: symbol;
-}
-let userBufferKeys: UserBufferKeys | null | undefined;
-
-function userBufferKeysOf(s: Socket): UserBufferKeys | undefined {
-  if (userBufferKeys === undefined) {
-    const byName = new Map<string, symbol>();
-    for (const sym of Object.getOwnPropertySymbols(s)) if (sym.description) byName.set(sym.description, sym);
-    const buffer = byName.get('kBuffer');
-    const callback = byName.get('kBufferCb');
-    const generator = byName.get('kBufferGen');
-    userBufferKeys = buffer && callback && generator ? { buffer, callback, generator } : null;
-  }
-  return userBufferKeys ?? undefined;
-}
 
 /** One socket's large reads. */
 export class LargeReader {
@@ -92,21 +65,12 @@ export class LargeReader {
   nodeReadFull(): void {
     if (this.switched || this.unsupported || this.ended || !this.sizer.bulk()) return;
     if (this.slabBytes <= 2 * NODE_READ_SIZE || !this.lease()) return;
-    const s = this.socket;
-    const handle = (s as unknown as { _handle?: LibuvStreamHandle | null })._handle;
-    const keys = userBufferKeysOf(s);
-    if (!keys || typeof handle?.useUserBuffer !== 'function' || s.destroyed) {
+    if (!readIntoOwnBuffers(this.socket, this.nextRegion(), this.onRead, () => this.nextRegion())) {
       this.unsupported = true;
       this.giveBack();
       return;
     }
     this.switched = true;
-    const first = this.nextRegion();
-    const target = s as unknown as Record<symbol, unknown>;
-    target[keys.buffer] = first;
-    target[keys.callback] = this.onRead;
-    target[keys.generator] = () => this.nextRegion();
-    handle.useUserBuffer(first);
   }
 
   /** The direction's sink holds nothing more of it: a retiring slab can go back now. */

@@ -2,14 +2,9 @@ import type { Socket } from 'node:net';
 import { type LinuxAddon, optionalLinux } from '../platform/addon';
 import { normaliseAddress } from '../common/record';
 import type { Endpoint } from '../common/types';
+import { boundAddressOf, descriptorOf, restartHandle, stopHandle } from '../platform/node-internals';
 import { LargeReader, NODE_READ_SIZE, type ReadSizer } from './large-reads';
 import type { TransportHandlers, Transport } from './transport';
-
-interface LibuvStreamHandle {
-  reading?: boolean;
-  readStop?(): number;
-  readStart?(): number;
-}
 
 /** Transport over a Node `net.Socket` (Linux, macOS, and Windows without WFP). */
 export class SocketTransport implements Transport {
@@ -42,14 +37,8 @@ export class SocketTransport implements Transport {
    * `localAddress` on first use, which is wrong before connect(2) binds).
    */
   boundEndpoint(): Endpoint | undefined {
-    const handle = handleOf(this.socket) as
-      | (LibuvStreamHandle & { getsockname?(out: object): number })
-      | null
-      | undefined;
-    if (!handle?.getsockname) return undefined;
-    const out: { address?: string; port?: number } = {};
-    if (handle.getsockname(out) !== 0) return undefined;
-    return endpointOf(out.address, out.port);
+    const bound = boundAddressOf(this.socket);
+    return bound && endpointOf(bound.address, bound.port);
   }
 
   get writableLength(): number {
@@ -94,17 +83,17 @@ export class SocketTransport implements Transport {
     this.largest = maxBytes;
   }
 
-  private largeReader(sizer: ReadSizer): LargeReader {
-    this.reader ??= new LargeReader(this.socket, this.largest, sizer, (chunk) => this.handlers?.data(chunk));
-    return this.reader;
-  }
-
   readsDrained(): void {
     this.reader?.drained();
   }
 
   endLargeReads(): void {
     this.reader?.end();
+  }
+
+  private largeReader(sizer: ReadSizer): LargeReader {
+    this.reader ??= new LargeReader(this.socket, this.largest, sizer, (chunk) => this.handlers?.data(chunk));
+    return this.reader;
   }
 
   startReading(): void {
@@ -117,11 +106,7 @@ export class SocketTransport implements Transport {
     // A socket still connecting is started by Node once it connects.
     if (!this.stoppedHandle && !stoppedOutside.delete(s)) return;
     this.stoppedHandle = false;
-    const handle = handleOf(s);
-    if (handle && !handle.reading && !s.connecting && !s.destroyed && typeof handle.readStart === 'function') {
-      handle.reading = true;
-      handle.readStart();
-    }
+    restartHandle(s);
   }
 
   stopReading(): void {
@@ -132,12 +117,7 @@ export class SocketTransport implements Transport {
     // pause() alone only stops 'data' events; libuv keeps reading into the
     // stream buffer until its own high-water mark. Stop the handle now so the
     // kernel buffer fills and the sender's window closes.
-    const handle = handleOf(s);
-    if (handle?.reading && typeof handle.readStop === 'function' && !s.destroyed) {
-      handle.reading = false;
-      handle.readStop();
-      this.stoppedHandle = true;
-    }
+    if (stopHandle(s)) this.stoppedHandle = true;
   }
 
   write(chunk: Buffer, flushed: (err?: Error | null) => void): void {
@@ -151,10 +131,10 @@ export class SocketTransport implements Transport {
   reset(): void {
     const s = this.socket;
     if (s.destroyed) return;
-    const handle = handleOf(s) as (LibuvStreamHandle & { fd?: number }) | null | undefined;
+    const fd = descriptorOf(s);
     // A socket still connecting has no peer to reset yet (and resetAndDestroy
     // would wait for a 'connect' that may never come): just close it.
-    if (!handle || s.connecting) {
+    if (fd === undefined || s.connecting) {
       s.destroy();
       return;
     }
@@ -162,9 +142,9 @@ export class SocketTransport implements Transport {
     // fails with EINVAL while a FIN is queued (shutdown pending), and then
     // neither resets nor closes.
     const addon = linux();
-    if (addon !== undefined && typeof handle.fd === 'number' && handle.fd >= 0) {
+    if (addon !== undefined) {
       try {
-        addon.resetOnClose(handle.fd);
+        addon.resetOnClose(fd);
         s.destroy();
         return;
       } catch {
@@ -195,12 +175,7 @@ const stoppedOutside = new WeakSet<Socket>();
  */
 export function stopSocketReading(s: Socket): void {
   s.pause();
-  const handle = handleOf(s);
-  if (handle?.reading && typeof handle.readStop === 'function' && !s.destroyed) {
-    handle.reading = false;
-    handle.readStop();
-    stoppedOutside.add(s);
-  }
+  if (stopHandle(s)) stoppedOutside.add(s);
 }
 
 let linuxAddon: LinuxAddon | null | undefined;
@@ -218,8 +193,8 @@ function linux(): LinuxAddon | undefined {
  */
 function pendingResetOf(s: Socket): NodeJS.ErrnoException | undefined {
   const addon = linux();
-  const fd = (handleOf(s) as { fd?: number } | null | undefined)?.fd;
-  if (addon === undefined || typeof fd !== 'number' || fd < 0) return undefined;
+  const fd = descriptorOf(s);
+  if (addon === undefined || fd === undefined) return undefined;
   let errno: string | null;
   try {
     errno = addon.pendingError(fd);
@@ -231,10 +206,6 @@ function pendingResetOf(s: Socket): NodeJS.ErrnoException | undefined {
   err.code = errno;
   err.syscall = 'read';
   return err;
-}
-
-function handleOf(s: Socket): LibuvStreamHandle | null | undefined {
-  return (s as unknown as { _handle?: LibuvStreamHandle | null })._handle;
 }
 
 function endpointOf(address: string | undefined, port: number | undefined): Endpoint | undefined {

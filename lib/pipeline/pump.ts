@@ -1,3 +1,5 @@
+// Size: one direction's state machine (docs/design.md, "A direction's states") in one file; its
+// flow-control accounting is the pure unit in flow-control.ts.
 import { Observable, type Subscriber, type Subscription } from 'rxjs';
 import { applyChain } from './compose';
 import { RedirectError } from '../common/errors';
@@ -6,6 +8,10 @@ import type { Transport } from '../net/transport';
 import type { ByteOperator, DataPath, DirectionSummary } from '../common/types';
 import type { RelayHandlers } from '../zero-copy/engine';
 import type { ZeroCopyLink } from '../zero-copy/link';
+import { FlowControl } from './flow-control';
+
+/** A direction's phase; the diagram is in docs/design.md, "A direction's states". */
+export type PumpPhase = 'idle' | 'flowing' | 'bypassing' | 'raw' | 'handing-off' | 'spliced' | 'ended' | 'stopped';
 
 export interface PumpHooks {
   /** Bytes moved (re-arms the idle timer). */
@@ -23,9 +29,6 @@ export interface PumpHooks {
 /** Reads are never smaller than Node's own. */
 const LARGE_READ_MIN = 64 * 1024;
 
-/** The empty size list every pump starts with; only an asynchronous chain gets its own. */
-const NO_SIZES: number[] = [];
-
 /**
  * Moves one direction: source transport → operators → sink transport, and
  * owns that direction's flow control (see docs/design.md, "Flow control").
@@ -34,8 +37,6 @@ export class Pump implements ReadSizer {
   bytesRead = 0;
   reads = 0;
   bytesWritten = 0;
-  peakBuffered = 0;
-  pauses = 0;
   path: DataPath = 'none';
   /** Bytes the zero-copy engine moved (included in bytesWritten). */
   zeroCopyBytes = 0;
@@ -45,43 +46,28 @@ export class Pump implements ReadSizer {
   private readonly source: Transport;
   private readonly sink: Transport;
   private readonly operator: ByteOperator | undefined;
-  private readonly highWaterMark: number;
-  private readonly lowWaterMark: number;
+  /** High/low marks and the chain's backlog (lib/pipeline/flow-control.ts). */
+  private readonly flow: FlowControl;
   private readonly hooks: PumpHooks;
   /** limits.maxReadBytes: large reads on a raw direction; 0 or 64 KiB keeps Node's reads. */
   private readonly maxReadBytes: number;
 
   private input: Subscriber<Buffer> | undefined;
   private subscription: Subscription | undefined;
-  /** Bytes the chain has not answered for (see the design doc). */
-  private backlog = 0;
-  /** Input chunk sizes not yet paid back, oldest first (asynchronous chains only). */
-  private pendingSizes: number[] = NO_SIZES;
-  /**
-   * What the chain has shown so far: 'unknown' until its first output,
-   * 'sync' once it answered inside a feeding call, 'async' once it emitted
-   * outside one. See the design doc.
-   */
-  private mode: 'unknown' | 'sync' | 'async' = 'unknown';
   private probing = false;
-  private feeding = false;
-  private emittedWhileFeeding = false;
-  private stoppedForFlow = false;
   private reading = false;
   private chainDone = false;
-  private stopped = false;
+  /** Where this direction is (docs/design.md, "A direction's states"). */
+  private phase: PumpPhase = 'idle';
+  /** The sink got its FIN (kept after a later stop(), for the connection's close). */
   private endedSink = false;
   private heldForBypass: Buffer[] | undefined;
   /** Zero-copy: undefined when this direction must stay on the JS path. */
   private readonly link: ZeroCopyLink | undefined;
-  private handingOff = false;
   /** The source's FIN arrived while the chain was finishing for a bypass, or during a handoff. */
   private endPending = false;
-  private bypassRequested = false;
-  /** After a bypass without the engine: bytes go straight to the sink, past the finished chain. */
-  private passthrough = false;
   private splicedIn = 0;
-  /** 'auto' without a chain: the handoff waits for bulk, and is tried once. */
+  /** Raw direction with a link: the handoff waits for bulk ('auto') and is tried once. */
   private spliceTried = false;
 
   constructor(
@@ -97,8 +83,7 @@ export class Pump implements ReadSizer {
     this.source = source;
     this.sink = sink;
     this.operator = operator;
-    this.highWaterMark = highWaterMark;
-    this.lowWaterMark = Math.floor(highWaterMark / 2);
+    this.flow = new FlowControl(highWaterMark);
     this.hooks = hooks;
     this.link = link;
   }
@@ -126,53 +111,53 @@ export class Pump implements ReadSizer {
       });
     }
     if (this.stopped) return;
+    if (this.phase === 'idle') this.phase = 'flowing';
     if (leftover && leftover.length > 0) this.onData(leftover);
     if (this.stopped) return;
     this.path = 'js';
-    if (this.bypassRequested) {
+    if (this.phase === 'bypassing') {
       // bypassed before the first byte: the chain completes at once, then the raw path starts
       if (!this.chainDone) this.input?.complete();
       return;
     }
     this.reading = true;
-    // A raw direction with a link goes to the kernel at once ('always') or once it shows bulk (bulk()).
+    // A raw direction with a link goes to the kernel at once ('always', or a bypass asked before
+    // the start), otherwise once it shows bulk (bulk()).
     if (!this.operator && this.link && (this.link.atOnce || this.spliceTried)) {
       this.spliceTried = true;
       void this.handOff();
       return;
     }
     this.allowLargeReads();
-    if (!this.stoppedForFlow) this.source.startReading();
+    if (!this.flow.paused) this.source.startReading();
   }
 
   /**
    * ctx.bypass(): the chain gets no more bytes; once it completes (after
    * flushing what it emitted) the rest flows raw, in the kernel when a link
-   * is available. A direction without a chain is handed to the kernel now
-   * (not at bulk); a no-op on one whose chain ended.
+   * is available. A direction without a chain is handed to the kernel now (not
+   * at bulk); a no-op on one whose chain ended.
    */
   bypass(): void {
-    if (this.stopped) return;
     if (!this.operator) {
-      // No chain to skip: under 'auto' the bypass asks for the kernel now rather than at bulk.
-      if (!this.link || this.spliceTried) return;
+      if (this.stopped || !this.link || this.spliceTried) return;
       this.spliceTried = true;
       if (this.reading) queueMicrotask(() => void this.handOff());
       return;
     }
-    if (this.bypassRequested || this.chainDone) return;
-    this.bypassRequested = true;
+    if ((this.phase !== 'idle' && this.phase !== 'flowing') || this.chainDone) return;
+    this.phase = 'bypassing';
     this.reading = false;
     this.source.stopReading();
     // Inside a feeding call the chain is still handling the current chunk:
     // onData completes the input once that returns.
-    if (!this.feeding) this.input?.complete();
+    if (!this.flow.isFeeding) this.input?.complete();
   }
 
   /** Reads may be large once the flow shows bulk (docs/design.md, "Large reads"). */
   private allowLargeReads(): void {
     // A read never exceeds the mark, so neither does a slab's region.
-    const largest = Math.min(this.maxReadBytes, this.highWaterMark);
+    const largest = Math.min(this.maxReadBytes, this.flow.highWaterMark);
     // With a link the transport also reports bulk for the handoff, even without large reads.
     if (largest > LARGE_READ_MIN || this.link) this.source.largeReads?.(largest, this);
   }
@@ -190,7 +175,7 @@ export class Pump implements ReadSizer {
       queueMicrotask(() => void this.handOff());
       return false;
     }
-    return this.operator === undefined || this.mode === 'sync';
+    return this.operator === undefined || this.flow.mode === 'sync';
   }
 
   /** Large reads: regions may be reused once the sink took their bytes (no chain keeps a view). */
@@ -200,17 +185,17 @@ export class Pump implements ReadSizer {
 
   /** Large reads: bytes handed on that may still be referenced (none once the sink is gone). */
   get inUse(): number {
-    return this.sink.destroyed ? 0 : this.backlog + this.sink.writableLength;
+    return this.sink.destroyed ? 0 : this.flow.backlog + this.sink.writableLength;
   }
 
   /** Large reads: the next read may take what is left under the high-water mark. */
   nextReadSize(): number {
-    // An asynchronous chain's backlog also counts what its operators hold by design
-    // (a bufferCount after an async step): one large read could fill the mark
-    // before they emit. Only raw and synchronous directions read large.
-    if (this.operator !== undefined && this.mode !== 'sync') return LARGE_READ_MIN;
-    const room = this.highWaterMark - (this.backlog + this.sink.writableLength);
-    return Math.min(this.maxReadBytes, Math.max(LARGE_READ_MIN, room));
+    return this.flow.nextReadSize(
+      this.operator !== undefined,
+      this.sink.writableLength,
+      this.maxReadBytes,
+      LARGE_READ_MIN,
+    );
   }
 
   /** A chunk from the source. */
@@ -220,12 +205,13 @@ export class Pump implements ReadSizer {
     this.reads++;
     this.hooks.activity();
     if (this.chainDone) {
-      if (!this.passthrough) return; // the chain finished early (e.g. take): the rest is discarded
+      // The chain finished early (e.g. take): the rest is discarded, unless it completed for a bypass.
+      if (!this.pastChain) return;
       this.write(chunk);
       this.checkHigh();
       return;
     }
-    if (this.bypassRequested && this.input !== undefined) {
+    if (this.phase === 'bypassing' && this.input !== undefined) {
       // Bytes Node had buffered before the bypass: they belong after the chain's output.
       if (this.heldForBypass === undefined) this.heldForBypass = [chunk];
       else this.heldForBypass.push(chunk);
@@ -238,37 +224,24 @@ export class Pump implements ReadSizer {
       this.checkHigh();
       return;
     }
-    this.backlog += chunk.length;
-    if (this.mode !== 'sync') {
-      if (this.pendingSizes === NO_SIZES) this.pendingSizes = [];
-      this.pendingSizes.push(chunk.length);
-    }
-    this.feeding = true;
-    this.emittedWhileFeeding = false;
+    this.flow.feedStart(chunk.length);
     try {
       input.next(chunk);
     } finally {
-      this.feeding = false;
+      this.flow.feedEnd();
     }
-    if (this.bypassRequested) this.input?.complete();
-    // A chain that answers inside the feeding call has dealt with everything
-    // fed so far: what it did not emit it dropped or holds by design.
-    if (this.emittedWhileFeeding && this.mode === 'unknown') this.mode = 'sync';
-    if (this.mode === 'sync' || this.emittedWhileFeeding) {
-      this.backlog = 0;
-      this.pendingSizes.length = 0;
-    }
+    if (this.phase === 'bypassing') this.input?.complete();
     this.checkHigh();
   }
 
   /** The source sent FIN. */
   onSourceEnd(): void {
     if (this.stopped) return;
-    if (this.handingOff || (this.bypassRequested && !this.chainDone)) {
+    if (this.phase === 'handing-off' || this.phase === 'bypassing') {
       this.endPending = true;
       return;
     }
-    if (this.passthrough) {
+    if (this.pastChain) {
       this.finishSink();
       return;
     }
@@ -279,7 +252,7 @@ export class Pump implements ReadSizer {
   /** Stops everything; no more writes or callbacks. */
   stop(): void {
     if (this.stopped) return;
-    this.stopped = true;
+    this.phase = 'stopped';
     this.subscription?.unsubscribe();
     this.input = undefined;
     // Closes the engine's dups now: a reset or destroy that follows must reach the real socket.
@@ -287,12 +260,21 @@ export class Pump implements ReadSizer {
     if (moved) this.spliced(moved[0], moved[1]);
   }
 
+  private get stopped(): boolean {
+    return this.phase === 'stopped';
+  }
+
+  /** Bytes flow past a chain that completed for a bypass (raw, or on the way to or in the engine). */
+  private get pastChain(): boolean {
+    return this.chainDone && (this.phase === 'raw' || this.phase === 'handing-off' || this.phase === 'spliced');
+  }
+
   get ended(): boolean {
     return this.endedSink;
   }
 
   get held(): number {
-    return this.backlog + this.sink.writableLength;
+    return this.flow.backlog + this.sink.writableLength;
   }
 
   summary(): DirectionSummary {
@@ -300,8 +282,8 @@ export class Pump implements ReadSizer {
       bytesRead: this.bytesRead,
       reads: this.reads,
       bytesWritten: this.bytesWritten,
-      peakBuffered: this.peakBuffered,
-      pauses: this.pauses,
+      peakBuffered: this.flow.peakBuffered,
+      pauses: this.flow.pauses,
       path: this.handedOff ? (this.bytesWritten > this.zeroCopyBytes ? 'mixed' : 'zero-copy') : this.path,
       zeroCopyBytes: this.zeroCopyBytes,
     };
@@ -316,50 +298,29 @@ export class Pump implements ReadSizer {
       this.fail(new TypeError(`a middleware emitted ${describe(chunk)} where a Buffer was expected`));
       return;
     }
-    if (this.feeding) {
-      // Output of the chunk being fed: those bytes leave the backlog as they enter the sink.
-      this.emittedWhileFeeding = true;
-      this.backlog = Math.max(0, this.backlog - buf.length);
-    } else if (this.input !== undefined || this.backlog > 0) this.payBack(buf.length);
+    const feeding = this.flow.isFeeding;
+    if (this.flow.emitted(buf.length, this.input !== undefined)) this.maybeResume();
     if (buf.length === 0) return;
     this.write(buf);
     this.hooks.activity();
-    if (!this.feeding) this.checkHigh();
-  }
-
-  /** An output arrived outside a feeding call: the chain is asynchronous. */
-  private payBack(outputBytes: number): void {
-    this.mode = 'async';
-    let paid = 0;
-    do {
-      const size = this.pendingSizes.shift();
-      if (size === undefined) break;
-      paid += size;
-    } while (paid < outputBytes);
-    this.backlog = Math.max(0, this.backlog - Math.max(paid, outputBytes));
-    this.maybeResume();
+    if (!feeding) this.checkHigh();
   }
 
   private write(buf: Buffer): void {
     this.bytesWritten += buf.length;
     this.sink.write(buf, this.onFlushed);
-    const held = this.backlog + this.sink.writableLength;
-    if (held > this.peakBuffered) this.peakBuffered = held;
+    this.flow.measure(this.sink.writableLength);
   }
 
   private readonly onFlushed = (): void => {
     if (!this.stopped) this.maybeResume();
-    if (this.backlog + this.sink.writableLength === 0) this.source.readsDrained?.();
+    if (this.flow.backlog + this.sink.writableLength === 0) this.source.readsDrained?.();
   };
 
   private checkHigh(): void {
-    const held = this.backlog + this.sink.writableLength;
-    if (held > this.peakBuffered) this.peakBuffered = held;
-    if (!this.stoppedForFlow && held >= this.highWaterMark) {
-      this.stoppedForFlow = true;
-      this.pauses++;
+    if (this.flow.shouldPause(this.sink.writableLength)) {
       this.source.stopReading();
-      if (this.mode === 'unknown' && !this.probing) this.probeSilentChain();
+      if (this.flow.mode === 'unknown' && !this.probing) this.probeSilentChain();
     }
   }
 
@@ -373,27 +334,23 @@ export class Pump implements ReadSizer {
     this.probing = true;
     setImmediate(() => {
       this.probing = false;
-      if (this.stopped || this.mode !== 'unknown') return;
-      this.mode = 'sync';
-      this.backlog = 0;
-      this.pendingSizes.length = 0;
+      if (this.stopped || this.flow.mode !== 'unknown') return;
+      this.flow.assumeSync();
       this.maybeResume();
     });
   }
 
   private maybeResume(): void {
-    if (!this.stoppedForFlow) return;
-    if (this.backlog + this.sink.writableLength > this.lowWaterMark) return;
-    this.stoppedForFlow = false;
-    if (this.reading && !this.stopped) this.source.startReading();
+    if (this.flow.shouldResume(this.sink.writableLength) && this.reading && !this.stopped) {
+      this.source.startReading();
+    }
   }
 
   private chainCompleted(): void {
     if (this.stopped || this.chainDone) return;
     this.chainDone = true;
-    this.backlog = 0;
-    this.pendingSizes.length = 0;
-    if (this.bypassRequested) {
+    this.flow.forgetBacklog();
+    if (this.phase === 'bypassing') {
       this.continueRaw();
       return;
     }
@@ -404,13 +361,14 @@ export class Pump implements ReadSizer {
     if (this.endedSink) return;
     this.maybeResume();
     this.endedSink = true;
+    this.phase = 'ended';
     this.sink.end();
     this.hooks.finished();
   }
 
   /** The bypassed chain has completed: the rest of the stream flows raw. */
   private continueRaw(): void {
-    this.passthrough = true;
+    this.phase = 'raw';
     const held = this.heldForBypass ?? [];
     this.heldForBypass = undefined;
     for (const chunk of held) this.write(chunk);
@@ -424,7 +382,7 @@ export class Pump implements ReadSizer {
       return;
     }
     this.reading = true;
-    if (this.stoppedForFlow) return; // maybeResume restarts it
+    if (this.flow.paused) return; // maybeResume restarts it
     this.source.startReading();
     this.checkHigh();
   }
@@ -438,12 +396,14 @@ export class Pump implements ReadSizer {
   private async handOff(): Promise<void> {
     const link = this.link;
     if (!link || this.stopped) return;
-    this.handingOff = true;
+    // From flowing (a direction without a chain) or raw (after a bypass); a refusal goes back.
+    const before = this.phase;
+    this.phase = 'handing-off';
     this.source.stopReading();
     link.drainSource();
     await link.flushed();
-    this.handingOff = false;
     if (this.stopped) return;
+    this.phase = before;
     if (!this.endPending && !link.sourceEnded() && !this.sink.destroyed) {
       let started = false;
       try {
@@ -453,6 +413,7 @@ export class Pump implements ReadSizer {
       }
       if (started) {
         this.handedOff = true;
+        this.phase = 'spliced';
         this.reading = false;
         this.source.endLargeReads?.();
         return;
@@ -466,7 +427,7 @@ export class Pump implements ReadSizer {
     // Restart reading for real (the handle may be stopped behind Node's back);
     // checkHigh stops it again properly if the sink is still full.
     this.reading = true;
-    this.stoppedForFlow = false;
+    this.flow.paused = false;
     this.allowLargeReads();
     this.source.startReading();
     link.resumeSource();
@@ -482,6 +443,7 @@ export class Pump implements ReadSizer {
         if (this.stopped) return;
         this.chainDone = true;
         this.endedSink = true;
+        this.phase = 'ended';
         this.hooks.sourceEnded?.(eofAtNs);
         this.hooks.finished();
       },

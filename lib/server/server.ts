@@ -1,7 +1,10 @@
+// Size: the listener's whole lifecycle (listen with retry, accept, stats, drain and close) and the
+// host it gives each connection; accepting itself is in acceptor.ts, counting in server-stats.ts.
 import { createServer, type Server, type Socket } from 'node:net';
 import { EventEmitter } from 'eventemitter3';
 import { type Acceptor, type AcceptFault, acceptFailure, takeOverAccept } from './acceptor';
-import { Connection, type ConnectionHost } from '../connection/connection';
+import { Connection } from '../connection/connection';
+import type { ConnectionHost } from '../connection/host';
 import { RedirectError } from '../common/errors';
 import { normaliseOptions, type ServerConfig } from '../config/options';
 import { normaliseAddress } from '../common/record';
@@ -9,6 +12,7 @@ import { peerOf } from '../capture/resolvers';
 import { connectNative, listenNative } from '../capture/wfp';
 import { type ServerStats, StatsCounters } from './server-stats';
 import type { Transport } from '../net/transport';
+import { setListenerNoDelay } from '../platform/node-internals';
 import type { CloseSummary, Endpoint } from '../common/types';
 import type { EgressPlugin } from '../egress/types';
 import type { RedirectServerOptions } from '../config/types';
@@ -56,7 +60,7 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
   private readonly counters = new StatsCounters();
   /** Accepts for the listener, Linux with the addon (lib/server/acceptor.ts); else net.Server does. */
   private acceptor: Acceptor | undefined;
-  private readonly host: ConnectionHost;
+  private readonly host: ConnectionHost<Connection>;
   /** The addon's listener when `transport: 'native'` (Windows WFP); net.Server otherwise. */
   private nativeListener: { close(): void } | undefined;
   /** While close() waits for live connections: moves its deadline forward. */
@@ -179,8 +183,7 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
   private setListenerNoDelay(): void {
     if (!INHERITS_NODELAY) return;
     this.noDelayPerSocket = true;
-    const handle = (this.net as unknown as { _handle?: { setNoDelay?(on: boolean): number } | null })._handle;
-    if (typeof handle?.setNoDelay !== 'function' || handle.setNoDelay(true) !== 0) return;
+    if (this.net === undefined || !setListenerNoDelay(this.net)) return;
     setImmediate(() => {
       this.noDelayPerSocket = false;
     });
