@@ -2,7 +2,7 @@
 // and under 1,000 and 10,000 idle connections, with its throughput, peak RSS growth and
 // descriptors read at each count, so the report can draw the curve rather than one point.
 import { execFile, execFileSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { processTree, sleep, treeRssBytes } from './proc';
 import type { RunningSubject } from './subjects';
 
@@ -95,5 +95,21 @@ export function raiseFdLimit(subject: RunningSubject, fds: number): boolean {
     return true;
   } catch {
     return false;
+  }
+}
+
+/**
+ * Why `count` idle connections cannot be measured here, or undefined: a relay needs two
+ * descriptors per connection, and raising a hard limit takes CAP_SYS_RESOURCE.
+ */
+export function idleRoomMissing(count: number): string | undefined {
+  const needed = 2 * count + 256;
+  const hard = /^Max open files\s+\S+\s+(\S+)/m.exec(readFileSync('/proc/self/limits', 'utf8'))?.[1];
+  if (hard === undefined || hard === 'unlimited' || Number(hard) >= needed) return undefined;
+  try {
+    execFileSync('prlimit', ['--pid', String(process.pid), `--nofile=${needed}:${needed}`], { stdio: 'ignore' });
+    return undefined;
+  } catch {
+    return `a relay needs about ${needed} descriptors and the hard limit here is ${hard} (raising it needs CAP_SYS_RESOURCE)`;
   }
 }

@@ -126,8 +126,7 @@ function stopChild(child: ChildProcess): Promise<void> {
 export function haproxyConfig(port: number, target: number, splice: boolean): string {
   return [
     'global',
-    // 10,000 idle connections in the cost-against-load scenario, two descriptors each.
-    '  maxconn 25000',
+    '  maxconn 7000',
     '  nbthread 1',
     ...(splice ? [] : ['  nosplice']),
     'defaults',
