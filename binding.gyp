@@ -20,7 +20,8 @@
             "native/capabilities.cc",
             "native/splice-engine.cc",
             "native/splice-relay.cc",
-            "native/acceptor.cc"
+            "native/acceptor.cc",
+            "native/reuseport-listener.cc"
           ]
         }],
         ["OS=='win'", {

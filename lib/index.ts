@@ -115,3 +115,19 @@ export type { SpliceEngineStats } from './platform/addon';
 
 // Testing a middleware chain without sockets (docs/middleware.md)
 export { splits, type TestMiddlewareOptions, type TestMiddlewareResult, testMiddleware } from './pipeline/test-harness';
+
+// Worker processes on one address, crash restart, zero-downtime reload (Linux, docs/workers.md)
+export {
+  type ClusterListenOptions,
+  type ClusterStats,
+  createRedirectCluster,
+  loadConfigModule,
+  type RedirectCluster,
+  type RedirectClusterEvents,
+  type RedirectClusterOptions,
+  type ServerOptionsFactory,
+  type WorkerInfo,
+  type WorkerProcessInfo,
+  type WorkerReply,
+  type WorkerStatsReply,
+} from './workers/index';

@@ -9,6 +9,7 @@
 #include "capabilities.h"
 #include "marked-socket.h"
 #include "original-destination.h"
+#include "reuseport-listener.h"
 #include "socket-info.h"
 #include "splice-relay.h"
 #include "transparent.h"
@@ -48,6 +49,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("spliceProgress", Napi::Function::New(env, rxredirect::SpliceProgress, "spliceProgress"));
   exports.Set("acceptorOpen", Napi::Function::New(env, rxredirect::AcceptorOpen, "acceptorOpen"));
   exports.Set("acceptorResume", Napi::Function::New(env, rxredirect::AcceptorResume, "acceptorResume"));
+  exports.Set("listenReusePort", Napi::Function::New(env, rxredirect::ListenReusePort, "listenReusePort"));
   exports.Set("acceptorClose", Napi::Function::New(env, rxredirect::AcceptorClose, "acceptorClose"));
 #endif
 #if defined(_WIN32)

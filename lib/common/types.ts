@@ -89,14 +89,14 @@ export interface ConnectionContext {
    * The returned function never throws: a bad target ends the flow at once (`middleware-error`,
    * ERR_REDIRECT_INVALID_OPTION).
    */
-  readonly deferConnect?: () => (target?: TargetAddress) => void;
+  readonly deferConnect: () => (target?: TargetAddress) => void;
   /**
    * Hands the rest of a direction over after its head was inspected: the
    * chain gets no more bytes, completes after flushing what it emitted, and
    * the rest flows raw (spliced in the kernel when `zeroCopy` allows).
-   * Default 'both'. Optional only so hand-built contexts (test harnesses) stay valid.
+   * Default 'both'; any other value throws ERR_REDIRECT_INVALID_OPTION.
    */
-  readonly bypass?: (direction?: BypassDirection) => void;
+  readonly bypass: (direction?: BypassDirection) => void;
 }
 
 export type BypassDirection = 'upstream' | 'downstream' | 'both';

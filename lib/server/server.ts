@@ -24,6 +24,11 @@ export interface ListenOptions {
   host?: string;
   /** Listen on an existing listening fd (e.g. one made by the addon). */
   fd?: number;
+  /**
+   * Listen on a listening handle, as Node's `server.listen(handle)` takes it: a net.Server,
+   * a net.Socket, or a handle received over IPC (lib/workers/ passes the primary's sockets so).
+   */
+  handle?: object;
   backlog?: number;
   ipv6Only?: boolean;
 }
@@ -116,7 +121,8 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
           this.setListenerNoDelay();
           resolve();
         };
-        if (options.fd !== undefined) net.listen({ fd: options.fd, backlog: options.backlog }, done);
+        if (options.handle !== undefined) net.listen(options.handle, options.backlog, done);
+        else if (options.fd !== undefined) net.listen({ fd: options.fd, backlog: options.backlog }, done);
         else
           net.listen(
             {
@@ -340,7 +346,11 @@ export function createRedirectServer(options: RedirectServerOptions): RedirectSe
 function listenFailed(err: unknown, options: ListenOptions): RedirectError {
   if (err instanceof RedirectError) return err;
   const where =
-    options.fd !== undefined ? `fd ${options.fd}` : `${options.host ?? '127.0.0.1'} port ${options.port ?? 0}`;
+    options.handle !== undefined
+      ? 'a listening handle'
+      : options.fd !== undefined
+        ? `fd ${options.fd}`
+        : `${options.host ?? '127.0.0.1'} port ${options.port ?? 0}`;
   const message = err instanceof Error ? err.message : String(err);
   return new RedirectError('ERR_REDIRECT_LISTEN_FAILED', `cannot listen on ${where}: ${message}`, { cause: err });
 }
@@ -349,7 +359,10 @@ function validateListen(options: ListenOptions): void {
   if (options === null || typeof options !== 'object') {
     throw new RedirectError('ERR_REDIRECT_INVALID_OPTION', 'listen(options): options must be { port, host }');
   }
-  const { port, fd } = options;
+  const { port, fd, handle } = options;
+  if (handle !== undefined && (handle === null || typeof handle !== 'object')) {
+    throw new RedirectError('ERR_REDIRECT_INVALID_OPTION', 'listen(): handle must be a listening handle object');
+  }
   if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) {
     throw new RedirectError(
       'ERR_REDIRECT_INVALID_OPTION',
