@@ -100,6 +100,9 @@ export {
   type ProxyUnixAddress,
 } from './proxy-protocol/index';
 
+// Large reads' process-wide slab budget (docs/design.md, "The slab budget")
+export { configureLargeReads, type LargeReadBudget, type LargeReadStats, largeReadStats } from './net/slab-pool';
+
 // Zero-copy (Linux, docs/zero-copy.md)
 export {
   configureZeroCopy,

@@ -120,7 +120,7 @@ const { createRedirectServer } = require(process.argv[1]);
 const { native } = require(require('path').join(require('path').dirname(process.argv[1]), 'platform', 'addon.js'));
 const echo = net.createServer({ allowHalfOpen: true }, (s) => s.pipe(s));
 echo.listen(0, '127.0.0.1', async () => {
-  const server = createRedirectServer({ resolve: { host: '127.0.0.1', port: echo.address().port } });
+  const server = createRedirectServer({ resolve: { host: '127.0.0.1', port: echo.address().port }, zeroCopy: 'always' });
   const closed = new Promise((resolve) => server.on('closed', resolve));
   const { port } = await server.listen({ host: '127.0.0.1', port: 0 });
   const payload = Buffer.alloc(1024 * 1024, 'x');

@@ -80,7 +80,10 @@ zcTest('when the pipe budget runs out mid-load, connections stay on the JS path 
   t.timeout(30_000);
   configureZeroCopy({ maxPipes: 12 });
   const up = await echoUpstream(t);
-  const { server, port } = await startRedirect(t, { resolve: { host: '127.0.0.1', port: up.port } });
+  const { server, port } = await startRedirect(t, {
+    resolve: { host: '127.0.0.1', port: up.port },
+    zeroCopy: 'always',
+  });
   let peakPipes = 0;
   const watcher = setInterval(() => {
     peakPipes = Math.max(peakPipes, zeroCopyStats()?.pipes ?? 0);
@@ -141,7 +144,10 @@ zcTest('when the pipe budget runs out mid-load, connections stay on the JS path 
 zcTest('a budget of zero pipes keeps everything on the JS path', async (t) => {
   configureZeroCopy({ maxPipes: 0 });
   const up = await echoUpstream(t);
-  const { server, port } = await startRedirect(t, { resolve: { host: '127.0.0.1', port: up.port } });
+  const { server, port } = await startRedirect(t, {
+    resolve: { host: '127.0.0.1', port: up.port },
+    zeroCopy: 'always',
+  });
   const c = await dial(port);
   const got = drain(c);
   const sent = await sendRandom(c, 2 * 1024 * 1024);

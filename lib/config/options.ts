@@ -9,6 +9,7 @@ import type { Limits, Middleware, RedirectRecord, TargetAddress } from '../commo
 import type { RedirectServerOptions, TargetOption } from './types';
 import type { Resolver } from '../capture/types';
 import { checkTargetAddress } from '../common/target-address';
+import type { ZeroCopyMode } from '../zero-copy/engine';
 
 export interface ServerConfig {
   readonly id: string;
@@ -18,7 +19,7 @@ export interface ServerConfig {
   readonly limits: Required<Limits>;
   readonly egress: readonly EgressPlugin[];
   readonly localAddress: string | undefined;
-  readonly zeroCopy: 'auto' | 'off';
+  readonly zeroCopy: ZeroCopyMode;
   /** 'native': the addon's engine owns the sockets (Windows WFP). */
   readonly transport: 'net' | 'native';
 }
@@ -244,10 +245,10 @@ function normaliseTransparent(value: unknown): boolean | 'try' | undefined {
   throw invalidOption('transparent', `must be true, false or 'try', got ${String(value)}`);
 }
 
-function normaliseZeroCopy(value: unknown): 'auto' | 'off' {
+function normaliseZeroCopy(value: unknown): ZeroCopyMode {
   if (value === undefined) return 'auto';
-  if (value !== 'auto' && value !== 'off') {
-    throw invalidOption('zeroCopy', `must be 'auto' or 'off', got ${String(value)}`);
+  if (value !== 'auto' && value !== 'off' && value !== 'always') {
+    throw invalidOption('zeroCopy', `must be 'auto', 'always' or 'off', got ${String(value)}`);
   }
   return value;
 }

@@ -1,4 +1,5 @@
 import type { CloseReason, CloseSummary, RedirectMechanism } from '../common/types';
+import { type LargeReadStats, largeReadStats } from '../net/slab-pool';
 
 /** Bytes written on each data path (JS, or moved by the kernel's zero-copy relay). */
 export interface PathBytes {
@@ -44,6 +45,8 @@ export interface ServerStats {
   readonly resolveFailures: Readonly<Record<string, number>>;
   /** Live flows above this are refused at accept ('max-connections'): the option, or derived from the open-file limit. */
   readonly maxConnections: number;
+  /** The large-read slab pool (process-wide, shared by every server): budget, bytes leased, refusals. */
+  readonly largeReads: LargeReadStats;
 }
 
 const GRACEFUL = new Set<CloseReason>(['client-end', 'upstream-end']);
@@ -113,6 +116,7 @@ export class StatsCounters {
       pauses: { ...this.pauses },
       resolveFailures: this.resolveFailed > 0 ? { [this.mechanism]: this.resolveFailed } : {},
       maxConnections,
+      largeReads: largeReadStats(),
     };
   }
 }
