@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import test, { type ExecutionContext } from 'ava';
 import { createRedirectServer } from '../lib/index';
 import { optionalLinux } from '../lib/platform/addon';
+import { InProcessRun } from '../lib/runner/in-process';
+import { createRunnerLog } from '../lib/runner/log';
 import { serverOptionsFrom } from '../lib/workers/config-module';
 import { listenTcp } from './helpers/net';
 import { type LogLine, startRunner } from './helpers/runner-process';
@@ -240,6 +242,29 @@ sharedListener(
   },
 );
 
+sharedListener('--workers 2: a second SIGTERM ends the drain at once, each reset connection logged', async (t) => {
+  const a = await taggedUpstream(t, 'A');
+  const dir = tempDir(t);
+  const config = join(dir, 'proxy.config.cjs');
+  writeFileSync(config, `module.exports = { resolve: { host: '127.0.0.1', port: ${a.port} } };\n`);
+  const runner = startRunner(t, [config, '--listen', '127.0.0.1:0', '--workers', '2', '--close-timeout', '600000']);
+  const port = portOf(await runner.line((l) => l.event === 'listening'));
+  const held = await Promise.all([open(port), open(port), open(port)]);
+  runner.child.kill('SIGTERM');
+  await runner.line((l) => l.event === 'drain');
+  t.is(await roundTrip(held[0]?.socket as Socket, 'ok'), 'ok', 'still draining');
+  runner.child.kill('SIGTERM');
+  const [code] = await runner.exited;
+  t.is(code, 0, runner.stderr());
+  await Promise.all(held.map((h) => (h.socket.closed ? undefined : once(h.socket, 'close'))));
+  const closes = runner.closes();
+  t.is(closes.length, 3, 'one line per connection');
+  t.true(
+    closes.every((l) => l.reason === 'server-shutdown' && l.level === 40),
+    JSON.stringify(closes),
+  );
+});
+
 test('CommonJS config: a bad reload keeps the running generation; metrics scraped during the run', async (t) => {
   const a = await taggedUpstream(t, 'A');
   const dir = tempDir(t);
@@ -278,6 +303,47 @@ test('CommonJS config: a bad reload keeps the running generation; metrics scrape
   const [code] = await runner.exited;
   t.is(code, 0, runner.stderr());
   t.is(runner.lines.filter((l) => l.event === 'close').length, 5);
+});
+
+test('without the worker host: one worker in this process, reload to a fresh config, drain', async (t) => {
+  const a = await taggedUpstream(t, 'A');
+  const b = await taggedUpstream(t, 'B');
+  const dir = tempDir(t);
+  const config = join(dir, 'proxy.config.cjs');
+  writeFileSync(config, `module.exports = { resolve: { host: '127.0.0.1', port: ${a.port} } };\n`);
+  const logFile = join(dir, 'log.jsonl');
+  const fd = openSync(logFile, 'w');
+  t.teardown(() => closeSync(fd));
+  // The path `rxredirect run` takes where the worker host cannot run (no addon, not Linux).
+  const run = new InProcessRun({ config, listen: { host: '127.0.0.1', port: 0 } }, createRunnerLog({ fd }));
+  await run.start();
+  const port = run.address?.port ?? 0;
+  const first = await open(port);
+  t.is(first.tag, 'A');
+  writeFileSync(config, `module.exports = { resolve: { host: '127.0.0.1', port: ${b.port} } };\n`);
+  await run.reload();
+  const second = await open(port);
+  t.is(second.tag, 'B', 'the CommonJS config was loaded afresh');
+  const drained = run.drain();
+  t.is(await roundTrip(first.socket, 'x'), 'x');
+  await finish(first.socket);
+  await finish(second.socket);
+  await drained;
+  const lines = readFileSync(logFile, 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as LogLine);
+  t.deepEqual(
+    lines.filter((l) => l.event === 'close').map((l) => [l.worker, l.generation]),
+    [
+      [0, 1],
+      [0, 2],
+    ],
+  );
+  t.deepEqual(
+    lines.filter((l) => l.event !== 'close').map((l) => l.event),
+    ['listening', 'reload', 'drain', 'stopped'],
+  );
 });
 
 test('bad usage and a config that does not load are reported with their codes', async (t) => {
