@@ -29,6 +29,7 @@ module.exports = {
       onSniff: (r) => (r.protocol === 'tls' && isAllowed(r.sni) ? 'allow' : 'deny'),
     }),
   ],
-  // Live connections get 30 s to finish on a reload or a drain.
+  // Live connections get 30 s to finish on a drain of this server. Under `rxredirect run` with
+  // worker processes the drain deadline is --close-timeout (default also 30 s), set in the primary.
   limits: { closeTimeoutMs: 30_000 },
 };

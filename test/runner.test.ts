@@ -313,9 +313,10 @@ test('without the worker host: one worker in this process, reload to a fresh con
   writeFileSync(config, `module.exports = { resolve: { host: '127.0.0.1', port: ${a.port} } };\n`);
   const logFile = join(dir, 'log.jsonl');
   const fd = openSync(logFile, 'w');
-  t.teardown(() => closeSync(fd));
   // The path `rxredirect run` takes where the worker host cannot run (no addon, not Linux).
   const run = new InProcessRun({ config, listen: { host: '127.0.0.1', port: 0 } }, createRunnerLog({ fd }));
+  // Stopped whatever an assertion did (the file stays open for its last writes).
+  t.teardown(() => run.drain());
   await run.start();
   const port = run.address?.port ?? 0;
   const first = await open(port);
@@ -329,12 +330,20 @@ test('without the worker host: one worker in this process, reload to a fresh con
   await finish(first.socket);
   await finish(second.socket);
   await drained;
-  const lines = readFileSync(logFile, 'utf8')
-    .trim()
-    .split('\n')
-    .map((l) => JSON.parse(l) as LogLine);
+  const read = (): LogLine[] =>
+    readFileSync(logFile, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as LogLine);
+  // The log writes asynchronously (sonic-boom): wait until the last line is in the file.
+  while (!read().some((l) => l.event === 'stopped')) await new Promise((r) => setImmediate(r));
+  const lines = read();
+  closeSync(fd);
   t.deepEqual(
-    lines.filter((l) => l.event === 'close').map((l) => [l.worker, l.generation]),
+    lines
+      .filter((l) => l.event === 'close')
+      .map((l) => [l.worker, l.generation])
+      .sort(),
     [
       [0, 1],
       [0, 2],

@@ -16,6 +16,10 @@ export class ClusterRun implements RunBackend {
   private endpoint: MetricsEndpoint | undefined;
   private reloading: Promise<void> = Promise.resolve();
   private draining: Promise<void> | undefined;
+  /** cluster.close() has been called. */
+  private closing = false;
+  /** A second signal came: the drain's deadline is now. */
+  private hurried = false;
   address: Endpoint | undefined;
   metricsAddress: { host: string; port: number } | undefined;
 
@@ -105,14 +109,20 @@ export class ClusterRun implements RunBackend {
 
   drain(): Promise<void> {
     if (this.draining) {
-      void this.cluster.close({ timeoutMs: 0 });
+      // Before cluster.close() is called (a reload's new generation still starting), the flag
+      // makes that close immediate; after, a second close() hastens every worker's deadline.
+      this.hurried = true;
+      if (this.closing) void this.cluster.close({ timeoutMs: 0 });
       return this.draining;
     }
     this.draining = (async () => {
       await this.reloading;
-      const closed = this.cluster.close();
-      // cluster.close() unbinds the port as the drain starts (once a reload's new generation
-      // serves): from this line on, new attempts are refused.
+      this.closing = true;
+      const unbound = new Promise<void>((resolve) => this.cluster.once('unbound', resolve));
+      const closed = this.cluster.close(this.hurried ? { timeoutMs: 0 } : {});
+      // Logged once every worker has closed its listener and the primary its sockets: from this
+      // line on, new attempts are refused (a balancer moves them on).
+      await Promise.race([unbound, closed.catch(() => {})]);
       this.log.logger.info({ event: 'drain' }, 'drain');
       await closed;
       await this.endpoint?.close();

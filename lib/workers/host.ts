@@ -36,7 +36,9 @@ export interface RedirectClusterEvents {
   listening: [address: Endpoint];
   'worker-listening': [info: WorkerProcessInfo];
   'worker-exit': [info: WorkerProcessInfo & { expected: boolean }, code: number | null, signal: NodeJS.Signals | null];
-  /** A reload's new generation accepts (its old one starts draining). */
+  /** close(): every worker has closed its listener and the primary its sockets: new attempts are refused. */
+  unbound: [];
+  /** A reload's new generation accepts, and its old one no more (it drains). */
   serving: [generation: number];
   /** A reload is done: its old generation has drained. */
   reloaded: [generation: number];
@@ -148,9 +150,12 @@ export class RedirectCluster extends EventEmitter<RedirectClusterEvents> {
     const run = this.settled.then(async () => {
       if (this.state === 'closed' || this.state === 'closing') return;
       this.state = 'closing';
+      const workers = this.starter?.live() ?? [];
       // stopAll has told every worker to drain (they close their copies) before its first await.
       const stopped = this.starter?.stopAll(options.timeoutMs ?? this.options.closeTimeoutMs ?? 30_000);
       this.sockets?.close();
+      await Promise.all(workers.map((w) => w.whenUnbound()));
+      this.emit('unbound');
       await stopped;
       this.state = 'closed';
     });

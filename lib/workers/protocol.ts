@@ -61,6 +61,8 @@ export type FromWorker =
   /** Its final counters, after close(): the primary keeps them, so totals survive a reload. */
   | { readonly rxr: 1; readonly type: 'drained'; readonly server: ServerStats | null }
   | { readonly rxr: 1; readonly type: 'closed'; readonly summary: Record<string, unknown> }
+  /** Told to drain, it has closed its listener (its copy of the socket): it accepts no more. */
+  | { readonly rxr: 1; readonly type: 'unbound' }
   /** The setup hook's onRequest answer (`error` when it threw or there is none). */
   | {
       readonly rxr: 1;

@@ -63,7 +63,10 @@ async function answer(id: number, payload: unknown): Promise<void> {
 
 async function drain(timeoutMs: number): Promise<void> {
   await starting;
-  await server?.close({ timeoutMs });
+  // close() shuts the listener before its first await: the primary hears that it accepts no more.
+  const closing = server?.close({ timeoutMs });
+  send({ rxr: 1, type: 'unbound' });
+  await closing;
   send({ rxr: 1, type: 'drained', server: server?.stats() ?? null });
   process.disconnect?.();
   // Anything a user's setup left running (a timer, a socket) must not keep a drained worker alive.

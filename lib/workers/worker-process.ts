@@ -22,6 +22,7 @@ interface WorkerProcessEvents {
   /** Exited; `expected` when it had been told to drain (or was stopped). */
   exit: [code: number | null, signal: NodeJS.Signals | null, expected: boolean];
   closed: [summary: Record<string, unknown>];
+  unbound: [];
 }
 
 const WORKER_MAIN = require.resolve('./worker-main');
@@ -36,6 +37,7 @@ export class WorkerProcess extends EventEmitter<WorkerProcessEvents> {
   private readonly pending = new Map<number, (reply: FromWorker | undefined) => void>();
   private nextId = 1;
   private expected = false;
+  private unbound = false;
   private exited = false;
   private readonly exitPromise: Promise<void>;
   /** The worker's counters as last heard: a stats() answer, or its final ones when it drained. */
@@ -136,6 +138,20 @@ export class WorkerProcess extends EventEmitter<WorkerProcessEvents> {
     return this.exitPromise;
   }
 
+  /** Resolves once, told to drain, it has closed its listener (or has exited). */
+  whenUnbound(): Promise<void> {
+    if (this.exited || this.unbound) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = (): void => {
+        this.off('unbound', done);
+        this.off('exit', done);
+        resolve();
+      };
+      this.once('unbound', done);
+      this.once('exit', done);
+    });
+  }
+
   /** Ends the process (a worker that failed to start, or one that did not drain in time). */
   kill(signal: NodeJS.Signals = 'SIGKILL', expected = true): Promise<void> {
     if (expected) this.expected = true;
@@ -160,6 +176,11 @@ export class WorkerProcess extends EventEmitter<WorkerProcessEvents> {
     if (!isProtocolMessage<FromWorker>(message)) return;
     if (message.type === 'closed') {
       this.emit('closed', message.summary);
+      return;
+    }
+    if (message.type === 'unbound') {
+      this.unbound = true;
+      this.emit('unbound');
       return;
     }
     if (message.type === 'drained') {

@@ -115,8 +115,8 @@ export class WorkerStarter {
   }
 
   /**
-   * New generation in (then `serving()`), then the old one drains; the budget stays within the
-   * global one throughout.
+   * New generation in, then the old one drains (`serving()` once the old workers accept no
+   * more); the budget stays within the global one throughout.
    */
   async reload(n: number, serving: () => void = () => {}): Promise<void> {
     const old = [...this.current.values()];
@@ -137,8 +137,11 @@ export class WorkerStarter {
       for (const w of this.current.values()) w.budget(this.share);
       throw err;
     }
+    const drained = this.drainAll(previous, this.options.closeTimeoutMs ?? 30_000);
+    // Only the new generation accepts once every old worker has closed its listener.
+    await Promise.all(previous.map((w) => w.whenUnbound()));
     serving();
-    await this.drainAll(previous, this.options.closeTimeoutMs ?? 30_000);
+    await drained;
     this.share = this.divide(this.budget, n);
     for (const w of this.current.values()) w.budget(this.share);
   }
