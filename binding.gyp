@@ -18,6 +18,7 @@
             "native/transparent.cc",
             "native/marked-socket.cc",
             "native/capabilities.cc",
+            "native/pipe-pool.cc",
             "native/splice-engine.cc",
             "native/splice-relay.cc",
             "native/acceptor.cc"

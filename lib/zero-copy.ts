@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import { isMainThread } from 'node:worker_threads';
+import { beforeFdClose } from './destroy-guard';
 import { invalidOption } from './errors';
 import { fdOf, type LinuxAddon, optionalLinux, type SpliceEngineStats } from './native';
 import { stopSocketReading } from './transport';
@@ -17,7 +18,10 @@ export type ZeroCopyMode = 'auto' | 'off';
 export interface ZeroCopyBudget {
   /** Engine threads, each with one epoll over many relays. Only applies before the first relay. Default 2. */
   threads?: number;
-  /** Pipes at once (one per spliced direction). Default 1024. */
+  /**
+   * Pipes open at once, held or free in the pool (two descriptors each; only a direction with
+   * bytes in flight holds one). Default 1024.
+   */
   maxPipes?: number;
   /** Pipe buffer bytes at once. Default 32 MiB (half of the default fs.pipe-user-pages-soft). */
   maxPipeBytes?: number;
@@ -66,7 +70,10 @@ export class SpliceEngine {
     addon.spliceInit(this.onReport);
   }
 
-  /** Starts relaying src → dst in the kernel; undefined when the budget is spent. */
+  /**
+   * Starts relaying src → dst in the kernel on the sockets' own fds (no dups: abort before either
+   * is closed); undefined when the budget can never give a pipe (the engine is off).
+   */
   start(source: Socket, sink: Socket, handlers: RelayHandlers, pairWith = 0): number | undefined {
     const id = this.addon.spliceStart(fdOf(source), fdOf(sink), pairWith);
     if (id === 0) return undefined;
@@ -74,7 +81,7 @@ export class SpliceEngine {
     return id;
   }
 
-  /** Closes the relay's dups before returning; [bytesIn, bytesOut], or undefined if it already ended. */
+  /** The engine is done with the relay's fds when this returns; [bytesIn, bytesOut], or undefined if it already ended. */
   abort(id: number): [number, number] | undefined {
     this.relays.delete(id);
     return this.addon.spliceAbort(id);
@@ -122,7 +129,10 @@ export function zeroCopyEngine(): SpliceEngine | undefined {
   return engine ?? undefined;
 }
 
-/** Sets the process-wide budget. Throws ERR_REDIRECT_INVALID_OPTION on a bad value; a no-op without the addon. */
+/**
+ * Sets the process-wide budget and closes the pool's free pipes (they were sized under the old
+ * one). Throws ERR_REDIRECT_INVALID_OPTION on a bad value; a no-op without the addon.
+ */
 export function configureZeroCopy(budget: ZeroCopyBudget): void {
   if (budget === null || typeof budget !== 'object') throw invalidOption('zeroCopyBudget', 'must be an object');
   const check = (key: keyof ZeroCopyBudget, min: number, max: number): void => {
@@ -190,6 +200,7 @@ export class ZeroCopyLink {
   private handlers: RelayHandlers | undefined;
   private peer: ZeroCopyLink | undefined;
   private readOverridden = false;
+  private unguard: (() => void)[] = [];
 
   constructor(engine: SpliceEngine, source: Socket, sink: Socket) {
     this.engine = engine;
@@ -263,7 +274,7 @@ export class ZeroCopyLink {
     return state?.ended === true || this.source.readableEnded;
   }
 
-  /** Hands both fds to the engine; false when it cannot (budget spent, a socket gone): stay on the JS path. */
+  /** Hands both fds to the engine; false when it cannot (engine off, a socket gone): stay on the JS path. */
   start(handlers: RelayHandlers): boolean {
     if (this.id !== undefined) return true;
     if (this.source.destroyed || this.sink.destroyed || this.sink.writableLength > 0) return false;
@@ -282,7 +293,8 @@ export class ZeroCopyLink {
     if (id === undefined) return false;
     this.id = id;
     this.handlers = wrapped;
-    // A JS destroy() does not close the engine's dups: abort the relay when either socket closes.
+    // The engine uses these very fds: a destroy() from anywhere must stop it before Node closes one.
+    this.unguard = [beforeFdClose(this.source, this.onDestroying), beforeFdClose(this.sink, this.onDestroying)];
     this.source.once('close', this.onSocketClosed);
     this.sink.once('close', this.onSocketClosed);
     return true;
@@ -307,7 +319,7 @@ export class ZeroCopyLink {
     return this.id === undefined ? undefined : this.engine.progress(this.id);
   }
 
-  /** Stops the relay now; its dups are closed when this returns. [bytesIn, bytesOut] when it was running. */
+  /** Stops the relay now; the engine is done with the fds when this returns. [bytesIn, bytesOut] when it was running. */
   abort(): [number, number] | undefined {
     const id = this.id;
     if (id === undefined) return undefined;
@@ -325,17 +337,33 @@ export class ZeroCopyLink {
     this.handlers = undefined;
     this.source.off('close', this.onSocketClosed);
     this.sink.off('close', this.onSocketClosed);
+    for (const remove of this.unguard) remove();
+    this.unguard = [];
   }
+
+  /** Inside destroy(), before Node closes the fd: stop the engine now, report on 'close' as before. */
+  private readonly onDestroying = (): void => {
+    const handlers = this.handlers;
+    const socket = this.source.destroyed ? this.source : this.sink;
+    const which = socket === this.source ? 'source' : 'sink';
+    const moved = this.abort();
+    if (handlers === undefined || moved === undefined) return;
+    socket.once('close', () => handlers.error(destroyedError(which), which, moved[0], moved[1]));
+  };
 
   private readonly onSocketClosed = (): void => {
     const handlers = this.handlers;
     const which = this.source.destroyed ? 'source' : 'sink';
     const moved = this.abort();
     if (handlers === undefined || moved === undefined) return;
-    const err: NodeJS.ErrnoException = new Error(`the ${which} socket was destroyed during a zero-copy relay`);
-    err.code = 'ERR_SOCKET_CLOSED';
-    handlers.error(err, which, moved[0], moved[1]);
+    handlers.error(destroyedError(which), which, moved[0], moved[1]);
   };
+}
+
+function destroyedError(which: 'source' | 'sink'): NodeJS.ErrnoException {
+  const err: NodeJS.ErrnoException = new Error(`the ${which} socket was destroyed during a zero-copy relay`);
+  err.code = 'ERR_SOCKET_CLOSED';
+  return err;
 }
 
 const EMPTY = Buffer.alloc(0);
