@@ -51,79 +51,85 @@ function handedOff(server: RedirectServer, direction: 'upstream' | 'downstream')
   return (paths['zero-copy'] ?? 0) + (paths.mixed ?? 0);
 }
 
-zcTest('pipes go back to the pool: none held after a transfer, and ten in a row never open more than two', async (t) => {
-  configureZeroCopy({}); // starts with an empty pool
-  const up = await echoUpstream(t);
-  const { server, port } = await startRedirect(t, { resolve: { host: '127.0.0.1', port: up.port } });
-  const watch = budgetWatch();
-  for (let i = 0; i < 10; i++) {
-    const c = await dial(port);
-    const got = drain(c);
-    const sent = await sendRandom(c, 2 * MiB);
-    t.is((await got).sha256, sent);
-    await closedAtLeast(server, i + 1);
-    t.is(stats().relays, 0);
-    t.is(stats().pipesInUse, 0, 'every pipe went back');
-  }
-  watch.stop();
-  t.is(handedOff(server, 'upstream'), 10);
-  // one connection at a time holds at most two pipes; every later one reused the pool's
-  t.true(watch.peakPipes >= 1 && watch.peakPipes <= 2, `peak pipes ${watch.peakPipes}`);
-  configureZeroCopy({});
-  t.is(stats().pipes, 0);
-  t.is(stats().pipeBytes, 0);
-});
+zcTest(
+  'pipes go back to the pool: none held after a transfer, and ten in a row never open more than two',
+  async (t) => {
+    configureZeroCopy({}); // starts with an empty pool
+    const up = await echoUpstream(t);
+    const { server, port } = await startRedirect(t, { resolve: { host: '127.0.0.1', port: up.port } });
+    const watch = budgetWatch();
+    for (let i = 0; i < 10; i++) {
+      const c = await dial(port);
+      const got = drain(c);
+      const sent = await sendRandom(c, 2 * MiB);
+      t.is((await got).sha256, sent);
+      await closedAtLeast(server, i + 1);
+      t.is(stats().relays, 0);
+      t.is(stats().pipesInUse, 0, 'every pipe went back');
+    }
+    watch.stop();
+    t.is(handedOff(server, 'upstream'), 10);
+    // one connection at a time holds at most two pipes; every later one reused the pool's
+    t.true(watch.peakPipes >= 1 && watch.peakPipes <= 2, `peak pipes ${watch.peakPipes}`);
+    configureZeroCopy({});
+    t.is(stats().pipes, 0);
+    t.is(stats().pipeBytes, 0);
+  },
+);
 
-zcTest('idle spliced connections hold no pipe and two descriptors each; a stalled one holds a pipe per direction', async (t) => {
-  t.timeout(60_000);
-  configureZeroCopy({});
-  const up = await echoUpstream(t);
-  const { server, port } = await startRedirect(t, { resolve: { host: '127.0.0.1', port: up.port } });
-  const engine0 = stats();
-  const fds0 = fdCount();
-  const n = 50;
-  const clients: Socket[] = [];
-  for (let i = 0; i < n; i++) {
-    const c = await dial(port);
-    t.teardown(() => c.destroy());
-    const echoed = readAtLeast(c, 256 * KiB);
-    await sendRandom(c, 256 * KiB, 64 * KiB, false); // bulk, then nothing: idle, not ended
-    await echoed;
-    clients.push(c);
-  }
-  await eachTurnUntil(() => stats().relays >= 2 * n && stats().pipesInUse === 0);
-  await eachTurnUntil(() => up.sockets.size === n);
-  const idle = stats();
-  const fds1 = fdCount();
-  // each connection: the test's client and the upstream's socket, the proxy's two sockets;
-  // what the engine holds (threads it started, the pool's free pipes) is in its own count
-  const proxyPerConnection = (fds1 - fds0 - (idle.descriptors - engine0.descriptors)) / n - 2;
-  t.log(`fds ${fds0} → ${fds1}; engine ${engine0.descriptors} → ${idle.descriptors} (${idle.pooledPipes} pooled)`);
-  t.is(idle.pipesInUse, 0);
-  t.is(proxyPerConnection, 2);
-  t.is(idle.descriptorsPerConnection.idle, proxyPerConnection);
-  t.is(idle.descriptors, 2 * idle.pipes + 2 * idle.threads);
+zcTest(
+  'idle spliced connections hold no pipe and two descriptors each; a stalled one holds a pipe per direction',
+  async (t) => {
+    t.timeout(60_000);
+    configureZeroCopy({});
+    const up = await echoUpstream(t);
+    const { server, port } = await startRedirect(t, { resolve: { host: '127.0.0.1', port: up.port } });
+    const engine0 = stats();
+    const fds0 = fdCount();
+    const n = 50;
+    const clients: Socket[] = [];
+    for (let i = 0; i < n; i++) {
+      const c = await dial(port);
+      t.teardown(() => c.destroy());
+      const echoed = readAtLeast(c, 256 * KiB);
+      await sendRandom(c, 256 * KiB, 64 * KiB, false); // bulk, then nothing: idle, not ended
+      await echoed;
+      clients.push(c);
+    }
+    await eachTurnUntil(() => stats().relays >= 2 * n && stats().pipesInUse === 0);
+    await eachTurnUntil(() => up.sockets.size === n);
+    const idle = stats();
+    const fds1 = fdCount();
+    // each connection: the test's client and the upstream's socket, the proxy's two sockets;
+    // what the engine holds (threads it started, the pool's free pipes) is in its own count
+    const proxyPerConnection = (fds1 - fds0 - (idle.descriptors - engine0.descriptors)) / n - 2;
+    t.log(`fds ${fds0} → ${fds1}; engine ${engine0.descriptors} → ${idle.descriptors} (${idle.pooledPipes} pooled)`);
+    t.is(idle.pipesInUse, 0);
+    t.is(proxyPerConnection, 2);
+    t.is(idle.descriptorsPerConnection.idle, proxyPerConnection);
+    t.is(idle.descriptors, 2 * idle.pipes + 2 * idle.threads);
 
-  // One client stops reading and keeps writing: both of its directions back up into their pipes.
-  const stalled = clients[0] as Socket;
-  stalled.pause();
-  const chunk = Buffer.alloc(MiB, 7);
-  let writing = true;
-  const fill = (): void => {
-    while (writing && stalled.write(chunk)) {}
-    if (writing) stalled.once('drain', fill);
-  };
-  fill();
-  await eachTurnUntil(() => stats().pipesInUse === 2);
-  writing = false;
-  const busy = stats();
-  const fds2 = fdCount();
-  t.is(fds2 - fds1, busy.descriptors - idle.descriptors, 'only the engine opened descriptors');
-  t.is(busy.descriptorsPerConnection.busy, proxyPerConnection + 2 * busy.pipesInUse);
-  t.is(stats().relays, 2 * n);
-  for (const c of clients) c.destroy();
-  await closedAtLeast(server, n);
-});
+    // One client stops reading and keeps writing: both of its directions back up into their pipes.
+    const stalled = clients[0] as Socket;
+    stalled.pause();
+    const chunk = Buffer.alloc(MiB, 7);
+    let writing = true;
+    const fill = (): void => {
+      while (writing && stalled.write(chunk)) {}
+      if (writing) stalled.once('drain', fill);
+    };
+    fill();
+    await eachTurnUntil(() => stats().pipesInUse === 2);
+    writing = false;
+    const busy = stats();
+    const fds2 = fdCount();
+    t.is(fds2 - fds1, busy.descriptors - idle.descriptors, 'only the engine opened descriptors');
+    t.is(busy.descriptorsPerConnection.busy, proxyPerConnection + 2 * busy.pipesInUse);
+    t.is(stats().relays, 2 * n);
+    for (const c of clients) c.destroy();
+    await closedAtLeast(server, n);
+  },
+);
 
 zcTest('200 concurrent bulk flows are all spliced under the default budget, sha256 intact both ways', async (t) => {
   t.timeout(120_000);
@@ -208,52 +214,55 @@ zcTest('with the only pipe held by a stalled reader, another connection copies a
   t.is(watch.peakPipes, 1);
 });
 
-zcTest('a socket destroyed under a live relay from outside the core: the engine lets go before Node closes the fd', async (t) => {
-  t.timeout(60_000);
-  const up = await echoUpstream(t);
-  const { server, port } = await startRedirect(t, { resolve: { host: '127.0.0.1', port: up.port } });
-  const dir = mkdtempSync(join(tmpdir(), 'rxr-fd-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const files: number[] = [];
-  let reused = 0;
-  const rounds = 10;
-  for (let i = 0; i < rounds; i++) {
-    const opened = nextConnection(server);
+zcTest(
+  'a socket destroyed under a live relay from outside the core: the engine lets go before Node closes the fd',
+  async (t) => {
+    t.timeout(60_000);
+    const up = await echoUpstream(t);
+    const { server, port } = await startRedirect(t, { resolve: { host: '127.0.0.1', port: up.port } });
+    const dir = mkdtempSync(join(tmpdir(), 'rxr-fd-'));
+    t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+    const files: number[] = [];
+    let reused = 0;
+    const rounds = 10;
+    for (let i = 0; i < rounds; i++) {
+      const opened = nextConnection(server);
+      const c = await dial(port);
+      const conn = await opened;
+      const echoing = readAtLeast(c, 64 * KiB);
+      void sendRandom(c, 64 * MiB, 64 * KiB, false).catch(() => {}); // keeps both relays busy
+      await echoing;
+      await eachTurnUntil(() => stats().relays >= 2);
+      // the proxy's client socket, reached past the core, as user code holding it could
+      const socket = (conn as unknown as { clientSocket: Socket }).clientSocket;
+      const handle = (socket as unknown as { _handle: { fd: number; close(...a: unknown[]): unknown } })._handle;
+      const fd = handle.fd;
+      let relaysWhenClosed = -1;
+      const close = handle.close;
+      handle.close = function (this: unknown, ...args: unknown[]) {
+        relaysWhenClosed = stats().relays;
+        return close.apply(this, args);
+      };
+      socket.destroy();
+      // the number is free now: a file takes the lowest free one
+      const file = openSync(join(dir, `f${i}`), 'w+');
+      files.push(file);
+      if (file === fd) reused++;
+      t.is(relaysWhenClosed, 0, 'both relays were stopped before the fd was closed');
+      c.on('close', () => {});
+      c.destroy();
+      await closedAtLeast(server, i + 1);
+    }
+    // more traffic after all that: none of it may land in a file that took a socket's number
     const c = await dial(port);
-    const conn = await opened;
-    const echoing = readAtLeast(c, 64 * KiB);
-    void sendRandom(c, 64 * MiB, 64 * KiB, false).catch(() => {}); // keeps both relays busy
-    await echoing;
-    await eachTurnUntil(() => stats().relays >= 2);
-    // the proxy's client socket, reached past the core, as user code holding it could
-    const socket = (conn as unknown as { clientSocket: Socket }).clientSocket;
-    const handle = (socket as unknown as { _handle: { fd: number; close(...a: unknown[]): unknown } })._handle;
-    const fd = handle.fd;
-    let relaysWhenClosed = -1;
-    const close = handle.close;
-    handle.close = function (this: unknown, ...args: unknown[]) {
-      relaysWhenClosed = stats().relays;
-      return close.apply(this, args);
-    };
-    socket.destroy();
-    // the number is free now: a file takes the lowest free one
-    const file = openSync(join(dir, `f${i}`), 'w+');
-    files.push(file);
-    if (file === fd) reused++;
-    t.is(relaysWhenClosed, 0, 'both relays were stopped before the fd was closed');
-    c.on('close', () => {});
-    c.destroy();
-    await closedAtLeast(server, i + 1);
-  }
-  // more traffic after all that: none of it may land in a file that took a socket's number
-  const c = await dial(port);
-  const got = drain(c);
-  const sent = await sendRandom(c, 8 * MiB);
-  t.is((await got).sha256, sent);
-  for (const file of files) {
-    t.is(fstatSync(file).size, 0);
-    closeSync(file);
-  }
-  t.log(`${reused} of ${rounds} files took the destroyed socket's number`);
-  t.true(reused > 0);
-});
+    const got = drain(c);
+    const sent = await sendRandom(c, 8 * MiB);
+    t.is((await got).sha256, sent);
+    for (const file of files) {
+      t.is(fstatSync(file).size, 0);
+      closeSync(file);
+    }
+    t.log(`${reused} of ${rounds} files took the destroyed socket's number`);
+    t.true(reused > 0);
+  },
+);
