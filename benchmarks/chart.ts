@@ -1,6 +1,6 @@
 // The report's chart: hand-written SVG, one block per scenario, a bar per subject (median)
 // with a min–max whisker, a legend and a note saying what bars and whiskers are.
-import type { BenchResults, SubjectSummary } from './report';
+import type { BenchResults, SubjectSummary } from './results';
 import { SCENARIO_INFO, type ScenarioName } from './scenarios';
 
 /**

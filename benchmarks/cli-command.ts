@@ -1,5 +1,5 @@
-import { formatCommand } from '../lib/rules';
-import { isParseArgsError, type Subcommand, UsageError } from '../lib/cli';
+import { formatCommand } from '../lib/tools/rules';
+import { isParseArgsError, type Subcommand, UsageError } from '../lib/tools/cli';
 import * as bench from './run';
 
 /**

@@ -1,15 +1,7 @@
 // Verdicts that respect the runs' spread: a goal is met or missed, and one subject is ahead
 // of another, only when the min–max ranges of the runs say so; otherwise "within noise".
-import type { BenchResults, SubjectSummary } from './report';
+import type { BenchResults, Goal, SubjectSummary, Verdict } from './results';
 import type { ScenarioName } from './scenarios';
-
-export type Verdict = 'met' | 'missed' | 'within noise' | 'too few runs' | 'not measured';
-
-export interface Goal {
-  goal: string;
-  measured: string;
-  verdict: Verdict;
-}
 
 /** Below this many runs a min–max range says nothing about the spread. */
 export const MIN_RUNS_FOR_VERDICT = 3;

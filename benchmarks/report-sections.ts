@@ -1,7 +1,7 @@
 // Markdown sections both reports share: the repository's (`npm run bench`) and a user's
 // (`rxredirect bench --middleware`).
 import { isIndicative } from './chart';
-import type { BenchResults, SubjectSummary } from './report';
+import type { BenchResults, SubjectSummary } from './results';
 import { SCENARIO_INFO, type ScenarioName } from './scenarios';
 
 export const fmt = (v: number | undefined, digits = 2): string =>

@@ -1,40 +1,8 @@
-import { type Goal, MIN_RUNS_FOR_VERDICT, type Verdict } from './goals';
-import type { MachineInfo } from './proc';
+import { MIN_RUNS_FOR_VERDICT } from './goals';
 import { findingsSection, headline, machineSection, methodSection, resultsSection } from './report-sections';
-import type { Measurement, ScenarioName, Settings } from './scenarios';
+import type { BenchResults, Goal, SubjectSummary, Verdict } from './results';
+import type { Measurement } from './scenarios';
 import { chainName, isUserRun, renderUserMarkdown } from './user-report';
-
-export interface SubjectSummary {
-  runs: Measurement[];
-  median: number;
-  min: number;
-  max: number;
-  cpuPercentMedian?: number;
-  rssMedian?: number;
-  /** connrate: median of the runs' p50 and p99 latencies, ms. */
-  p50Ms?: number;
-  p99Ms?: number;
-}
-
-export interface BenchResults {
-  version: 1;
-  date: string;
-  mode: 'quick' | 'full' | 'custom';
-  command: string;
-  note: string | undefined;
-  machine: MachineInfo;
-  tools: Record<string, string | undefined>;
-  generator: 'iperf3' | 'node';
-  settings: Settings & { runs: number; highWaterMark: number };
-  subjects: { name: string; label: string; status: 'ok' | 'unavailable'; reason?: string }[];
-  /** `bench --middleware`: the user's chain (subject 'user'), its short name and the module as given. */
-  chain?: { name: string; module: string };
-  scenarios: Partial<Record<ScenarioName, Record<string, SubjectSummary>>>;
-  goals: Goal[];
-  durationSeconds: number;
-  /** Hand-written Markdown about this run (--findings). */
-  findings?: string;
-}
 
 export function median(values: number[]): number {
   const v = values.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);

@@ -7,7 +7,8 @@ import { loadMiddleware } from './chain';
 import { machineInfo } from './proc';
 import { renderSvg } from './chart';
 import { evaluateGoals } from './goals';
-import { type BenchResults, chartTitle, renderMarkdown, type SubjectSummary, summarise } from './report';
+import { chartTitle, renderMarkdown, summarise } from './report';
+import type { BenchResults, SubjectSummary } from './results';
 import { labelOf } from './report-sections';
 import { chainComparisons, chainName, isUserRun } from './user-report';
 import {

@@ -1,7 +1,7 @@
 // The report of `rxredirect bench --middleware FILE`: the user's chain against the baselines
 // of the same run, with the runs' spread, and none of this repository's goals or sections.
 import { type Comparison, chanceApart, compareSpread, MIN_RUNS_FOR_VERDICT } from './goals';
-import type { BenchResults, SubjectSummary } from './report';
+import type { BenchResults, SubjectSummary } from './results';
 import {
   findingsSection,
   fmt,

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The composition root: the library's commands, plus `bench` from the benchmark
 // harness (dist/benchmarks), which the library itself never imports.
-const { run } = require('../dist/lib/cli.js');
+const { run } = require('../dist/lib/tools/cli.js');
 
 let extra = {};
 try {

@@ -12,7 +12,7 @@ import { createServer, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createFaultControl, type FaultControl } from '../lib/fault-control/index';
 import { createRedirectServer, type RedirectServer, type TargetAddress } from '../lib/index';
-import { formatRules, generateRules } from '../lib/rules';
+import { formatRules, generateRules } from '../lib/tools/rules';
 import { sniff, ToxicSet } from '../middleware/index';
 
 export interface FaultDemoOptions {

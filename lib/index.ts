@@ -10,9 +10,9 @@ export {
   type RedirectServer,
   type RedirectServerEvents,
   type ServerStats,
-} from './server';
-export type { Connection, ConnectionEvents } from './connection';
-export { DEFAULT_LIMITS } from './options';
+} from './server/server';
+export type { Connection, ConnectionEvents } from './connection/connection';
+export { DEFAULT_LIMITS } from './config/options';
 export type {
   AddressFamily,
   BypassDirection,
@@ -23,55 +23,50 @@ export type {
   ConnectionContext,
   DataPath,
   DirectionSummary,
-  EgressOptions,
-  EgressPlugin,
   Endpoint,
   Limits,
   Middleware,
   MiddlewareOperators,
-  NativeResolverContext,
   RedirectMechanism,
   RedirectRecord,
   RedirectRecordInit,
-  RedirectServerOptions,
   ResolvedTarget,
-  ResolveOption,
-  Resolver,
-  ResolverContext,
-  ResolveResult,
   TargetAddress,
-  TargetOption,
-} from './types';
-export type { Transport, TransportHandlers } from './transport';
+} from './common/types';
+export type { EgressOptions, RedirectServerOptions, TargetOption } from './config/types';
+export type { EgressPlugin } from './egress/types';
+export type { NativeResolverContext, ResolveOption, Resolver, ResolverContext, ResolveResult } from './capture/types';
+export type { Transport, TransportHandlers } from './net/transport';
 
 // Errors
-export { RedirectError, type RedirectErrorCode } from './errors';
+export { RedirectError, type RedirectErrorCode } from './common/errors';
 
 // Middleware composition (also exported by `rxredirect/middleware`)
-export { both, compose, downstream, upstream } from './compose';
+export { both, compose, downstream, upstream } from './pipeline/compose';
 
 // Resolvers: how a flow's redirect record is found
-export { functionResolver, staticResolver } from './resolvers';
-export { type NetfilterResolverOptions, netfilterResolver } from './resolve-netfilter';
-export { type TproxyResolverOptions, tproxyResolver } from './resolve-tproxy';
-export { type AutoResolverOptions, autoResolver } from './resolve-auto';
+export { functionResolver, staticResolver } from './capture/resolvers';
+export { type NetfilterResolverOptions, netfilterResolver } from './capture/netfilter';
+export { type TproxyResolverOptions, tproxyResolver } from './capture/tproxy';
+export { type AutoResolverOptions, autoResolver } from './capture/auto';
 export {
   type ProxyProtocolExtension,
   type ProxyProtocolResolverOptions,
   proxyProtocolResolver,
-} from './resolve-proxy-protocol';
-export { type WfpResolverOptions, wfpResolver } from './resolve-wfp';
+} from './capture/proxy-protocol';
+export { type WfpResolverOptions, wfpResolver } from './capture/wfp';
 
 // Egress plugins: how the record is passed on to the next hop
-export { type CooperatingMarks, type MarkEgressOptions, markEgress } from './egress-mark';
+export type { CooperatingMarks } from './common/marks';
+export { type MarkEgressOptions, markEgress } from './egress/mark';
 export {
   type ProxyProtocolEgressOptions,
   type ProxyProtocolEgressPlugin,
   proxyProtocolEgress,
-} from './egress-proxy-protocol';
+} from './egress/proxy-protocol';
 
 // Records
-export { createRecord } from './record';
+export { createRecord } from './common/record';
 
 // The PROXY protocol codec (docs/proxy-protocol.md)
 export {
@@ -103,7 +98,7 @@ export {
   ProxyTlvType,
   type ProxyTransport,
   type ProxyUnixAddress,
-} from './proxy-header';
+} from './proxy-protocol/index';
 
 // Zero-copy (Linux, docs/zero-copy.md)
 export {
@@ -112,8 +107,8 @@ export {
   type ZeroCopyBudget,
   type ZeroCopyMode,
   zeroCopyStats,
-} from './zero-copy';
-export type { SpliceEngineStats } from './native';
+} from './zero-copy/engine';
+export type { SpliceEngineStats } from './platform/addon';
 
 // Testing a middleware chain without sockets (docs/middleware.md)
-export { splits, type TestMiddlewareOptions, type TestMiddlewareResult, testMiddleware } from './test-harness';
+export { splits, type TestMiddlewareOptions, type TestMiddlewareResult, testMiddleware } from './pipeline/test-harness';

@@ -1,5 +1,5 @@
-import { invalidOption } from '../lib/errors';
-import type { ByteOperator, MiddlewareOperators } from '../lib/types';
+import { invalidOption } from '../lib/common/errors';
+import type { ByteOperator, MiddlewareOperators } from '../lib/common/types';
 
 export type Direction = 'upstream' | 'downstream' | 'both';
 

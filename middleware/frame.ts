@@ -1,6 +1,6 @@
 import { Observable } from 'rxjs';
-import { invalidOption, RedirectError } from '../lib/errors';
-import type { ByteOperator, Middleware } from '../lib/types';
+import { invalidOption, RedirectError } from '../lib/common/errors';
+import type { ByteOperator, Middleware } from '../lib/common/types';
 import { checkDirection, type Direction, onDirections, positiveInt, toBuffer } from './direction';
 
 export interface LineFraming {

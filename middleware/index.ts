@@ -1,5 +1,5 @@
 // The middleware library: `import { … } from 'rxredirect/middleware'`.
-export { both, compose, downstream, upstream } from '../lib/compose';
+export { both, compose, downstream, upstream } from '../lib/pipeline/compose';
 export { type BypassOptions, bypass } from './bypass';
 export { type FramingOptions, frame, type LengthFraming, type LineFraming, unframe } from './frame';
 export { type InspectMatch, type InspectOptions, type InspectPattern, type InspectVerdict, inspect } from './inspect';

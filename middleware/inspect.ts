@@ -1,6 +1,6 @@
 import { Observable } from 'rxjs';
-import { invalidOption, RedirectError } from '../lib/errors';
-import type { ByteOperator, ConnectionContext, Middleware } from '../lib/types';
+import { invalidOption, RedirectError } from '../lib/common/errors';
+import type { ByteOperator, ConnectionContext, Middleware } from '../lib/common/types';
 import { checkDirection, type Direction, onDirections, positiveInt } from './direction';
 
 export type InspectPattern = string | Buffer | RegExp;

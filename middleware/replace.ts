@@ -1,6 +1,6 @@
 import { Observable } from 'rxjs';
-import { invalidOption } from '../lib/errors';
-import type { ByteOperator, Middleware } from '../lib/types';
+import { invalidOption } from '../lib/common/errors';
+import type { ByteOperator, Middleware } from '../lib/common/types';
 import { checkDirection, type Direction, onDirections, toBuffer } from './direction';
 
 export interface ReplaceOptions {

@@ -1,6 +1,6 @@
 import { Observable } from 'rxjs';
-import { invalidOption, RedirectError } from '../lib/errors';
-import type { ConnectionContext, Middleware, TargetAddress } from '../lib/types';
+import { invalidOption, RedirectError } from '../lib/common/errors';
+import type { ConnectionContext, Middleware, TargetAddress } from '../lib/common/types';
 import { positiveInt } from './direction';
 
 export interface RouteOptions {

@@ -1,6 +1,6 @@
 import { Observable } from 'rxjs';
-import { invalidOption, RedirectError } from '../lib/errors';
-import type { ConnectionContext, Middleware } from '../lib/types';
+import { invalidOption, RedirectError } from '../lib/common/errors';
+import type { ConnectionContext, Middleware } from '../lib/common/types';
 import { positiveInt } from './direction';
 
 /** The `ctx.state` key under which `sniff` puts its {@link SniffResult}. */

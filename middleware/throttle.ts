@@ -1,6 +1,6 @@
 import { asapScheduler, concatMap, map, type Observable, of, timer } from 'rxjs';
-import { invalidOption } from '../lib/errors';
-import type { Middleware } from '../lib/types';
+import { invalidOption } from '../lib/common/errors';
+import type { Middleware } from '../lib/common/types';
 import { checkDirection, type Direction, onDirections, positiveInt } from './direction';
 
 /**

@@ -1,6 +1,6 @@
 import { Observable, type Subscriber } from 'rxjs';
-import { invalidOption, RedirectError } from '../lib/errors';
-import type { Middleware } from '../lib/types';
+import { invalidOption, RedirectError } from '../lib/common/errors';
+import type { Middleware } from '../lib/common/types';
 import { positiveInt } from './direction';
 
 export interface TimeoutsOptions {

@@ -1,6 +1,6 @@
 // Conversions between socket addresses and the {address, port, family}
 // objects the TypeScript side works with. Addresses are returned exactly as
-// the kernel reports them (v4-mapped IPv6 included); lib/native.ts normalises.
+// the kernel reports them (v4-mapped IPv6 included); lib/platform/addon.ts normalises.
 #pragma once
 
 #include <napi.h>

@@ -1,13 +1,13 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import test from 'ava';
-import { REDIRECT_ERROR_CODES } from '../lib/errors';
+import { REDIRECT_ERROR_CODES } from '../lib/common/errors';
 import * as api from '../lib/index';
 import * as middleware from '../middleware/index';
 
 /**
  * The public API is what lib/index.ts and middleware/index.ts name, and docs/api.md
- * documents exactly that; docs/errors.md lists exactly the codes lib/errors.ts has.
+ * documents exactly that; docs/errors.md lists exactly the codes lib/common/errors.ts has.
  */
 
 const ROOT = join(__dirname, '..', '..');
@@ -110,14 +110,17 @@ test("docs/api.md lists every name 'rxredirect/middleware' exports, and no other
 
 test('docs/api.md has a row for every option, egress option and limit, and each limit shows its default', (t) => {
   const doc = read('docs/api.md').split('\n');
-  const options = read('lib/options.ts');
+  const options = read('lib/config/options.ts');
   const known = (set: string): string[] => {
     const m = options.match(new RegExp(`const ${set} = new Set\\(\\[([^\\]]*)\\]`));
     return [...(m?.[1] ?? '').matchAll(/'([^']+)'/g)].map((x) => x[1] ?? '');
   };
   const topLevel = known('KNOWN_OPTIONS');
   const egress = known('KNOWN_EGRESS');
-  t.true(topLevel.includes('resolve') && egress.includes('mark'), 'lib/options.ts still lists its known options');
+  t.true(
+    topLevel.includes('resolve') && egress.includes('mark'),
+    'lib/config/options.ts still lists its known options',
+  );
   for (const key of [...topLevel, ...egress]) t.truthy(rowOf(doc, key), `no row for option ${key}`);
   for (const [key, value] of Object.entries(api.DEFAULT_LIMITS)) {
     const row = rowOf(doc, key) ?? '';

@@ -8,7 +8,7 @@ import { type BenchOptions, parseBenchArgs, runBench } from '../benchmarks/run';
 import { userSubjects } from '../benchmarks/subjects';
 import { comparisonText } from '../benchmarks/user-report';
 import { benchCommand } from '../benchmarks/cli-command';
-import { main } from '../lib/cli';
+import { main } from '../lib/tools/cli';
 
 // The harness end to end on a tiny configuration. Never asserts timings: only that
 // every run produced a number and that the JSON, Markdown and SVG are well formed.

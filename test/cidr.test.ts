@@ -8,8 +8,8 @@ import {
   parseIPv4,
   parseIPv6,
   parseIpAddress,
-} from '../lib/cidr';
-import { RedirectError } from '../lib/errors';
+} from '../lib/common/ip-address';
+import { RedirectError } from '../lib/common/errors';
 
 test('parseIPv4 accepts strict dotted quads only', (t) => {
   t.deepEqual(parseIPv4('0.0.0.0'), new Uint8Array([0, 0, 0, 0]));

@@ -1,6 +1,6 @@
 import test from 'ava';
-import { RedirectError } from '../lib/errors';
-import { socketFault } from '../lib/faults';
+import { RedirectError } from '../lib/common/errors';
+import { socketFault } from '../lib/connection/faults';
 import type { CloseReason, EgressPlugin, Middleware, RedirectErrorCode } from '../lib/index';
 import { dialRaw, drain, echoUpstream, nextClose, startRedirect } from './helpers/net';
 

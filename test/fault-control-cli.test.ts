@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
 import { Toxiproxy } from 'toxiproxy-node-client';
-import { main } from '../lib/cli';
+import { main } from '../lib/tools/cli';
 import { echoUpstream } from './helpers/net';
 
 const BIN = join(__dirname, '..', '..', 'bin', 'rxredirect.js');

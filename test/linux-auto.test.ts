@@ -1,5 +1,5 @@
 import test from 'ava';
-import { generateRules } from '../lib/rules';
+import { generateRules } from '../lib/tools/rules';
 import { gatedTest, netnsUnavailable, routedPair } from './helpers/netns';
 
 /**

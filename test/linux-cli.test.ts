@@ -2,8 +2,8 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import test from 'ava';
-import { main } from '../lib/cli';
-import type { DoctorReport } from '../lib/doctor';
+import { main } from '../lib/tools/cli';
+import type { DoctorReport } from '../lib/tools/doctor';
 
 const run = promisify(execFile);
 const BIN = join(__dirname, '..', '..', 'bin', 'rxredirect.js');

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { generateRules } from '../lib/rules';
+import { generateRules } from '../lib/tools/rules';
 import { gatedTest, Netns, netnsUnavailable } from './helpers/netns';
 
 /**

@@ -3,10 +3,11 @@ import { type AddressInfo, createServer, type Server, type Socket } from 'node:n
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import test, { type ExecutionContext } from 'ava';
-import { chainFromMark, cooperatingMask, markEgress } from '../lib/egress-mark';
-import { fdOf, native, requireLinux } from '../lib/native';
-import { createRecord } from '../lib/record';
-import type { RedirectRecord, ResolvedTarget } from '../lib/types';
+import { chainFromMark, cooperatingMask } from '../lib/common/marks';
+import { markEgress } from '../lib/egress/mark';
+import { fdOf, native, requireLinux } from '../lib/platform/addon';
+import { createRecord } from '../lib/common/record';
+import type { RedirectRecord, ResolvedTarget } from '../lib/common/types';
 import { gatedTest } from './helpers/netns';
 import { throwsCode } from './helpers/expect';
 

@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import test from 'ava';
-import { generateRules } from '../lib/rules';
+import { generateRules } from '../lib/tools/rules';
 import { gatedTest, Netns, netnsUnavailable } from './helpers/netns';
 
 /**

@@ -1,6 +1,6 @@
 import test from 'ava';
-import { findTool } from '../lib/doctor';
-import { generateRules } from '../lib/rules';
+import { findTool } from '../lib/tools/doctor';
+import { generateRules } from '../lib/tools/rules';
 import { gatedTest, Netns, netnsUnavailable } from './helpers/netns';
 
 /**

@@ -3,12 +3,13 @@ import { type AddressInfo, createConnection, createServer, type Server, type Soc
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import test, { type ExecutionContext } from 'ava';
-import type { RedirectError } from '../lib/errors';
-import { fdOf, native, requireLinux } from '../lib/native';
-import { autoResolver } from '../lib/resolve-auto';
-import { netfilterResolver } from '../lib/resolve-netfilter';
-import { tproxyResolver } from '../lib/resolve-tproxy';
-import type { Endpoint, Resolver } from '../lib/types';
+import type { RedirectError } from '../lib/common/errors';
+import { fdOf, native, requireLinux } from '../lib/platform/addon';
+import { autoResolver } from '../lib/capture/auto';
+import { netfilterResolver } from '../lib/capture/netfilter';
+import { tproxyResolver } from '../lib/capture/tproxy';
+import type { Endpoint } from '../lib/common/types';
+import type { Resolver } from '../lib/capture/types';
 import { gatedTest } from './helpers/netns';
 
 const run = promisify(execFile);

@@ -1,6 +1,6 @@
 import test from 'ava';
-import { findTool } from '../lib/doctor';
-import { generateRules, type RulesOptions } from '../lib/rules';
+import { findTool } from '../lib/tools/doctor';
+import { generateRules, type RulesOptions } from '../lib/tools/rules';
 import { gatedTest, Netns, netnsUnavailable } from './helpers/netns';
 
 /** Every generated rule set is accepted by the real tools, and its teardown leaves nothing behind. */

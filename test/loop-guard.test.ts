@@ -1,7 +1,7 @@
 import { networkInterfaces } from 'node:os';
 import test from 'ava';
 import { createRecord } from '../lib/index';
-import { flowKey, recordLoop, selfTargetLoop } from '../lib/loop-guard';
+import { flowKey, recordLoop, selfTargetLoop } from '../lib/common/loop-guard';
 
 const ours = { address: '127.0.0.1', port: 40001, family: 'IPv4' as const };
 const upstream = { address: '127.0.0.1', port: 8080, family: 'IPv4' as const };

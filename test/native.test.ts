@@ -4,8 +4,8 @@ import { createConnection, createServer, type Server, Socket, type AddressInfo }
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import test, { type ExecutionContext } from 'ava';
-import { RedirectError } from '../lib/errors';
-import { fdOf, type LinuxAddon, native, requireLinux, requireNative } from '../lib/native';
+import { RedirectError } from '../lib/common/errors';
+import { fdOf, type LinuxAddon, native, requireLinux, requireNative } from '../lib/platform/addon';
 import { gatedTest } from './helpers/netns';
 
 const run = promisify(execFile);

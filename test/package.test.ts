@@ -128,7 +128,7 @@ test('every docs/ page the messages, typings and docs name is in the package', a
   t.true(named > 0);
   t.deepEqual([...missing], []);
   // The remedy when the addon is missing names the install page.
-  t.regex(text('dist/lib/native.js'), /docs\/install\.md/);
+  t.regex(text('dist/lib/platform/addon.js'), /docs\/install\.md/);
 });
 
 test('source maps resolve: each shipped .js has its map, with its sources inlined or shipped', async (t) => {

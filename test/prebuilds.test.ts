@@ -116,7 +116,7 @@ checkTest(missing('linux-arm64'))('linux-arm64: an AArch64 shared object exporti
 const SPLICE_RELAY = `
 const net = require('net');
 const { createRedirectServer } = require(process.argv[1]);
-// The addon's status is internal (lib/native.ts), read from the installed package itself.
+// The addon's status is internal (lib/platform/addon.ts), read from the installed package itself.
 const { native } = require(require('path').join(require('path').dirname(process.argv[1]), 'native.js'));
 const echo = net.createServer({ allowHalfOpen: true }, (s) => s.pipe(s));
 echo.listen(0, '127.0.0.1', async () => {

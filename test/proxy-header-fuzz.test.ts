@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import test from 'ava';
-import { RedirectError } from '../lib/errors';
+import { RedirectError } from '../lib/common/errors';
 import {
   createProxyHeaderParser,
   encodeProxyHeaderV1,
@@ -16,7 +16,7 @@ import {
   type ProxyHeaderV2Init,
   type ProxyTlvInit,
   parseProxyHeader,
-} from '../lib/proxy-header';
+} from '../lib/proxy-protocol/index';
 
 const SEED = Number(process.env.PROXY_FUZZ_SEED ?? 0x5eed1);
 /** Per test: v1 and v2 run this many, garbage half: 100,000 cases by default. */

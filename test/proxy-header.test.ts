@@ -1,6 +1,6 @@
 import test from 'ava';
-import { crc32c } from '../lib/crc32c';
-import { RedirectError } from '../lib/errors';
+import { crc32c } from '../lib/proxy-protocol/crc32c';
+import { RedirectError } from '../lib/common/errors';
 import {
   createProxyHeaderParser,
   encodeProxyHeaderV1,
@@ -12,7 +12,7 @@ import {
   type ProxyHeaderParserOptions,
   type ProxyHeaderParseStep,
   parseProxyHeader,
-} from '../lib/proxy-header';
+} from '../lib/proxy-protocol/index';
 import { throwsCode } from './helpers/expect';
 
 // ---------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import {
   type RedirectServer,
   staticResolver,
 } from '../lib/index';
-import { encodeChainTlv } from '../lib/egress-proxy-protocol';
+import { encodeChainTlv } from '../lib/proxy-protocol/chain-tlv';
 import {
   collect,
   dial,

@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import test from 'ava';
-import { requireLinux } from '../lib/native';
+import { requireLinux } from '../lib/platform/addon';
 import { dial, listenTcp, nextClose, startRedirect } from './helpers/net';
 
 /**

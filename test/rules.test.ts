@@ -1,5 +1,5 @@
 import test from 'ava';
-import { type Command, formatCommand, formatRules, generateRules, type RulesOptions } from '../lib/rules';
+import { type Command, formatCommand, formatRules, generateRules, type RulesOptions } from '../lib/tools/rules';
 import { throwsCode } from './helpers/expect';
 
 const lines = (commands: readonly Command[]): string[] => commands.map(formatCommand);

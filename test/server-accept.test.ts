@@ -4,7 +4,7 @@ import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import test from 'ava';
 import type { ServerStats } from '../lib/index';
-import { optionalLinux } from '../lib/native';
+import { optionalLinux } from '../lib/platform/addon';
 import { collect, dial, drain, echoUpstream, nextClose, startRedirect } from './helpers/net';
 import { gatedTest } from './helpers/netns';
 

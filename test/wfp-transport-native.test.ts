@@ -1,6 +1,12 @@
 import test from 'ava';
-import { RedirectError } from '../lib/errors';
-import { engineError, WFP_EVENT, type WfpEngineAddon, type WfpEventCallback, WfpEngine } from '../lib/transport-native';
+import { RedirectError } from '../lib/common/errors';
+import {
+  engineError,
+  WFP_EVENT,
+  type WfpEngineAddon,
+  type WfpEventCallback,
+  WfpEngine,
+} from '../lib/net/windows-transport';
 
 // A scripted stand-in for the Windows engine (native/win/wfp-engine.cc): it
 // records the calls and lets the test fire the events the I/O thread would.

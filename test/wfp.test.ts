@@ -1,5 +1,5 @@
 import test from 'ava';
-import { RedirectError } from '../lib/errors';
+import { RedirectError } from '../lib/common/errors';
 import {
   WFP_ERRORS,
   type WfpLogicExports,
@@ -8,7 +8,7 @@ import {
   wfpError,
   wfpLogic,
   wfpRecordFromNative,
-} from '../lib/wfp';
+} from '../lib/platform/wfp';
 
 // The negotiation and record building below run the same C++ (native/wfp-logic.cc)
 // that the Windows build runs against WSAIoctl; here a scripted fake plays the provider.

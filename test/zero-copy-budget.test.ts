@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import test from 'ava';
 import { configureZeroCopy, DEFAULT_ZERO_COPY_BUDGET, zeroCopyStats } from '../lib/index';
-import { optionalLinux } from '../lib/native';
+import { optionalLinux } from '../lib/platform/addon';
 import { zeroCopyTest } from './helpers/modes';
 import { closedAtLeast, dial, drain, echoUpstream, sendRandom, sha256, startRedirect } from './helpers/net';
 import { throwsCode } from './helpers/expect';

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import test, { type ExecutionContext } from 'ava';
-import { findTool } from '../lib/doctor';
+import { findTool } from '../lib/tools/doctor';
 import {
   type CloseSummary,
   configureZeroCopy,

@@ -1,4 +1,6 @@
-import { createRedirectServer, type RedirectServer, type RedirectServerOptions, RedirectError } from '../index';
+import { RedirectError } from '../common/errors';
+import type { RedirectServerOptions } from '../config/types';
+import { createRedirectServer, type RedirectServer } from '../server/server';
 import { sniff, type ToxicSet, type ToxicInfo } from '../../middleware/index';
 
 /** A proxy as Toxiproxy's API shows it. */

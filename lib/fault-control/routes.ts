@@ -1,4 +1,4 @@
-import { RedirectError } from '../index';
+import { RedirectError } from '../common/errors';
 import { type ToxicInfo, type ToxicSpec, toxics } from '../../middleware/index';
 import {
   ApiError,

@@ -1,4 +1,4 @@
-import type { Middleware } from '../../lib/types';
+import type { Middleware } from '../../lib/common/types';
 import { TokenBucket } from '../throttle';
 import { Waiter } from './stage';
 import { readAttributes, type ToxicOptions, type ToxicType, toxicMiddleware } from './toxic';

@@ -1,5 +1,5 @@
-import { RedirectError } from '../../lib/errors';
-import type { Middleware } from '../../lib/types';
+import { RedirectError } from '../../lib/common/errors';
+import type { Middleware } from '../../lib/common/types';
 import { readAttributes, type ToxicOptions, type ToxicType, toxicMiddleware } from './toxic';
 
 export interface LimitDataAttributes {

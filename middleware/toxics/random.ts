@@ -1,5 +1,5 @@
 import { randomInt } from 'node:crypto';
-import { invalidOption } from '../../lib/errors';
+import { invalidOption } from '../../lib/common/errors';
 
 /** A source of numbers in [0, 1): the same seed gives the same sequence, run after run. */
 export interface Random {

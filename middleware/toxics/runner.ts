@@ -1,6 +1,6 @@
 import { Observable } from 'rxjs';
-import type { RedirectError } from '../../lib/errors';
-import type { ByteOperator } from '../../lib/types';
+import type { RedirectError } from '../../lib/common/errors';
+import type { ByteOperator } from '../../lib/common/types';
 import type { ToxicStage } from './stage';
 
 /** A stage as one connection sees it: `active` is this connection's toxicity (and scope) draw. */

@@ -1,6 +1,6 @@
-import { createAddressMatcher } from '../../lib/cidr';
-import { invalidOption } from '../../lib/errors';
-import type { ConnectionContext } from '../../lib/types';
+import { createAddressMatcher } from '../../lib/common/ip-address';
+import { invalidOption } from '../../lib/common/errors';
+import type { ConnectionContext } from '../../lib/common/types';
 import { sniffed } from '../sniff';
 
 /**

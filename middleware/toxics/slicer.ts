@@ -1,5 +1,5 @@
-import { invalidOption } from '../../lib/errors';
-import type { Middleware } from '../../lib/types';
+import { invalidOption } from '../../lib/common/errors';
+import type { Middleware } from '../../lib/common/types';
 import type { Random } from './random';
 import { Waiter } from './stage';
 import { readAttributes, type ToxicOptions, type ToxicType, toxicMiddleware } from './toxic';

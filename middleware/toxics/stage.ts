@@ -1,4 +1,4 @@
-import type { RedirectError } from '../../lib/errors';
+import type { RedirectError } from '../../lib/common/errors';
 
 /** Passes a piece on to the rest of the direction; resolves once the next stages took it. */
 export type Pass = (piece: Buffer) => Promise<void>;

@@ -1,5 +1,5 @@
-import { invalidOption } from '../../lib/errors';
-import type { ConnectionContext, Middleware } from '../../lib/types';
+import { invalidOption } from '../../lib/common/errors';
+import type { ConnectionContext, Middleware } from '../../lib/common/types';
 import { checkSeed, createRandom, type Random, randomSeed } from './random';
 import { TOXIC_TYPES } from './registry';
 import { type AppliedStage, ToxicRunner } from './runner';

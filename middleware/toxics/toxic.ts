@@ -1,5 +1,5 @@
-import { invalidOption, type RedirectError } from '../../lib/errors';
-import type { ConnectionContext, Middleware } from '../../lib/types';
+import { invalidOption, type RedirectError } from '../../lib/common/errors';
+import type { ConnectionContext, Middleware } from '../../lib/common/types';
 import { checkDirection, type Direction, onDirections } from '../direction';
 import { checkSeed, createRandom, type Random, randomSeed } from './random';
 import { type AppliedStage, ToxicRunner } from './runner';

@@ -3,7 +3,7 @@
 // socket of a WFP flow: the listener, the accept loop, the accepted client
 // sockets and the outbound sockets. One I/O thread polls them all (WSAPoll)
 // and reports to JS through one ThreadSafeFunction; JS drives each
-// connection through lib/transport-native.ts with the Transport seam's
+// connection through lib/net/windows-transport.ts with the Transport seam's
 // operations (start/stop reading at the OS level, write with a flush report,
 // FIN, RST, close). See docs/windows.md for the protocol.
 #pragma once

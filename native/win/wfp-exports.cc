@@ -11,7 +11,7 @@ namespace rxredirect {
 
 namespace {
 
-// Arguments are validated in lib/transport-native.ts; these checks are the
+// Arguments are validated in lib/net/windows-transport.ts; these checks are the
 // last line of defence only.
 uint32_t IdArgument(const Napi::CallbackInfo& info, size_t index) {
   if (info.Length() <= index || !info[index].IsNumber()) throw Napi::TypeError::New(info.Env(), "id must be a number");

@@ -4,15 +4,15 @@ import * as net from 'node:net';
 import { promisify } from 'node:util';
 import type { ExecutionContext } from 'ava';
 import { map, tap } from 'rxjs';
-import { findTool } from '../../lib/doctor';
-import { markEgress } from '../../lib/egress-mark';
-import { optionalLinux } from '../../lib/native';
-import { autoResolver } from '../../lib/resolve-auto';
-import { netfilterResolver } from '../../lib/resolve-netfilter';
-import { tproxyResolver } from '../../lib/resolve-tproxy';
-import type { Command } from '../../lib/rules';
-import { createRedirectServer } from '../../lib/server';
-import type { Middleware, RedirectRecord } from '../../lib/types';
+import { findTool } from '../../lib/tools/doctor';
+import { markEgress } from '../../lib/egress/mark';
+import { optionalLinux } from '../../lib/platform/addon';
+import { autoResolver } from '../../lib/capture/auto';
+import { netfilterResolver } from '../../lib/capture/netfilter';
+import { tproxyResolver } from '../../lib/capture/tproxy';
+import type { Command } from '../../lib/tools/rules';
+import { createRedirectServer } from '../../lib/server/server';
+import type { Middleware, RedirectRecord } from '../../lib/common/types';
 
 /**
  * Network namespaces for the Linux end-to-end tests. Each test creates its own

@@ -1,0 +1,48 @@
+import type { Endpoint } from '../common/types';
+
+/**
+ * The seam between the core and a socket. Everything the core does to a
+ * connection goes through here, so a platform where Node cannot expose the
+ * socket (Windows with WFP) can plug in a native-backed transport.
+ */
+export interface TransportHandlers {
+  data(chunk: Buffer): void;
+  /** The peer sent FIN. */
+  end(): void;
+  /** A socket fault (ECONNRESET, EPIPE, …). */
+  error(err: Error): void;
+  /** Fully closed; nothing more will be emitted. */
+  close(): void;
+}
+
+/** Large reads: sizes the next read (asked after every read). */
+export interface ReadSizer {
+  nextReadSize(): number;
+}
+
+export interface Transport {
+  readonly localEndpoint: Endpoint | undefined;
+  readonly remoteEndpoint: Endpoint | undefined;
+  /** Bytes written and not yet taken by the kernel. */
+  readonly writableLength: number;
+  readonly destroyed: boolean;
+  attach(handlers: TransportHandlers): void;
+  /** Starts (or restarts) reading at the OS level. */
+  startReading(): void;
+  /** Stops reading at the OS level: the kernel buffer fills and TCP closes the window. */
+  stopReading(): void;
+  /** Queues bytes; `flushed` runs once the kernel has taken them. */
+  write(chunk: Buffer, flushed: (err?: Error | null) => void): void;
+  /** Sends FIN after everything queued. */
+  end(): void;
+  /** Aborts with RST. */
+  reset(): void;
+  /**
+   * Optional: once the flow shows bulk, read into buffers of `sizer.nextReadSize()` bytes
+   * (asked after every read) instead of the platform's own (docs/design.md,
+   * "Large reads"). The pump asks for it on raw and synchronous directions.
+   */
+  largeReads?(maxBytes: number, sizer: ReadSizer): void;
+  /** Closes without sending anything more (FIN if the kernel has nothing unread). */
+  destroy(): void;
+}

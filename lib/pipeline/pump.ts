@@ -1,0 +1,490 @@
+import { Observable, type Subscriber, type Subscription } from 'rxjs';
+import { applyChain } from './compose';
+import { RedirectError } from '../common/errors';
+import type { ReadSizer, Transport } from '../net/transport';
+import type { ByteOperator, DataPath, DirectionSummary } from '../common/types';
+import type { RelayHandlers } from '../zero-copy/engine';
+import type { ZeroCopyLink } from '../zero-copy/link';
+
+export interface PumpHooks {
+  /** Bytes moved (re-arms the idle timer). */
+  activity(): void;
+  /** The chain errored or emitted something that is not bytes. */
+  failed(err: RedirectError): void;
+  /** The sink has been sent FIN after everything the chain emitted. */
+  finished(): void;
+  /** Zero-copy path: the engine saw the source's FIN (and passed it on) at `atNs` (process.hrtime's clock). */
+  sourceEnded?(atNs: number): void;
+  /** Zero-copy path: the engine hit a socket error on the source or the sink. */
+  relayFailed?(err: Error, side: 'source' | 'sink'): void;
+}
+
+/** Reads are never smaller than Node's own. */
+const LARGE_READ_MIN = 64 * 1024;
+
+/** The empty size list every pump starts with; only an asynchronous chain gets its own. */
+const NO_SIZES: number[] = [];
+
+/**
+ * Moves one direction: source transport → operators → sink transport, and
+ * owns that direction's flow control (see docs/design.md, "Flow control").
+ */
+export class Pump implements ReadSizer {
+  bytesRead = 0;
+  reads = 0;
+  bytesWritten = 0;
+  peakBuffered = 0;
+  pauses = 0;
+  path: DataPath = 'none';
+  /** Bytes the zero-copy engine moved (included in bytesWritten). */
+  zeroCopyBytes = 0;
+  /** The engine took this direction over at some point. */
+  handedOff = false;
+
+  private readonly source: Transport;
+  private readonly sink: Transport;
+  private readonly operator: ByteOperator | undefined;
+  private readonly highWaterMark: number;
+  private readonly lowWaterMark: number;
+  private readonly hooks: PumpHooks;
+  /** limits.maxReadBytes: large reads on a raw direction; 0 or 64 KiB keeps Node's reads. */
+  private readonly maxReadBytes: number;
+
+  private input: Subscriber<Buffer> | undefined;
+  private subscription: Subscription | undefined;
+  /** Bytes the chain has not answered for (see the design doc). */
+  private backlog = 0;
+  /** Input chunk sizes not yet paid back, oldest first (asynchronous chains only). */
+  private pendingSizes: number[] = NO_SIZES;
+  /**
+   * What the chain has shown so far: 'unknown' until its first output,
+   * 'sync' once it answered inside a feeding call, 'async' once it emitted
+   * outside one. See the design doc.
+   */
+  private mode: 'unknown' | 'sync' | 'async' = 'unknown';
+  private probing = false;
+  private feeding = false;
+  private emittedWhileFeeding = false;
+  private stoppedForFlow = false;
+  private reading = false;
+  private chainDone = false;
+  private stopped = false;
+  private endedSink = false;
+  private heldForBypass: Buffer[] | undefined;
+  /** Zero-copy: undefined when this direction must stay on the JS path. */
+  private readonly link: ZeroCopyLink | undefined;
+  private handingOff = false;
+  /** The source's FIN arrived while the chain was finishing for a bypass, or during a handoff. */
+  private endPending = false;
+  private bypassRequested = false;
+  /** After a bypass without the engine: bytes go straight to the sink, past the finished chain. */
+  private passthrough = false;
+  private splicedIn = 0;
+
+  constructor(
+    source: Transport,
+    sink: Transport,
+    operator: ByteOperator | undefined,
+    highWaterMark: number,
+    hooks: PumpHooks,
+    link?: ZeroCopyLink,
+    maxReadBytes = 0,
+  ) {
+    this.maxReadBytes = maxReadBytes;
+    this.source = source;
+    this.sink = sink;
+    this.operator = operator;
+    this.highWaterMark = highWaterMark;
+    this.lowWaterMark = Math.floor(highWaterMark / 2);
+    this.hooks = hooks;
+    this.link = link;
+  }
+
+  /** Wires the chain, feeds bytes a resolver already read, then starts reading. */
+  start(leftover?: Buffer): void {
+    if (this.operator) {
+      let output: Observable<Buffer>;
+      const input$ = new Observable<Buffer>((subscriber) => {
+        this.input = subscriber;
+        return () => {
+          this.input = undefined;
+        };
+      });
+      try {
+        output = applyChain(this.operator, input$);
+      } catch (err) {
+        this.fail(err);
+        return;
+      }
+      this.subscription = output.subscribe({
+        next: (chunk) => this.emit(chunk),
+        error: (err: unknown) => this.fail(err),
+        complete: () => this.chainCompleted(),
+      });
+    }
+    if (this.stopped) return;
+    if (leftover && leftover.length > 0) this.onData(leftover);
+    if (this.stopped) return;
+    this.path = 'js';
+    if (this.bypassRequested) {
+      // bypassed before the first byte: the chain completes at once, then the raw path starts
+      if (!this.chainDone) this.input?.complete();
+      return;
+    }
+    this.reading = true;
+    if (!this.operator && this.link) {
+      void this.handOff();
+      return;
+    }
+    this.allowLargeReads();
+    if (!this.stoppedForFlow) this.source.startReading();
+  }
+
+  /**
+   * ctx.bypass(): the chain gets no more bytes; once it completes (after
+   * flushing what it emitted) the rest flows raw, in the kernel when a link
+   * is available. A no-op on a direction without a chain or whose chain ended.
+   */
+  bypass(): void {
+    if (this.stopped || this.bypassRequested || this.chainDone || !this.operator) return;
+    this.bypassRequested = true;
+    this.reading = false;
+    this.source.stopReading();
+    // Inside a feeding call the chain is still handling the current chunk:
+    // onData completes the input once that returns.
+    if (!this.feeding) this.input?.complete();
+  }
+
+  /** Reads may be large once the flow shows bulk (docs/design.md, "Large reads"). */
+  private allowLargeReads(): void {
+    // A read never exceeds the mark, so neither does a slab's region.
+    const largest = Math.min(this.maxReadBytes, this.highWaterMark);
+    if (largest > LARGE_READ_MIN) this.source.largeReads?.(largest, this);
+  }
+
+  /** Large reads: the next read may take what is left under the high-water mark. */
+  nextReadSize(): number {
+    // An asynchronous chain's backlog also counts what its operators hold by design
+    // (a bufferCount after an async step): one large read could fill the mark
+    // before they emit. Only raw and synchronous directions read large.
+    if (this.operator !== undefined && this.mode !== 'sync') return LARGE_READ_MIN;
+    const room = this.highWaterMark - (this.backlog + this.sink.writableLength);
+    return Math.min(this.maxReadBytes, Math.max(LARGE_READ_MIN, room));
+  }
+
+  /** A chunk from the source. */
+  onData(chunk: Buffer): void {
+    if (this.stopped) return;
+    this.bytesRead += chunk.length;
+    this.reads++;
+    this.hooks.activity();
+    if (this.chainDone) {
+      if (!this.passthrough) return; // the chain finished early (e.g. take): the rest is discarded
+      this.write(chunk);
+      this.checkHigh();
+      return;
+    }
+    if (this.bypassRequested && this.input !== undefined) {
+      // Bytes Node had buffered before the bypass: they belong after the chain's output.
+      if (this.heldForBypass === undefined) this.heldForBypass = [chunk];
+      else this.heldForBypass.push(chunk);
+      return;
+    }
+    const input = this.input;
+    if (input === undefined) {
+      // No middleware on this direction: straight to the sink.
+      this.write(chunk);
+      this.checkHigh();
+      return;
+    }
+    this.backlog += chunk.length;
+    if (this.mode !== 'sync') {
+      if (this.pendingSizes === NO_SIZES) this.pendingSizes = [];
+      this.pendingSizes.push(chunk.length);
+    }
+    this.feeding = true;
+    this.emittedWhileFeeding = false;
+    try {
+      input.next(chunk);
+    } finally {
+      this.feeding = false;
+    }
+    if (this.bypassRequested) this.input?.complete();
+    // A chain that answers inside the feeding call has dealt with everything
+    // fed so far: what it did not emit it dropped or holds by design.
+    if (this.emittedWhileFeeding && this.mode === 'unknown') this.mode = 'sync';
+    if (this.mode === 'sync' || this.emittedWhileFeeding) {
+      this.backlog = 0;
+      this.pendingSizes.length = 0;
+    }
+    this.checkHigh();
+  }
+
+  /** The source sent FIN. */
+  onSourceEnd(): void {
+    if (this.stopped) return;
+    if (this.handingOff || (this.bypassRequested && !this.chainDone)) {
+      this.endPending = true;
+      return;
+    }
+    if (this.passthrough) {
+      this.finishSink();
+      return;
+    }
+    if (this.input) this.input.complete();
+    else if (!this.operator) this.chainCompleted();
+  }
+
+  /** Stops everything; no more writes or callbacks. */
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.subscription?.unsubscribe();
+    this.input = undefined;
+    // Stops the engine now: a reset or destroy that follows closes the fds it was using.
+    const moved = this.link?.abort();
+    if (moved) this.spliced(moved[0], moved[1]);
+  }
+
+  get ended(): boolean {
+    return this.endedSink;
+  }
+
+  get held(): number {
+    return this.backlog + this.sink.writableLength;
+  }
+
+  summary(): DirectionSummary {
+    return {
+      bytesRead: this.bytesRead,
+      reads: this.reads,
+      bytesWritten: this.bytesWritten,
+      peakBuffered: this.peakBuffered,
+      pauses: this.pauses,
+      path: this.handedOff ? (this.bytesWritten > this.zeroCopyBytes ? 'mixed' : 'zero-copy') : this.path,
+      zeroCopyBytes: this.zeroCopyBytes,
+    };
+  }
+
+  private emit(chunk: unknown): void {
+    if (this.stopped) return;
+    let buf: Buffer;
+    if (Buffer.isBuffer(chunk)) buf = chunk;
+    else if (chunk instanceof Uint8Array) buf = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    else {
+      this.fail(new TypeError(`a middleware emitted ${describe(chunk)} where a Buffer was expected`));
+      return;
+    }
+    if (this.feeding) {
+      // Output of the chunk being fed: those bytes leave the backlog as they enter the sink.
+      this.emittedWhileFeeding = true;
+      this.backlog = Math.max(0, this.backlog - buf.length);
+    } else if (this.input !== undefined || this.backlog > 0) this.payBack(buf.length);
+    if (buf.length === 0) return;
+    this.write(buf);
+    this.hooks.activity();
+    if (!this.feeding) this.checkHigh();
+  }
+
+  /** An output arrived outside a feeding call: the chain is asynchronous. */
+  private payBack(outputBytes: number): void {
+    this.mode = 'async';
+    let paid = 0;
+    do {
+      const size = this.pendingSizes.shift();
+      if (size === undefined) break;
+      paid += size;
+    } while (paid < outputBytes);
+    this.backlog = Math.max(0, this.backlog - Math.max(paid, outputBytes));
+    this.maybeResume();
+  }
+
+  private write(buf: Buffer): void {
+    this.bytesWritten += buf.length;
+    this.sink.write(buf, this.onFlushed);
+    const held = this.backlog + this.sink.writableLength;
+    if (held > this.peakBuffered) this.peakBuffered = held;
+  }
+
+  private readonly onFlushed = (): void => {
+    if (!this.stopped) this.maybeResume();
+  };
+
+  private checkHigh(): void {
+    const held = this.backlog + this.sink.writableLength;
+    if (held > this.peakBuffered) this.peakBuffered = held;
+    if (!this.stoppedForFlow && held >= this.highWaterMark) {
+      this.stoppedForFlow = true;
+      this.pauses++;
+      this.source.stopReading();
+      if (this.mode === 'unknown' && !this.probing) this.probeSilentChain();
+    }
+  }
+
+  /**
+   * A chain that has emitted nothing yet and holds a high-water mark of input
+   * is either slow to start or dropping everything. If nothing comes out
+   * within a turn of the event loop, treat it as synchronous (dropping), so
+   * it cannot stall the sender for good.
+   */
+  private probeSilentChain(): void {
+    this.probing = true;
+    setImmediate(() => {
+      this.probing = false;
+      if (this.stopped || this.mode !== 'unknown') return;
+      this.mode = 'sync';
+      this.backlog = 0;
+      this.pendingSizes.length = 0;
+      this.maybeResume();
+    });
+  }
+
+  private maybeResume(): void {
+    if (!this.stoppedForFlow) return;
+    if (this.backlog + this.sink.writableLength > this.lowWaterMark) return;
+    this.stoppedForFlow = false;
+    if (this.reading && !this.stopped) this.source.startReading();
+  }
+
+  private chainCompleted(): void {
+    if (this.stopped || this.chainDone) return;
+    this.chainDone = true;
+    this.backlog = 0;
+    this.pendingSizes.length = 0;
+    if (this.bypassRequested) {
+      this.continueRaw();
+      return;
+    }
+    this.finishSink();
+  }
+
+  private finishSink(): void {
+    if (this.endedSink) return;
+    this.maybeResume();
+    this.endedSink = true;
+    this.sink.end();
+    this.hooks.finished();
+  }
+
+  /** The bypassed chain has completed: the rest of the stream flows raw. */
+  private continueRaw(): void {
+    this.passthrough = true;
+    const held = this.heldForBypass ?? [];
+    this.heldForBypass = undefined;
+    for (const chunk of held) this.write(chunk);
+    if (this.link) {
+      void this.handOff();
+      return;
+    }
+    if (this.endPending) {
+      this.endPending = false;
+      this.finishSink();
+      return;
+    }
+    this.reading = true;
+    if (this.stoppedForFlow) return; // maybeResume restarts it
+    this.source.startReading();
+    this.checkHigh();
+  }
+
+  /**
+   * The lossless switch to the engine (docs/zero-copy.md): stop the source at
+   * libuv level, send what Node buffered through the JS path, wait until the
+   * sink's JS queue is empty, then hand both fds over. Anything that makes the
+   * engine refuse leaves the direction on the JS path.
+   */
+  private async handOff(): Promise<void> {
+    const link = this.link;
+    if (!link || this.stopped) return;
+    this.handingOff = true;
+    this.source.stopReading();
+    link.drainSource();
+    await link.flushed();
+    this.handingOff = false;
+    if (this.stopped) return;
+    if (!this.endPending && !link.sourceEnded() && !this.sink.destroyed) {
+      let started = false;
+      try {
+        started = link.start(this.relayHandlers());
+      } catch {
+        started = false; // e.g. EBADF on a socket closing under us: the JS path reports it
+      }
+      if (started) {
+        this.handedOff = true;
+        this.reading = false;
+        return;
+      }
+    }
+    if (this.endPending) {
+      this.endPending = false;
+      this.onSourceEnd();
+      return;
+    }
+    // Restart reading for real (the handle may be stopped behind Node's back);
+    // checkHigh stops it again properly if the sink is still full.
+    this.reading = true;
+    this.stoppedForFlow = false;
+    this.allowLargeReads();
+    this.source.startReading();
+    link.resumeSource();
+    this.checkHigh();
+  }
+
+  /** What the engine reports for this direction (made at handoff: most pumps never hand off). */
+  private relayHandlers(): RelayHandlers {
+    return {
+      progress: (bytesIn, bytesOut) => this.spliced(bytesIn, bytesOut),
+      end: (bytesIn, bytesOut, eofAtNs) => {
+        this.spliced(bytesIn, bytesOut);
+        if (this.stopped) return;
+        this.chainDone = true;
+        this.endedSink = true;
+        this.hooks.sourceEnded?.(eofAtNs);
+        this.hooks.finished();
+      },
+      error: (err, side, bytesIn, bytesOut) => {
+        this.spliced(bytesIn, bytesOut);
+        if (this.stopped) return;
+        this.hooks.relayFailed?.(err, side);
+      },
+    };
+  }
+
+  /** Reads the engine's totals now (the idle timer calls this before it decides). */
+  pollSpliced(): void {
+    const moved = this.link?.poll();
+    if (moved) this.spliced(moved[0], moved[1]);
+  }
+
+  /** Engine totals for this relay → the direction's counters. */
+  private spliced(bytesIn: number, bytesOut: number): void {
+    const dIn = bytesIn - this.splicedIn;
+    const dOut = bytesOut - this.zeroCopyBytes;
+    if (dIn <= 0 && dOut <= 0) return;
+    this.splicedIn = bytesIn;
+    this.zeroCopyBytes = bytesOut;
+    this.bytesRead += Math.max(0, dIn);
+    this.bytesWritten += Math.max(0, dOut);
+    this.hooks.activity();
+  }
+
+  private fail(err: unknown): void {
+    if (this.stopped) return;
+    const wrapped =
+      err instanceof RedirectError
+        ? err
+        : new RedirectError('ERR_REDIRECT_MIDDLEWARE', `middleware failed: ${messageOf(err)}`, { cause: err });
+    this.stop();
+    this.hooks.failed(wrapped);
+  }
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (typeof value === 'object') return `an object (${(value as object).constructor?.name ?? 'Object'})`;
+  return `a ${typeof value}`;
+}
