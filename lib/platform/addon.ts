@@ -166,7 +166,8 @@ export interface NativeStatus {
   readonly capabilities: Capabilities;
 }
 
-const PACKAGE_ROOT = join(__dirname, '..', '..');
+// dist/lib/platform → the package root, where build/ and prebuilds/ are (one level deeper since the relayout).
+const PACKAGE_ROOT = join(__dirname, '..', '..', '..');
 const CAP_NET_ADMIN = 12;
 const CAP_NET_RAW = 13;
 
