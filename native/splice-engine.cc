@@ -56,6 +56,13 @@ struct Relay {
   uint64_t eofAtNs = 0;  // CLOCK_MONOTONIC when srcEof was read
   bool queued = false;
   bool sinkFault = false;
+  // The last turn ended waiting for the sink (bytes in the pipe, or a copy it
+  // refused): only its EPOLLOUT can move this relay on. Gates the wakeups: the
+  // one epoll entry per socket reports its whole readiness on every edge, so
+  // without it a data edge on a socket would also pump the relay that writes
+  // to it, and an idle direction would take a pipe for nothing.
+  bool sinkBlocked = false;
+  bool copyRefused = false;  // this round's copy left bytes the sink did not take
   // The relay of the other direction of the same connection (same worker), or 0.
   uint64_t peer = 0;
 };
@@ -218,8 +225,9 @@ bool CopyRound(Worker& w, Relay& r, bool* progress, int* err, Side* side) {
     return false;
   }
   ssize_t m = send(r.dst, w.bounce.data(), static_cast<size_t>(n), MSG_DONTWAIT | MSG_NOSIGNAL);
+  if (m < n) r.copyRefused = true;  // the sink is full: its EPOLLOUT moves us on
   if (m < 0) {
-    if (errno == EAGAIN || errno == EINTR) return true;  // the sink's EPOLLOUT wakes us
+    if (errno == EAGAIN || errno == EINTR) return true;
     *err = errno;
     *side = Side::kSink;
     return false;
@@ -243,6 +251,7 @@ Outcome PumpRounds(Worker& w, Relay& r, int* err, Side* side) {
   for (int round = 0; round < kRoundsPerTurn; ++round) {
     bool progress = false;
     bool filled = false;  // this round's read left the pipe full: the source had more
+    r.copyRefused = false;  // about this round only: the last one decides sinkBlocked
     if (!r.srcEof && !r.pipe.held() && !Acquire(&r.pipe)) {
       // No pipe to be had (budget spent, or out of descriptors): copy this
       // round instead of waiting (docs/zero-copy.md says why).
@@ -312,7 +321,11 @@ Outcome Pump(Worker& w, Relay& r, int* err, Side* side) {
       return Outcome::kError;
     }
   }
+  r.sinkBlocked = false;
   Outcome o = PumpRounds(w, r, err, side);
+  // Blocked with bytes in the pipe (or a copy refused) means the sink is full:
+  // a round makes no progress only when the write would block.
+  if (o == Outcome::kBlocked) r.sinkBlocked = r.inPipe > 0 || r.copyRefused;
   // An empty pipe goes back to the pool, so an idle relay holds none. (After
   // kMore the relay runs again at once: it keeps its pipe; kEnd and kError
   // give it back in Release.)
@@ -362,8 +375,19 @@ void Run(Worker* w) {
           }
         };
         const Interest interest = sock->second;
-        if (interest.reader != 0 && (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) queue(interest.reader, false);
-        if (interest.writer != 0 && (ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) != 0) queue(interest.writer, true);
+        constexpr uint32_t kAlways = EPOLLRDHUP | EPOLLHUP | EPOLLERR;
+        if (interest.reader != 0) {
+          // New bytes help a relay only if it is not waiting for its sink.
+          auto reader = w->relays.find(interest.reader);
+          bool blocked = reader != w->relays.end() && reader->second->sinkBlocked;
+          if ((ev & kAlways) != 0 || ((ev & EPOLLIN) != 0 && !blocked)) queue(interest.reader, false);
+        }
+        if (interest.writer != 0) {
+          // Room in the sink helps a relay only if it was waiting for it.
+          auto writer = w->relays.find(interest.writer);
+          bool blocked = writer != w->relays.end() && writer->second->sinkBlocked;
+          if ((ev & (EPOLLHUP | EPOLLERR)) != 0 || ((ev & EPOLLOUT) != 0 && blocked)) queue(interest.writer, true);
+        }
       }
       again.clear();
       for (uint64_t id : ready) {
