@@ -20,6 +20,7 @@
             "native/capabilities.cc",
             "native/pipe-pool.cc",
             "native/splice-engine.cc",
+            "native/splice-pump.cc",
             "native/splice-relay.cc",
             "native/acceptor.cc"
           ]
