@@ -1,6 +1,6 @@
 import { MIN_RUNS_FOR_VERDICT } from './goals';
 import { findingsSection, headline, machineSection, methodSection, resultsSection } from './report-sections';
-import type { BenchResults, Goal, SubjectSummary, Verdict } from './results';
+import type { BenchResults, SubjectSummary, Verdict } from './results';
 import type { Measurement } from './scenarios';
 import { chainName, isUserRun, renderUserMarkdown } from './user-report';
 

@@ -60,3 +60,22 @@ test('the dependency check fails on an upward import', async (t) => {
   );
   t.regex(String((error as { stdout?: string }).stdout), /layer:lib\/common/);
 });
+
+test('no file in lib/ is over about 300 lines without a stated reason', (t) => {
+  const CAP = 320;
+  const over: string[] = [];
+  const walk = (dir: string): void => {
+    for (const e of readdirSync(join(ROOT, dir), { withFileTypes: true })) {
+      const path = `${dir}/${e.name}`;
+      if (e.isDirectory()) walk(path);
+      else if (path.endsWith('.ts')) {
+        const lines = read(path).split('\n');
+        // A reason is a "// Size:" comment among the first lines.
+        if (lines.length > CAP && !lines.slice(0, 5).some((l) => l.startsWith('// Size:')))
+          over.push(`${path} (${lines.length})`);
+      }
+    }
+  };
+  walk('lib');
+  t.deepEqual(over, []);
+});

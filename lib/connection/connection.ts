@@ -1,97 +1,84 @@
+// Size: the lifecycle's transitions, one method per step of docs/design.md, stay in one file so
+// the state machine reads top to bottom; everything else a flow needs is in the modules beside it.
 import { Socket } from 'node:net';
 import { EventEmitter } from 'eventemitter3';
-import { buildChain } from '../pipeline/compose';
-import { ConnectDeferrals, createContext } from '../pipeline/context';
-import { type DeadlineSweeper, sweeperFor } from '../common/deadlines';
-import { DeferredSink } from '../net/deferred-sink';
 import { RedirectError } from '../common/errors';
-import { asRedirectError, egressFault, type Fault, middlewareFault, resolveFault, socketFault } from './faults';
-import { flowKey, recordLoop, selfTargetLoop } from '../common/loop-guard';
-import type { ServerConfig } from '../config/options';
-import { Pump, type PumpHooks } from '../pipeline/pump';
-import { isPromiseLike, literalTarget } from '../egress/target';
-import { SocketTransport } from '../net/socket-transport';
-import type { Transport } from '../net/transport';
-import { closeAfterRelay, ZeroCopyLink } from '../zero-copy/link';
-import { zeroCopyEngine } from '../zero-copy/engine';
+import { recordLoop, selfTargetLoop } from '../common/loop-guard';
 import type {
   BypassDirection,
   CloseReason,
   CloseSummary,
-  DataPath,
-  DirectionSummary,
   Endpoint,
   RedirectRecord,
   ResolvedTarget,
   TargetAddress,
 } from '../common/types';
-import type { EgressPlugin } from '../egress/types';
 import type { ResolveResult } from '../capture/types';
-
-/** What a connection needs from its server. */
-export interface ConnectionHost {
-  readonly config: ServerConfig;
-  readonly listenAddress: Endpoint | undefined;
-  /**
-   * `local>remote` of our own live upstream sockets, for loop detection;
-   * undefined when the resolver never yields kernel records (nothing to match).
-   */
-  readonly egressEndpoints: Set<string> | undefined;
-  /** The egress plugin that makes outbound sockets, if any. */
-  readonly socketMaker: (EgressPlugin & Required<Pick<EgressPlugin, 'createSocket'>>) | undefined;
-  opened(conn: Connection): void;
-  closed(conn: Connection, summary: CloseSummary): void;
-  /** `transport: 'native'` (Windows WFP): makes the upstream, records set before connect. */
-  connectNative?(target: ResolvedTarget, record: RedirectRecord): Transport & { connected(): Promise<void> };
-}
+import { isPromiseLike, literalTarget } from '../egress/target';
+import { DeferredSink } from '../net/deferred-sink';
+import { SocketTransport } from '../net/socket-transport';
+import type { Transport } from '../net/transport';
+import type { ConnectDeferrals } from '../pipeline/context';
+import { Pump } from '../pipeline/pump';
+import { type BuiltFlow, buildFlow, type Chain } from './build-flow';
+import { closeSummary, EndOrder } from './close-summary';
+import { askResolver } from './ask-resolver';
+import { dialUpstream, EgressRegistration, isFault } from './dial';
+import type { DirectionOwner } from './direction-hooks';
+import { Directions } from './directions';
+import { asRedirectError, type Fault, middlewareFault, resolveFault, socketFault } from './faults';
+import type { ConnectionHost } from './host';
+import { IdleTimer } from './idle-timer';
+import { advance, type ConnectionPhase, isEnding } from './phase';
+import { WaitDeadline } from './wait-deadline';
 
 export interface ConnectionEvents {
   close: [summary: CloseSummary];
 }
 
-/** One redirected flow, from accept to its close summary (lifecycle in docs/design.md). */
-export class Connection extends EventEmitter<ConnectionEvents> {
+/**
+ * One redirected flow, from accept to its close summary. Its `phase` follows the lifecycle
+ * of docs/design.md (lib/connection/phase.ts); dialling (dial.ts), the two directions and
+ * their zero-copy wiring (directions.ts), the deadlines, the idle timer and the summary's
+ * parts live in their own modules.
+ */
+export class Connection extends EventEmitter<ConnectionEvents> implements DirectionOwner {
   readonly id: number;
   /** Set once resolved; the 'connection' event is only emitted after that. */
   record!: RedirectRecord;
   target: TargetAddress | undefined;
-  /** True once the 'connection' event was emitted for this flow. */
+  /** True once the 'connection' event was emitted for this flow (its record passed the loop check). */
   opened = false;
+  phase: ConnectionPhase = 'accepted';
 
-  private readonly host: ConnectionHost;
+  private readonly host: ConnectionHost<Connection>;
   private readonly client: Transport;
-  /** The client's net.Socket; undefined for a native transport (`transport: 'native'`). */
+  /** The client's net.Socket, for resolvers and zero-copy; undefined for a native transport. */
   private readonly clientSocket: Socket | undefined;
   /** What a native listener reported at accept, for `resolver.resolveNative`. */
   private readonly accepted: unknown;
-  private upstreamTransport: Transport | undefined;
-  private egressKey: string | undefined;
+  private upstream: Transport | undefined;
+  private readonly egress: EgressRegistration;
   /** Made on first use of `signal`: most flows never need one. */
   private abortController: AbortController | undefined;
   private readonly startedAt = performance.now();
-  private upPump: Pump | undefined;
-  private downPump: Pump | undefined;
+  /** The upstream pump alone while a deferred connect waits; both once the upstream is dialled. */
+  private deferredUp: Pump | undefined;
+  private directions: Directions | undefined;
   private reason: CloseReason | undefined;
   private error: RedirectError | undefined;
-  /** When each side's FIN was seen (process.hrtime ns): the earlier one closed first. */
-  private clientEndAt = 0;
-  private upstreamEndAt = 0;
-  private clientClosed = false;
-  private upstreamClosed = true;
+  private readonly ends = new EndOrder();
+  /** Sockets still open: the client's, and the upstream's once dialled. */
+  private openSockets = 1;
   private connected = false;
-  private done = false;
-  /** The resolve or connect deadline this flow waits under (lib/common/deadlines.ts), if any. */
-  private deadline: DeadlineSweeper | undefined;
-  private deadlineKind = 0;
-  private connectingTo: ResolvedTarget | undefined;
-  private idleTimer: NodeJS.Timeout | undefined;
-  private lastActivity = 0;
+  private readonly deadline = new WaitDeadline((reason, error) => this.terminate(reason, error, 'reset'));
+  private idle: IdleTimer | undefined;
   private summaryValue: CloseSummary | undefined;
   private bypassUp = false;
   private bypassDown = false;
 
   constructor(
-    host: ConnectionHost,
+    host: ConnectionHost<Connection>,
     socket: Socket | Transport,
     id: number,
     accepted?: unknown,
@@ -104,14 +91,12 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     this.clientSocket = socket instanceof Socket ? socket : undefined;
     this.client = socket instanceof Socket ? new SocketTransport(socket) : socket;
     this.accepted = accepted;
+    this.egress = new EgressRegistration(host.egressEndpoints, () => this.phase === 'closed');
     this.client.attach({
       data: (chunk) => this.upPump?.onData(chunk),
       end: () => this.sourceEnded('client'),
       error: (err) => this.fault('client', err),
-      close: () => {
-        this.clientClosed = true;
-        this.maybeFinish();
-      },
+      close: () => this.socketClosed(),
     });
   }
 
@@ -124,7 +109,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   }
 
   get closed(): boolean {
-    return this.done;
+    return this.phase === 'closed';
   }
 
   /** The close summary, once closed. */
@@ -134,7 +119,11 @@ export class Connection extends EventEmitter<ConnectionEvents> {
 
   /** Live byte counters (used by server.stats()). */
   get bytes(): { upstream: number; downstream: number } {
-    return { upstream: this.upPump?.bytesRead ?? 0, downstream: this.downPump?.bytesRead ?? 0 };
+    return { upstream: this.upPump?.bytesRead ?? 0, downstream: this.directions?.down.bytesRead ?? 0 };
+  }
+
+  private get upPump(): Pump | undefined {
+    return this.directions?.up ?? this.deferredUp;
   }
 
   /** Ends the connection now: RST on both sides, with this reason. */
@@ -148,9 +137,10 @@ export class Connection extends EventEmitter<ConnectionEvents> {
    * very tick, with no promise on the way.
    */
   run(): void {
+    this.phase = 'resolving';
     let answer: ResolveResult | PromiseLike<ResolveResult>;
     try {
-      answer = this.resolveRecord();
+      answer = askResolver(this.host, this.client, this.clientSocket, this.accepted, this);
     } catch (err) {
       this.fail(resolveFault(err));
       return;
@@ -160,15 +150,15 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       return;
     }
     // Only an asynchronous resolver needs the resolve deadline (one shared timer: lib/common/deadlines.ts).
-    this.setDeadline(DEADLINE_RESOLVE, this.host.config.limits.resolveTimeoutMs);
+    this.deadline.set('resolve', this.host.config.limits.resolveTimeoutMs);
     Promise.resolve(answer)
       .then(
         (result) => {
-          this.clearDeadline();
+          this.deadline.clear();
           this.resolved(result);
         },
         (err: unknown) => {
-          this.clearDeadline();
+          this.deadline.clear();
           this.fail(resolveFault(err));
         },
       )
@@ -185,8 +175,8 @@ export class Connection extends EventEmitter<ConnectionEvents> {
 
   /** The record is known: check for loops, build the chain, pick the target. */
   private resolved(resolved: ResolveResult): void {
-    // Ended meanwhile (the resolve deadline, destroy()): reason is set before done.
-    if (this.reason !== undefined) return;
+    // Ended meanwhile (the resolve deadline, destroy()).
+    if (isEnding(this.phase)) return;
     const { config } = this.host;
     this.record = resolved.record;
     const loop = recordLoop(resolved.record, config.id, this.host.egressEndpoints);
@@ -194,76 +184,54 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       this.terminate('loop-detected', new RedirectError('ERR_REDIRECT_LOOP_DETECTED', loop), 'reset');
       return;
     }
+    this.phase = 'building';
     this.opened = true;
     this.host.opened(this);
 
-    let chain = NO_CHAIN;
-    let deferrals: ConnectDeferrals | undefined;
-    let target: TargetAddress;
-    let ownDestination: ResolvedTarget | undefined;
+    let built: BuiltFlow;
     try {
-      // No middleware: nothing can use (or keep) a context, or defer the connect.
-      if (config.middleware.length > 0) {
-        deferrals = new ConnectDeferrals();
-        const ctx = createContext(this, config.id, (direction) => this.requestBypass(direction), deferrals);
-        chain = buildChain(config.middleware, ctx);
-        deferrals.seal();
-        // A release that named a bad target while the chain was built.
-        if (deferrals.failure) throw deferrals.failure;
-      }
-      const chosen = resolved.target ?? config.target?.(this.record);
-      if (chosen === undefined) {
-        // The record's own destination: already a normalised IP literal, no lookup needed.
-        const { address, port, family } = this.record.destination;
-        target = { host: address, port };
-        ownDestination = { host: address, port, family };
-      } else {
-        target = chosen;
-      }
+      built = buildFlow(config, this, resolved, (direction) => this.requestBypass(direction));
     } catch (err) {
-      deferrals?.seal();
       this.terminate('middleware-error', asRedirectError(err, 'ERR_REDIRECT_MIDDLEWARE', 'middleware failed'), 'reset');
       return;
     }
-    if (this.done) return;
-    if (deferrals === undefined || deferrals.pending === 0) {
-      this.target = target;
-      if (ownDestination) this.targetResolved(ownDestination, chain, resolved.leftover, undefined);
-      else this.lookUpTarget(target, chain, resolved.leftover, undefined);
+    if (isEnding(this.phase)) return;
+    const { chain, deferrals, target, literal } = built;
+    if (deferrals !== undefined && deferrals.pending > 0) {
+      this.choose(deferrals, target, chain, resolved.leftover);
       return;
     }
-    // ctx.deferConnect(): the upstream pump runs into a queue until the middleware chooses.
+    this.target = target;
+    if (literal) this.targetResolved(literal, chain, resolved.leftover);
+    else this.lookUpTarget(target, chain, resolved.leftover);
+  }
+
+  /** ctx.deferConnect(): the upstream pump runs into a queue until the middleware chooses. */
+  private choose(deferrals: ConnectDeferrals, fallback: TargetAddress, chain: Chain, leftover?: Buffer): void {
+    this.phase = 'choosing';
     const sink = new DeferredSink();
     const wait = deferrals.wait();
-    this.upPump = new Pump(this.client, sink, chain.upstream, config.limits.highWaterMark, {
-      activity: () => {
-        this.lastActivity = performance.now();
-      },
+    this.deferredUp = new Pump(this.client, sink, chain.upstream, this.host.config.limits.highWaterMark, {
+      activity: () => this.noteActivity(),
       failed: (err) => this.middlewareFailed(err),
       finished: () => this.directionFinished(),
     });
-    this.setDeadline(DEADLINE_CHOOSE, config.limits.connectTimeoutMs);
-    this.upPump.start(resolved.leftover);
-    const chosen = deferrals;
+    this.deadline.set('choose', this.host.config.limits.connectTimeoutMs);
+    this.deferredUp.start(leftover);
     wait
       .then((failure) => {
-        this.clearDeadline();
-        if (this.done) return;
+        this.deadline.clear();
+        if (isEnding(this.phase)) return;
         // A release named a bad target: end now rather than at the deadline.
         if (failure) return this.terminate('middleware-error', failure, 'reset');
-        this.target = chosen.routed ?? target;
+        this.target = deferrals.routed ?? fallback;
         this.lookUpTarget(this.target, chain, undefined, sink);
       })
       .catch((err: unknown) => this.internalError(err));
   }
 
   /** An IP literal (the usual case) needs no lookup, so no promise either. */
-  private lookUpTarget(
-    target: TargetAddress,
-    chain: ReturnType<typeof buildChain>,
-    leftover: Buffer | undefined,
-    deferred: DeferredSink | undefined,
-  ): void {
+  private lookUpTarget(target: TargetAddress, chain: Chain, leftover?: Buffer, deferred?: DeferredSink): void {
     const unreachable = (err: unknown): void =>
       this.terminate(
         'upstream-unreachable',
@@ -283,151 +251,75 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     }
     literal
       .then((found) => {
-        if (!this.done) this.targetResolved(found, chain, leftover, deferred);
+        if (!isEnding(this.phase)) this.targetResolved(found, chain, leftover, deferred);
       }, unreachable)
       .catch((err: unknown) => this.internalError(err));
   }
 
-  private targetResolved(
-    target: ResolvedTarget,
-    chain: ReturnType<typeof buildChain>,
-    leftover: Buffer | undefined,
-    deferred: DeferredSink | undefined,
-  ): void {
+  private targetResolved(target: ResolvedTarget, chain: Chain, leftover?: Buffer, deferred?: DeferredSink): void {
     const selfLoop = selfTargetLoop(target, this.host.listenAddress);
     if (selfLoop) {
       this.terminate('loop-detected', new RedirectError('ERR_REDIRECT_LOOP_DETECTED', selfLoop), 'reset');
       return;
     }
-    this.connectUpstream(target, chain, leftover, deferred);
+    this.connect(target, chain, leftover, deferred);
   }
 
-  /** The resolver's answer: the result itself, or a promise (then run() arms the resolve deadline). */
-  private resolveRecord(): ResolveResult | Promise<ResolveResult> {
-    const { resolver } = this.host.config;
-    const self = this;
-    return this.clientSocket === undefined && resolver.resolveNative
-      ? resolver.resolveNative({
-          transport: this.client,
-          accepted: this.accepted,
-          listenAddress: this.host.listenAddress,
-          get signal() {
-            return self.signal;
-          },
-        })
-      : resolver.resolve({
-          socket: this.clientSocket as Socket,
-          peer: this.peer,
-          listenAddress: this.host.listenAddress,
-          get signal() {
-            return self.signal;
-          },
-        });
-  }
-
-  private connectUpstream(
-    target: ResolvedTarget,
-    chain: ReturnType<typeof buildChain>,
-    leftover?: Buffer,
-    deferred?: DeferredSink,
-  ): void {
-    const { config } = this.host;
-    let socket: Socket | undefined;
-    let native: ReturnType<NonNullable<ConnectionHost['connectNative']>> | undefined;
-    try {
-      const maker = this.host.socketMaker;
-      if (this.host.connectNative) native = this.host.connectNative(target, this.record);
-      else {
-        socket = maker ? maker.createSocket(target, this.record) : new Socket({ allowHalfOpen: true });
-        // A relay must not add Nagle delays of its own; the client's segments are already sized.
-        // (Node applies it once connected; `noDelay` among connect()'s options is ignored.)
-        socket.setNoDelay(true);
-      }
-    } catch (err) {
-      this.fail(egressFault(err, 'cannot create the outbound socket'));
-      return;
-    }
-    const upstream = native ?? new SocketTransport(socket as Socket);
-    this.upstreamTransport = upstream;
-    this.upstreamClosed = false;
-    upstream.attach({
-      data: (chunk) => this.downPump?.onData(chunk),
-      end: () => this.sourceEnded('upstream'),
-      error: (err) => this.fault('upstream', err),
-      close: () => {
-        this.upstreamClosed = true;
-        if (this.egressKey) this.host.egressEndpoints?.delete(this.egressKey);
-        this.maybeFinish();
+  /** Dials the upstream and starts both directions; the client's bytes may flow before the connect completes. */
+  private connect(target: ResolvedTarget, chain: Chain, leftover?: Buffer, deferred?: DeferredSink): void {
+    this.phase = 'connecting';
+    const upstream = dialUpstream(
+      this.host,
+      this.record,
+      target,
+      {
+        data: (chunk) => this.directions?.down.onData(chunk),
+        end: () => this.sourceEnded('upstream'),
+        error: (err) => this.fault('upstream', err),
+        close: () => {
+          this.egress.release();
+          this.socketClosed();
+        },
+        connected: () => {
+          this.connected = true;
+          this.phase = advance(this.phase, 'open');
+          this.deadline.clear();
+        },
       },
-    });
-    // A failed connect arrives as the transport's error, like a socket's.
-    native?.connected().then(
-      () => this.upstreamConnected(),
-      () => {},
+      this.egress,
     );
-    // Only a server whose records can be the kernel's remembers its egress (see recordLoop).
-    const remember = socket !== undefined && this.host.egressEndpoints !== undefined;
-    socket?.once('connect', () => {
-      this.upstreamConnected();
-      if (remember) this.registerEgress(upstream, target);
-    });
-    this.connectingTo = target;
-    this.setDeadline(DEADLINE_CONNECT, config.limits.connectTimeoutMs);
-    // Same tick as the socket's creation, to an IP literal: no path can swap in another socket.
-    socket?.connect({
-      host: target.host,
-      port: target.port,
-      family: target.family === 'IPv6' ? 6 : 4,
-      autoSelectFamily: false,
-      localAddress: config.localAddress,
-    });
-    // Node issues connect(2) on the next tick; right after it the kernel has
-    // bound our local port, and the SYN's own accept (if it loops back to us)
-    // cannot be handled before this tick ends. So loop detection is exact.
-    if (remember) process.nextTick(() => this.registerEgress(upstream, target));
-    try {
-      for (const plugin of config.egress) {
-        const preamble = plugin.preamble?.(this.record, target);
-        if (preamble && preamble.length > 0) socket ? socket.write(preamble) : upstream.write(preamble, () => {});
-      }
-    } catch (err) {
-      this.fail(egressFault(err));
+    if (isFault(upstream)) {
+      this.fail(upstream);
       return;
     }
-
-    const hwm = config.limits.highWaterMark;
-    // A deferred connect already runs the upstream pump into a queue: hand it the socket.
-    if (deferred) deferred.connectTo(upstream);
-    // zeroCopy 'auto': a direction without a chain (or bypassed) is handed to the splice engine.
-    const engine = config.zeroCopy === 'auto' ? zeroCopyEngine() : undefined;
-    const sockets = engine && socket && this.clientSocket ? { client: this.clientSocket, up: socket } : undefined;
-    const upLink = engine && sockets && !deferred ? new ZeroCopyLink(engine, sockets.client, sockets.up) : undefined;
-    const downLink = engine && sockets ? new ZeroCopyLink(engine, sockets.up, sockets.client) : undefined;
-    if (upLink && downLink) upLink.pair(downLink);
-    if (!deferred) {
-      this.upPump = new Pump(
-        this.client,
-        upstream,
-        chain.upstream,
-        hwm,
-        new DirectionHooks(this, 'client'),
-        upLink,
-        config.limits.maxReadBytes,
-      );
+    this.upstream = upstream.transport;
+    this.openSockets++;
+    this.deadline.set('connect', this.host.config.limits.connectTimeoutMs, target);
+    if (upstream.fault) {
+      this.fail(upstream.fault);
+      return;
     }
-    this.downPump = new Pump(
-      upstream,
-      this.client,
-      chain.downstream,
-      hwm,
-      new DirectionHooks(this, 'upstream'),
-      downLink,
-      config.limits.maxReadBytes,
-    );
+    // A deferred connect already runs the upstream pump into a queue: hand it the socket.
+    deferred?.connectTo(upstream.transport);
+    const { config } = this.host;
+    this.directions = new Directions(this, config, this.client, this.clientSocket, upstream, chain, this.deferredUp);
     this.applyBypass();
-    this.armIdleTimer();
-    if (!deferred) this.upPump?.start(leftover);
-    this.downPump.start();
+    this.idle = new IdleTimer(
+      config.limits.idleTimeoutMs,
+      () => {
+        this.directions?.up.pollSpliced();
+        this.directions?.down.pollSpliced();
+      },
+      (ms) =>
+        this.terminate(
+          'idle-timeout',
+          new RedirectError('ERR_REDIRECT_IDLE_TIMEOUT', `no byte either way for ${ms} ms`),
+          'destroy',
+        ),
+    );
+    this.idle.arm();
+    if (!deferred) this.directions.up.start(leftover);
+    this.directions.down.start();
   }
 
   /** ctx.bypass(): applied now, or as soon as the pumps exist. */
@@ -441,73 +333,34 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   }
 
   private applyBypass(): void {
-    if (this.bypassUp) this.upPump?.bypass();
-    if (this.bypassDown) this.downPump?.bypass();
+    if (this.bypassUp) this.directions?.up.bypass();
+    if (this.bypassDown) this.directions?.down.bypass();
   }
 
-  /**
-   * @internal `side`'s FIN was seen at `atNs` (process.hrtime's clock). The
-   * splice engine reports its EOFs through a queue, so a FIN the engine read
-   * first can reach us after the other side's FIN that it caused: the
-   * timestamps, not the order of arrival, say who closed first.
-   */
+  /** @internal `side`'s FIN was seen at `atNs` (process.hrtime's clock); see EndOrder. */
   noteEnd(side: 'client' | 'upstream', atNs: number): void {
-    if (side === 'client') {
-      if (this.clientEndAt === 0 || atNs < this.clientEndAt) this.clientEndAt = atNs;
-    } else if (this.upstreamEndAt === 0 || atNs < this.upstreamEndAt) this.upstreamEndAt = atNs;
-  }
-
-  /** The graceful reason: the side whose FIN came first. */
-  private get firstEnd(): CloseReason | undefined {
-    const client = this.clientEndAt;
-    const upstream = this.upstreamEndAt;
-    if (client === 0 && upstream === 0) return undefined;
-    if (upstream === 0 || (client !== 0 && client <= upstream)) return 'client-end';
-    return 'upstream-end';
+    this.ends.note(side, atNs);
   }
 
   /** @internal Bytes moved: only the idle timer reads the time. */
   noteActivity(): void {
-    if (this.idleTimer !== undefined) this.lastActivity = performance.now();
+    this.idle?.activity();
   }
 
-  /**
-   * Both directions sent their FIN. Node closes a socket by itself only after
-   * seeing its FIN; a source the engine read never shows one, so close here.
-   */
-  /** @internal */
+  /** @internal A direction sent its FIN after everything its chain emitted. */
   directionFinished(): void {
-    const up = this.upPump;
-    const down = this.downPump;
-    if (!up?.ended || !down?.ended || (!up.handedOff && !down.handedOff)) return;
-    if (this.clientSocket) closeAfterRelay(this.clientSocket);
-    if (this.upstreamTransport instanceof SocketTransport) closeAfterRelay(this.upstreamTransport.socket);
-  }
-
-  private upstreamConnected(): void {
-    this.connected = true;
-    this.clearDeadline();
-  }
-
-  /** Remembers `local>remote` of our outbound socket, to recognise it if it comes back to us. */
-  private registerEgress(upstream: Transport, to: ResolvedTarget): void {
-    const registry = this.host.egressEndpoints;
-    if (this.egressKey !== undefined || this.done || registry === undefined) return;
-    const local = upstream instanceof SocketTransport ? upstream.boundEndpoint() : undefined;
-    if (local === undefined || local.port === 0) return; // not bound yet: 'connect' will register it
-    this.egressKey = flowKey(local, { address: to.host, port: to.port, family: to.family });
-    registry.add(this.egressKey);
+    this.directions?.finished();
   }
 
   private sourceEnded(side: 'client' | 'upstream'): void {
     this.noteEnd(side, Number(process.hrtime.bigint()));
     if (side === 'client') this.upPump?.onSourceEnd();
-    else this.downPump?.onSourceEnd();
+    else this.directions?.down.onSourceEnd();
   }
 
   /** @internal */
   fault(side: 'client' | 'upstream', err: Error): void {
-    if (this.done) return;
+    if (this.phase === 'closed') return;
     this.fail(socketFault(side, err, this.connected));
   }
 
@@ -527,50 +380,50 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       this.reason = reason;
       this.error = error;
     }
-    this.upPump?.stop();
-    this.downPump?.stop();
-    this.clearTimers();
+    this.phase = advance(this.phase, 'closing');
+    this.stopAll();
     if (how === 'reset') {
       this.client.reset();
-      this.upstreamTransport?.reset();
+      this.upstream?.reset();
     } else if (how === 'close') {
       closeWhenFlushed(this.client);
-      if (this.upstreamTransport) closeWhenFlushed(this.upstreamTransport);
+      if (this.upstream) closeWhenFlushed(this.upstream);
     } else {
       this.client.destroy();
-      this.upstreamTransport?.destroy();
+      this.upstream?.destroy();
     }
     this.abortController?.abort(error ?? reason);
     this.maybeFinish();
   }
 
-  /** Graceful-path close detection: both sockets closed. */
+  private stopAll(): void {
+    this.upPump?.stop();
+    this.directions?.down.stop();
+    this.deadline.clear();
+    this.idle?.clear();
+  }
+
+  private socketClosed(): void {
+    this.openSockets--;
+    this.maybeFinish();
+  }
+
+  /** Both sockets closed: the summary, once. */
   private maybeFinish(): void {
-    if (this.done || !this.clientClosed || !this.upstreamClosed) return;
+    if (this.phase === 'closed' || this.openSockets > 0) return;
     // A side that closed without a fault and without both ends seen was destroyed under us.
     if (this.reason === undefined) {
-      this.reason = this.firstEnd ?? 'destroyed';
-      this.upPump?.stop();
-      this.downPump?.stop();
-      this.upstreamTransport?.destroy();
+      this.reason = this.ends.reason ?? 'destroyed';
+      this.stopAll();
+      this.upstream?.destroy();
     }
-    this.done = true;
-    this.clearTimers();
+    this.phase = 'closed';
+    this.stopAll();
     this.abortController?.abort(this.reason);
-    const up = this.upPump?.summary() ?? EMPTY_DIRECTION;
-    const down = this.downPump?.summary() ?? EMPTY_DIRECTION;
-    const summary: CloseSummary = {
-      id: this.id,
-      peer: this.peer,
-      record: this.record as RedirectRecord | undefined,
-      target: this.target,
-      reason: this.reason,
-      error: this.error,
-      durationMs: performance.now() - this.startedAt,
-      upstream: up,
-      downstream: down,
-      path: flowPath(up.path, down.path),
-    };
+    const summary = closeSummary(this, this.reason, this.error, this.startedAt, {
+      upstream: this.upPump?.summary(),
+      downstream: this.directions?.down.summary(),
+    });
     this.summaryValue = summary;
     this.host.closed(this, summary);
     try {
@@ -581,105 +434,6 @@ export class Connection extends EventEmitter<ConnectionEvents> {
         throw err;
       });
     }
-  }
-
-  private armIdleTimer(): void {
-    const idle = this.host.config.limits.idleTimeoutMs;
-    if (idle <= 0) return;
-    this.lastActivity = performance.now();
-    const check = (): void => {
-      // Spliced bytes are reported with a lag: ask the engine before deciding.
-      this.upPump?.pollSpliced();
-      this.downPump?.pollSpliced();
-      const quiet = performance.now() - this.lastActivity;
-      if (quiet >= idle) {
-        this.terminate(
-          'idle-timeout',
-          new RedirectError('ERR_REDIRECT_IDLE_TIMEOUT', `no byte either way for ${idle} ms`),
-          'destroy',
-        );
-      } else {
-        this.idleTimer = setTimeout(check, idle - quiet + 1);
-      }
-    };
-    this.idleTimer = setTimeout(check, idle);
-  }
-
-  private setDeadline(kind: number, ms: number): void {
-    this.deadline = sweeperFor(ms);
-    this.deadlineKind = kind;
-    this.deadline.set(this);
-  }
-
-  private clearDeadline(): void {
-    if (this.deadline === undefined) return;
-    this.deadline.clear(this);
-    this.deadline = undefined;
-    this.connectingTo = undefined;
-  }
-
-  /** Called by the shared sweeper when the resolve or connect deadline passed. */
-  deadlineExpired(): void {
-    const kind = this.deadlineKind;
-    const ms = this.deadline?.ms ?? 0;
-    const to = this.connectingTo;
-    this.deadline = undefined;
-    this.connectingTo = undefined;
-    if (this.reason !== undefined) return;
-    if (kind === DEADLINE_RESOLVE) {
-      this.terminate(
-        'resolve-failed',
-        new RedirectError('ERR_REDIRECT_RESOLVE_TIMEOUT', `no redirect record within ${ms} ms`),
-        'reset',
-      );
-    } else if (kind === DEADLINE_CHOOSE) {
-      this.terminate(
-        'connect-timeout',
-        new RedirectError('ERR_REDIRECT_CONNECT_TIMEOUT', `no upstream target was chosen within ${ms} ms`),
-        'reset',
-      );
-    } else if (!this.connected) {
-      this.terminate(
-        'connect-timeout',
-        new RedirectError('ERR_REDIRECT_CONNECT_TIMEOUT', `no connection to ${to?.host}:${to?.port} within ${ms} ms`),
-        'reset',
-      );
-    }
-  }
-
-  private clearTimers(): void {
-    this.clearDeadline();
-    clearTimeout(this.idleTimer);
-  }
-}
-
-/** A pump's hooks into its connection: one object per direction, with no closures. */
-class DirectionHooks implements PumpHooks {
-  constructor(
-    private readonly conn: Connection,
-    /** The side this direction reads from. */
-    private readonly side: 'client' | 'upstream',
-  ) {}
-
-  activity(): void {
-    this.conn.noteActivity();
-  }
-
-  failed(err: RedirectError): void {
-    this.conn.middlewareFailed(err);
-  }
-
-  finished(): void {
-    this.conn.directionFinished();
-  }
-
-  sourceEnded(atNs: number): void {
-    this.conn.noteEnd(this.side, atNs);
-  }
-
-  relayFailed(err: Error, which: 'source' | 'sink'): void {
-    const other = this.side === 'client' ? 'upstream' : 'client';
-    this.conn.fault(which === 'source' ? this.side : other, err);
   }
 }
 
@@ -694,28 +448,3 @@ function closeWhenFlushed(transport: Transport): void {
 }
 
 const EMPTY = Buffer.alloc(0);
-
-/** The flow's path from its two directions': a direction that carried nothing does not count. */
-function flowPath(up: DataPath | 'mixed', down: DataPath | 'mixed'): DataPath | 'mixed' {
-  if (up === 'none') return down;
-  if (down === 'none' || down === up) return up;
-  return 'mixed';
-}
-
-const DEADLINE_RESOLVE = 1;
-/** deferConnect(): waiting for the middleware to choose the target. */
-const DEADLINE_CHOOSE = 2;
-const DEADLINE_CONNECT = 3;
-
-/** The chain of a server without middleware: both directions relay raw. */
-const NO_CHAIN: ReturnType<typeof buildChain> = Object.freeze({});
-
-export const EMPTY_DIRECTION: DirectionSummary = Object.freeze({
-  bytesRead: 0,
-  reads: 0,
-  bytesWritten: 0,
-  peakBuffered: 0,
-  pauses: 0,
-  path: 'none' as const,
-  zeroCopyBytes: 0,
-});

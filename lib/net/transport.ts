@@ -45,4 +45,9 @@ export interface Transport {
   largeReads?(maxBytes: number, sizer: ReadSizer): void;
   /** Closes without sending anything more (FIN if the kernel has nothing unread). */
   destroy(): void;
+  /**
+   * Optional: the local endpoint as the kernel has it now (after connect(2) bound it), for
+   * recognising our own egress when it comes back to us.
+   */
+  boundEndpoint?(): Endpoint | undefined;
 }

@@ -1,3 +1,5 @@
+// Size: the Windows engine's event dispatch and the Transport over it belong together: each
+// transport call is one engine command and each engine event one handler call.
 import { RedirectError } from '../common/errors';
 import { normaliseAddress } from '../common/record';
 import type { Transport, TransportHandlers } from './transport';

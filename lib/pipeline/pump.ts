@@ -1,3 +1,5 @@
+// Size: one direction's state machine (docs/design.md, "A direction's states") in one file; its
+// flow-control accounting is the pure unit in flow-control.ts.
 import { Observable, type Subscriber, type Subscription } from 'rxjs';
 import { applyChain } from './compose';
 import { RedirectError } from '../common/errors';
@@ -5,6 +7,10 @@ import type { ReadSizer, Transport } from '../net/transport';
 import type { ByteOperator, DataPath, DirectionSummary } from '../common/types';
 import type { RelayHandlers } from '../zero-copy/engine';
 import type { ZeroCopyLink } from '../zero-copy/link';
+import { FlowControl } from './flow-control';
+
+/** A direction's phase; the diagram is in docs/design.md, "A direction's states". */
+export type PumpPhase = 'idle' | 'flowing' | 'bypassing' | 'raw' | 'handing-off' | 'spliced' | 'ended' | 'stopped';
 
 export interface PumpHooks {
   /** Bytes moved (re-arms the idle timer). */
@@ -22,9 +28,6 @@ export interface PumpHooks {
 /** Reads are never smaller than Node's own. */
 const LARGE_READ_MIN = 64 * 1024;
 
-/** The empty size list every pump starts with; only an asynchronous chain gets its own. */
-const NO_SIZES: number[] = [];
-
 /**
  * Moves one direction: source transport → operators → sink transport, and
  * owns that direction's flow control (see docs/design.md, "Flow control").
@@ -33,8 +36,6 @@ export class Pump implements ReadSizer {
   bytesRead = 0;
   reads = 0;
   bytesWritten = 0;
-  peakBuffered = 0;
-  pauses = 0;
   path: DataPath = 'none';
   /** Bytes the zero-copy engine moved (included in bytesWritten). */
   zeroCopyBytes = 0;
@@ -44,41 +45,26 @@ export class Pump implements ReadSizer {
   private readonly source: Transport;
   private readonly sink: Transport;
   private readonly operator: ByteOperator | undefined;
-  private readonly highWaterMark: number;
-  private readonly lowWaterMark: number;
+  /** High/low marks and the chain's backlog (lib/pipeline/flow-control.ts). */
+  private readonly flow: FlowControl;
   private readonly hooks: PumpHooks;
   /** limits.maxReadBytes: large reads on a raw direction; 0 or 64 KiB keeps Node's reads. */
   private readonly maxReadBytes: number;
 
   private input: Subscriber<Buffer> | undefined;
   private subscription: Subscription | undefined;
-  /** Bytes the chain has not answered for (see the design doc). */
-  private backlog = 0;
-  /** Input chunk sizes not yet paid back, oldest first (asynchronous chains only). */
-  private pendingSizes: number[] = NO_SIZES;
-  /**
-   * What the chain has shown so far: 'unknown' until its first output,
-   * 'sync' once it answered inside a feeding call, 'async' once it emitted
-   * outside one. See the design doc.
-   */
-  private mode: 'unknown' | 'sync' | 'async' = 'unknown';
   private probing = false;
-  private feeding = false;
-  private emittedWhileFeeding = false;
-  private stoppedForFlow = false;
   private reading = false;
   private chainDone = false;
-  private stopped = false;
+  /** Where this direction is (docs/design.md, "A direction's states"). */
+  private phase: PumpPhase = 'idle';
+  /** The sink got its FIN (kept after a later stop(), for the connection's close). */
   private endedSink = false;
   private heldForBypass: Buffer[] | undefined;
   /** Zero-copy: undefined when this direction must stay on the JS path. */
   private readonly link: ZeroCopyLink | undefined;
-  private handingOff = false;
   /** The source's FIN arrived while the chain was finishing for a bypass, or during a handoff. */
   private endPending = false;
-  private bypassRequested = false;
-  /** After a bypass without the engine: bytes go straight to the sink, past the finished chain. */
-  private passthrough = false;
   private splicedIn = 0;
 
   constructor(
@@ -94,8 +80,7 @@ export class Pump implements ReadSizer {
     this.source = source;
     this.sink = sink;
     this.operator = operator;
-    this.highWaterMark = highWaterMark;
-    this.lowWaterMark = Math.floor(highWaterMark / 2);
+    this.flow = new FlowControl(highWaterMark);
     this.hooks = hooks;
     this.link = link;
   }
@@ -123,10 +108,11 @@ export class Pump implements ReadSizer {
       });
     }
     if (this.stopped) return;
+    if (this.phase === 'idle') this.phase = 'flowing';
     if (leftover && leftover.length > 0) this.onData(leftover);
     if (this.stopped) return;
     this.path = 'js';
-    if (this.bypassRequested) {
+    if (this.phase === 'bypassing') {
       // bypassed before the first byte: the chain completes at once, then the raw path starts
       if (!this.chainDone) this.input?.complete();
       return;
@@ -137,7 +123,7 @@ export class Pump implements ReadSizer {
       return;
     }
     this.allowLargeReads();
-    if (!this.stoppedForFlow) this.source.startReading();
+    if (!this.flow.paused) this.source.startReading();
   }
 
   /**
@@ -146,30 +132,30 @@ export class Pump implements ReadSizer {
    * is available. A no-op on a direction without a chain or whose chain ended.
    */
   bypass(): void {
-    if (this.stopped || this.bypassRequested || this.chainDone || !this.operator) return;
-    this.bypassRequested = true;
+    if ((this.phase !== 'idle' && this.phase !== 'flowing') || this.chainDone || !this.operator) return;
+    this.phase = 'bypassing';
     this.reading = false;
     this.source.stopReading();
     // Inside a feeding call the chain is still handling the current chunk:
     // onData completes the input once that returns.
-    if (!this.feeding) this.input?.complete();
+    if (!this.flow.isFeeding) this.input?.complete();
   }
 
   /** Reads may be large once the flow shows bulk (docs/design.md, "Large reads"). */
   private allowLargeReads(): void {
     // A read never exceeds the mark, so neither does a slab's region.
-    const largest = Math.min(this.maxReadBytes, this.highWaterMark);
+    const largest = Math.min(this.maxReadBytes, this.flow.highWaterMark);
     if (largest > LARGE_READ_MIN) this.source.largeReads?.(largest, this);
   }
 
   /** Large reads: the next read may take what is left under the high-water mark. */
   nextReadSize(): number {
-    // An asynchronous chain's backlog also counts what its operators hold by design
-    // (a bufferCount after an async step): one large read could fill the mark
-    // before they emit. Only raw and synchronous directions read large.
-    if (this.operator !== undefined && this.mode !== 'sync') return LARGE_READ_MIN;
-    const room = this.highWaterMark - (this.backlog + this.sink.writableLength);
-    return Math.min(this.maxReadBytes, Math.max(LARGE_READ_MIN, room));
+    return this.flow.nextReadSize(
+      this.operator !== undefined,
+      this.sink.writableLength,
+      this.maxReadBytes,
+      LARGE_READ_MIN,
+    );
   }
 
   /** A chunk from the source. */
@@ -179,12 +165,13 @@ export class Pump implements ReadSizer {
     this.reads++;
     this.hooks.activity();
     if (this.chainDone) {
-      if (!this.passthrough) return; // the chain finished early (e.g. take): the rest is discarded
+      // The chain finished early (e.g. take): the rest is discarded, unless it completed for a bypass.
+      if (!this.pastChain) return;
       this.write(chunk);
       this.checkHigh();
       return;
     }
-    if (this.bypassRequested && this.input !== undefined) {
+    if (this.phase === 'bypassing' && this.input !== undefined) {
       // Bytes Node had buffered before the bypass: they belong after the chain's output.
       if (this.heldForBypass === undefined) this.heldForBypass = [chunk];
       else this.heldForBypass.push(chunk);
@@ -197,37 +184,24 @@ export class Pump implements ReadSizer {
       this.checkHigh();
       return;
     }
-    this.backlog += chunk.length;
-    if (this.mode !== 'sync') {
-      if (this.pendingSizes === NO_SIZES) this.pendingSizes = [];
-      this.pendingSizes.push(chunk.length);
-    }
-    this.feeding = true;
-    this.emittedWhileFeeding = false;
+    this.flow.feedStart(chunk.length);
     try {
       input.next(chunk);
     } finally {
-      this.feeding = false;
+      this.flow.feedEnd();
     }
-    if (this.bypassRequested) this.input?.complete();
-    // A chain that answers inside the feeding call has dealt with everything
-    // fed so far: what it did not emit it dropped or holds by design.
-    if (this.emittedWhileFeeding && this.mode === 'unknown') this.mode = 'sync';
-    if (this.mode === 'sync' || this.emittedWhileFeeding) {
-      this.backlog = 0;
-      this.pendingSizes.length = 0;
-    }
+    if (this.phase === 'bypassing') this.input?.complete();
     this.checkHigh();
   }
 
   /** The source sent FIN. */
   onSourceEnd(): void {
     if (this.stopped) return;
-    if (this.handingOff || (this.bypassRequested && !this.chainDone)) {
+    if (this.phase === 'handing-off' || this.phase === 'bypassing') {
       this.endPending = true;
       return;
     }
-    if (this.passthrough) {
+    if (this.pastChain) {
       this.finishSink();
       return;
     }
@@ -238,7 +212,7 @@ export class Pump implements ReadSizer {
   /** Stops everything; no more writes or callbacks. */
   stop(): void {
     if (this.stopped) return;
-    this.stopped = true;
+    this.phase = 'stopped';
     this.subscription?.unsubscribe();
     this.input = undefined;
     // Stops the engine now: a reset or destroy that follows closes the fds it was using.
@@ -246,12 +220,21 @@ export class Pump implements ReadSizer {
     if (moved) this.spliced(moved[0], moved[1]);
   }
 
+  private get stopped(): boolean {
+    return this.phase === 'stopped';
+  }
+
+  /** Bytes flow past a chain that completed for a bypass (raw, or on the way to or in the engine). */
+  private get pastChain(): boolean {
+    return this.chainDone && (this.phase === 'raw' || this.phase === 'handing-off' || this.phase === 'spliced');
+  }
+
   get ended(): boolean {
     return this.endedSink;
   }
 
   get held(): number {
-    return this.backlog + this.sink.writableLength;
+    return this.flow.backlog + this.sink.writableLength;
   }
 
   summary(): DirectionSummary {
@@ -259,8 +242,8 @@ export class Pump implements ReadSizer {
       bytesRead: this.bytesRead,
       reads: this.reads,
       bytesWritten: this.bytesWritten,
-      peakBuffered: this.peakBuffered,
-      pauses: this.pauses,
+      peakBuffered: this.flow.peakBuffered,
+      pauses: this.flow.pauses,
       path: this.handedOff ? (this.bytesWritten > this.zeroCopyBytes ? 'mixed' : 'zero-copy') : this.path,
       zeroCopyBytes: this.zeroCopyBytes,
     };
@@ -275,35 +258,18 @@ export class Pump implements ReadSizer {
       this.fail(new TypeError(`a middleware emitted ${describe(chunk)} where a Buffer was expected`));
       return;
     }
-    if (this.feeding) {
-      // Output of the chunk being fed: those bytes leave the backlog as they enter the sink.
-      this.emittedWhileFeeding = true;
-      this.backlog = Math.max(0, this.backlog - buf.length);
-    } else if (this.input !== undefined || this.backlog > 0) this.payBack(buf.length);
+    const feeding = this.flow.isFeeding;
+    if (this.flow.emitted(buf.length, this.input !== undefined)) this.maybeResume();
     if (buf.length === 0) return;
     this.write(buf);
     this.hooks.activity();
-    if (!this.feeding) this.checkHigh();
-  }
-
-  /** An output arrived outside a feeding call: the chain is asynchronous. */
-  private payBack(outputBytes: number): void {
-    this.mode = 'async';
-    let paid = 0;
-    do {
-      const size = this.pendingSizes.shift();
-      if (size === undefined) break;
-      paid += size;
-    } while (paid < outputBytes);
-    this.backlog = Math.max(0, this.backlog - Math.max(paid, outputBytes));
-    this.maybeResume();
+    if (!feeding) this.checkHigh();
   }
 
   private write(buf: Buffer): void {
     this.bytesWritten += buf.length;
     this.sink.write(buf, this.onFlushed);
-    const held = this.backlog + this.sink.writableLength;
-    if (held > this.peakBuffered) this.peakBuffered = held;
+    this.flow.measure(this.sink.writableLength);
   }
 
   private readonly onFlushed = (): void => {
@@ -311,13 +277,9 @@ export class Pump implements ReadSizer {
   };
 
   private checkHigh(): void {
-    const held = this.backlog + this.sink.writableLength;
-    if (held > this.peakBuffered) this.peakBuffered = held;
-    if (!this.stoppedForFlow && held >= this.highWaterMark) {
-      this.stoppedForFlow = true;
-      this.pauses++;
+    if (this.flow.shouldPause(this.sink.writableLength)) {
       this.source.stopReading();
-      if (this.mode === 'unknown' && !this.probing) this.probeSilentChain();
+      if (this.flow.mode === 'unknown' && !this.probing) this.probeSilentChain();
     }
   }
 
@@ -331,27 +293,23 @@ export class Pump implements ReadSizer {
     this.probing = true;
     setImmediate(() => {
       this.probing = false;
-      if (this.stopped || this.mode !== 'unknown') return;
-      this.mode = 'sync';
-      this.backlog = 0;
-      this.pendingSizes.length = 0;
+      if (this.stopped || this.flow.mode !== 'unknown') return;
+      this.flow.assumeSync();
       this.maybeResume();
     });
   }
 
   private maybeResume(): void {
-    if (!this.stoppedForFlow) return;
-    if (this.backlog + this.sink.writableLength > this.lowWaterMark) return;
-    this.stoppedForFlow = false;
-    if (this.reading && !this.stopped) this.source.startReading();
+    if (this.flow.shouldResume(this.sink.writableLength) && this.reading && !this.stopped) {
+      this.source.startReading();
+    }
   }
 
   private chainCompleted(): void {
     if (this.stopped || this.chainDone) return;
     this.chainDone = true;
-    this.backlog = 0;
-    this.pendingSizes.length = 0;
-    if (this.bypassRequested) {
+    this.flow.forgetBacklog();
+    if (this.phase === 'bypassing') {
       this.continueRaw();
       return;
     }
@@ -362,13 +320,14 @@ export class Pump implements ReadSizer {
     if (this.endedSink) return;
     this.maybeResume();
     this.endedSink = true;
+    this.phase = 'ended';
     this.sink.end();
     this.hooks.finished();
   }
 
   /** The bypassed chain has completed: the rest of the stream flows raw. */
   private continueRaw(): void {
-    this.passthrough = true;
+    this.phase = 'raw';
     const held = this.heldForBypass ?? [];
     this.heldForBypass = undefined;
     for (const chunk of held) this.write(chunk);
@@ -382,7 +341,7 @@ export class Pump implements ReadSizer {
       return;
     }
     this.reading = true;
-    if (this.stoppedForFlow) return; // maybeResume restarts it
+    if (this.flow.paused) return; // maybeResume restarts it
     this.source.startReading();
     this.checkHigh();
   }
@@ -396,12 +355,14 @@ export class Pump implements ReadSizer {
   private async handOff(): Promise<void> {
     const link = this.link;
     if (!link || this.stopped) return;
-    this.handingOff = true;
+    // From flowing (a direction without a chain) or raw (after a bypass); a refusal goes back.
+    const before = this.phase;
+    this.phase = 'handing-off';
     this.source.stopReading();
     link.drainSource();
     await link.flushed();
-    this.handingOff = false;
     if (this.stopped) return;
+    this.phase = before;
     if (!this.endPending && !link.sourceEnded() && !this.sink.destroyed) {
       let started = false;
       try {
@@ -411,6 +372,7 @@ export class Pump implements ReadSizer {
       }
       if (started) {
         this.handedOff = true;
+        this.phase = 'spliced';
         this.reading = false;
         return;
       }
@@ -423,7 +385,7 @@ export class Pump implements ReadSizer {
     // Restart reading for real (the handle may be stopped behind Node's back);
     // checkHigh stops it again properly if the sink is still full.
     this.reading = true;
-    this.stoppedForFlow = false;
+    this.flow.paused = false;
     this.allowLargeReads();
     this.source.startReading();
     link.resumeSource();
@@ -439,6 +401,7 @@ export class Pump implements ReadSizer {
         if (this.stopped) return;
         this.chainDone = true;
         this.endedSink = true;
+        this.phase = 'ended';
         this.hooks.sourceEnded?.(eofAtNs);
         this.hooks.finished();
       },

@@ -166,7 +166,7 @@ export interface NativeStatus {
   readonly capabilities: Capabilities;
 }
 
-// dist/lib/platform → the package root, where build/ and prebuilds/ are (one level deeper since the relayout).
+// Compiled to dist/lib/platform/addon.js: the package root is three levels up.
 const PACKAGE_ROOT = join(__dirname, '..', '..', '..');
 const CAP_NET_ADMIN = 12;
 const CAP_NET_RAW = 13;

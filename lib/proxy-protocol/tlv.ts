@@ -1,3 +1,4 @@
+// Size: one check and decoder per TLV type the spec registers, in the spec's order.
 /**
  * PROXY v2 TLVs (spec section 2.2): splitting the vector, checking and decoding the
  * registered types, and building TLV bytes for the encoder.

@@ -1,6 +1,6 @@
 import { closeSync } from 'node:fs';
 import { type Server, Socket, type SocketConstructorOpts } from 'node:net';
-import { EMPTY_DIRECTION } from '../connection/connection';
+import { EMPTY_DIRECTION } from '../connection/close-summary';
 import { errnoOf, RedirectError } from '../common/errors';
 import { fdOf, optionalLinux } from '../platform/addon';
 import { endpointKey, makeEndpoint } from '../common/record';

@@ -1,7 +1,10 @@
+// Size: the listener's whole lifecycle (listen with retry, accept, stats, drain and close) and the
+// host it gives each connection; accepting itself is in acceptor.ts, counting in server-stats.ts.
 import { createServer, type Server, type Socket } from 'node:net';
 import { EventEmitter } from 'eventemitter3';
 import { type Acceptor, type AcceptFault, acceptFailure, takeOverAccept } from './acceptor';
-import { Connection, type ConnectionHost } from '../connection/connection';
+import { Connection } from '../connection/connection';
+import type { ConnectionHost } from '../connection/host';
 import { RedirectError } from '../common/errors';
 import { normaliseOptions, type ServerConfig } from '../config/options';
 import { normaliseAddress } from '../common/record';
@@ -56,7 +59,7 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
   private readonly counters = new StatsCounters();
   /** Accepts for the listener, Linux with the addon (lib/server/acceptor.ts); else net.Server does. */
   private acceptor: Acceptor | undefined;
-  private readonly host: ConnectionHost;
+  private readonly host: ConnectionHost<Connection>;
   /** The addon's listener when `transport: 'native'` (Windows WFP); net.Server otherwise. */
   private nativeListener: { close(): void } | undefined;
   /** While close() waits for live connections: moves its deadline forward. */

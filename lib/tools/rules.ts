@@ -1,3 +1,5 @@
+// Size: the rule sets of every setup (REDIRECT, TPROXY; iptables and nft; IPv4 and IPv6) with the
+// commands that remove each, written out so each rule can be read against docs/linux.md.
 import { isIP } from 'node:net';
 import { invalidOption } from '../common/errors';
 
