@@ -1,4 +1,4 @@
-import { closeSync, fstatSync, mkdtempSync, openSync, readdirSync, rmSync } from 'node:fs';
+import { closeSync, fstatSync, mkdtempSync, openSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,7 +30,19 @@ test.after.always(() => {
   if (available) configureZeroCopy(DEFAULT_ZERO_COPY_BUDGET);
 });
 
-const fdCount = (): number => readdirSync('/proc/self/fd').length;
+/** This process's socket descriptors (from /proc/self/fd: a dup would count too). */
+function socketFds(): number {
+  let n = 0;
+  for (const fd of readdirSync('/proc/self/fd')) {
+    try {
+      if (readlinkSync(`/proc/self/fd/${fd}`).startsWith('socket:')) n++;
+    } catch {
+      // closed meanwhile (the directory's own descriptor)
+    }
+  }
+  return n;
+}
+
 const stats = () => zeroCopyStats()!;
 
 /** Samples the engine's counters on every turn; `over` lists any sample past the budget. */
@@ -84,8 +96,7 @@ zcTest(
     configureZeroCopy({});
     const up = await echoUpstream(t);
     const { server, port } = await startRedirect(t, { resolve: { host: '127.0.0.1', port: up.port } });
-    const engine0 = stats();
-    const fds0 = fdCount();
+    const sockets0 = socketFds();
     const n = 50;
     const clients: Socket[] = [];
     for (let i = 0; i < n; i++) {
@@ -99,13 +110,14 @@ zcTest(
     await eachTurnUntil(() => stats().relays >= 2 * n && stats().pipesInUse === 0);
     await eachTurnUntil(() => up.sockets.size === n);
     const idle = stats();
-    const fds1 = fdCount();
-    // each connection: the test's client and the upstream's socket, the proxy's two sockets;
-    // what the engine holds (threads it started, the pool's free pipes) is in its own count
-    const proxyPerConnection = (fds1 - fds0 - (idle.descriptors - engine0.descriptors)) / n - 2;
-    t.log(`fds ${fds0} → ${fds1}; engine ${engine0.descriptors} → ${idle.descriptors} (${idle.pooledPipes} pooled)`);
+    // Socket descriptors per connection: the test's client and the upstream's, and the proxy's
+    // two (a dup would add more). Pipes: only the ones relays hold, and idle relays hold none
+    // (the pool's free pipes, closed after 1 s, belong to no connection).
+    const proxySockets = (socketFds() - sockets0) / n - 2;
+    const proxyPerConnection = proxySockets + 2 * idle.pipesInUse;
+    t.log(`${proxySockets} proxy sockets per connection; ${idle.pipes} pipes (${idle.pooledPipes} pooled)`);
     t.is(idle.pipesInUse, 0);
-    t.is(proxyPerConnection, 2);
+    t.is(proxySockets, 2);
     t.is(idle.descriptorsPerConnection.idle, proxyPerConnection);
     t.is(idle.descriptors, 2 * idle.pipes + 2 * idle.threads);
 
@@ -122,9 +134,9 @@ zcTest(
     await eachTurnUntil(() => stats().pipesInUse === 2);
     writing = false;
     const busy = stats();
-    const fds2 = fdCount();
-    t.is(fds2 - fds1, busy.descriptors - idle.descriptors, 'only the engine opened descriptors');
-    t.is(busy.descriptorsPerConnection.busy, proxyPerConnection + 2 * busy.pipesInUse);
+    // the stalled connection holds a pipe per direction, and still only its two sockets
+    t.is(socketFds() - sockets0, 4 * n);
+    t.is(busy.descriptorsPerConnection.busy, proxySockets + 2 * busy.pipesInUse);
     t.is(stats().relays, 2 * n);
     for (const c of clients) c.destroy();
     await closedAtLeast(server, n);

@@ -33,8 +33,12 @@ export function beforeFdClose(socket: Socket, hook: () => void): () => void {
     const wrapper: DestroyFn = function (this: Socket, err, cb) {
       const pending = [...hooks];
       uninstall(this);
-      for (const run of pending) run();
-      return (own ?? (Object.getPrototypeOf(this) as WithDestroy)._destroy).call(this, err, cb);
+      try {
+        for (const run of pending) run();
+      } finally {
+        // Whatever a hook did, the socket still closes (else its fd would leak).
+        (own ?? (Object.getPrototypeOf(this) as WithDestroy)._destroy).call(this, err, cb);
+      }
     };
     guard = { hooks, wrapper, own };
     guards.set(socket, guard);
