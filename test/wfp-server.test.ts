@@ -2,7 +2,8 @@ import { setImmediate as tick } from 'node:timers/promises';
 import test from 'ava';
 import { type CloseSummary, createRedirectServer, RedirectError } from '../lib/index';
 import { useWfpEngineForTests } from '../lib/capture/wfp';
-import { WFP_EVENT, type WfpEngineAddon, type WfpEventCallback, WfpEngine } from '../lib/net/windows-transport';
+import { WFP_EVENT, WfpEngine } from '../lib/net/windows-transport';
+import type { WfpEngineAddon, WfpEventCallback } from '../lib/platform/addon';
 
 // The server on the native transport (`transport: 'native'`, the default with
 // resolve: 'wfp'), on every OS, with a scripted engine in place of the addon's.

@@ -1,12 +1,7 @@
 import test from 'ava';
 import { RedirectError } from '../lib/common/errors';
-import {
-  engineError,
-  WFP_EVENT,
-  type WfpEngineAddon,
-  type WfpEventCallback,
-  WfpEngine,
-} from '../lib/net/windows-transport';
+import { engineError, WFP_EVENT, WfpEngine } from '../lib/net/windows-transport';
+import type { WfpEngineAddon, WfpEventCallback } from '../lib/platform/addon';
 
 // A scripted stand-in for the Windows engine (native/win/wfp-engine.cc): it
 // records the calls and lets the test fire the events the I/O thread would.

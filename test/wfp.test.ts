@@ -1,14 +1,7 @@
 import test from 'ava';
 import { RedirectError } from '../lib/common/errors';
-import {
-  WFP_ERRORS,
-  type WfpLogicExports,
-  type WfpNativeOutcome,
-  type WfpScriptedReply,
-  wfpError,
-  wfpLogic,
-  wfpRecordFromNative,
-} from '../lib/platform/wfp';
+import { WFP_ERRORS, wfpError, wfpLogic, wfpRecordFromNative } from '../lib/platform/wfp';
+import type { WfpLogicExports, WfpNativeOutcome, WfpScriptedReply } from '../lib/platform/addon';
 
 // The negotiation and record building below run the same C++ (native/wfp-logic.cc)
 // that the Windows build runs against WSAIoctl; here a scripted fake plays the provider.

@@ -2,43 +2,19 @@ import type { Socket } from 'node:net';
 import { type LinuxAddon, optionalLinux } from '../platform/addon';
 import { normaliseAddress } from '../common/record';
 import type { Endpoint } from '../common/types';
+import {
+  boundAddressOf,
+  descriptorOf,
+  readIntoOwnBuffers,
+  restartHandle,
+  stopHandle,
+} from '../platform/node-internals';
 import type { TransportHandlers, ReadSizer, Transport } from './transport';
-
-interface LibuvStreamHandle {
-  reading?: boolean;
-  readStop?(): number;
-  readStart?(): number;
-  useUserBuffer?(buf: Uint8Array): void;
-}
 
 /** A full read of Node's own: the flow has more waiting (bulk). */
 const NODE_READ_SIZE = 64 * 1024;
 /** Regions are at least this big. */
 const MIN_REGION = 64 * 1024;
-
-/**
- * The keys under which a net.Socket keeps its `onread` user buffer, its callback
- * and its generator (Node sets all three, null, on every socket). Found by
- * description once; undefined when the running Node has no such path.
- */
-interface UserBufferKeys {
-  buffer: symbol;
-  callback: symbol;
-  generator: symbol;
-}
-let userBufferKeys: UserBufferKeys | null | undefined;
-
-function userBufferKeysOf(s: Socket): UserBufferKeys | undefined {
-  if (userBufferKeys === undefined) {
-    const byName = new Map<string, symbol>();
-    for (const sym of Object.getOwnPropertySymbols(s)) if (sym.description) byName.set(sym.description, sym);
-    const buffer = byName.get('kBuffer');
-    const callback = byName.get('kBufferCb');
-    const generator = byName.get('kBufferGen');
-    userBufferKeys = buffer && callback && generator ? { buffer, callback, generator } : null;
-  }
-  return userBufferKeys ?? undefined;
-}
 
 /** Transport over a Node `net.Socket` (Linux, macOS, and Windows without WFP). */
 export class SocketTransport implements Transport {
@@ -73,14 +49,8 @@ export class SocketTransport implements Transport {
    * `localAddress` on first use, which is wrong before connect(2) binds).
    */
   boundEndpoint(): Endpoint | undefined {
-    const handle = handleOf(this.socket) as
-      | (LibuvStreamHandle & { getsockname?(out: object): number })
-      | null
-      | undefined;
-    if (!handle?.getsockname) return undefined;
-    const out: { address?: string; port?: number } = {};
-    if (handle.getsockname(out) !== 0) return undefined;
-    return endpointOf(out.address, out.port);
+    const bound = boundAddressOf(this.socket);
+    return bound && endpointOf(bound.address, bound.port);
   }
 
   get writableLength(): number {
@@ -130,22 +100,17 @@ export class SocketTransport implements Transport {
    */
   private startLargeReads(): void {
     const s = this.socket;
-    const handle = handleOf(s);
-    const keys = userBufferKeysOf(s);
-    if (!keys || typeof handle?.useUserBuffer !== 'function' || s.destroyed) {
-      this.sizer = undefined;
-      return;
-    }
     const handlers = this.handlers as TransportHandlers;
-    const first = this.nextRegion();
-    const target = s as unknown as Record<symbol, unknown>;
-    target[keys.buffer] = first;
-    target[keys.callback] = (n: number, region: Buffer): void => {
-      this.slabOffset += n;
-      handlers.data(region.subarray(0, n));
-    };
-    target[keys.generator] = () => this.nextRegion();
-    handle.useUserBuffer(first);
+    const started = readIntoOwnBuffers(
+      s,
+      this.nextRegion(),
+      (n, region) => {
+        this.slabOffset += n;
+        handlers.data(region.subarray(0, n));
+      },
+      () => this.nextRegion(),
+    );
+    if (!started) this.sizer = undefined;
   }
 
   /** The buffer the next read lands in: `nextReadSize()` bytes (at least 64 KiB) not handed out before. */
@@ -171,11 +136,7 @@ export class SocketTransport implements Transport {
     // A socket still connecting is started by Node once it connects.
     if (!this.stoppedHandle && !stoppedOutside.delete(s)) return;
     this.stoppedHandle = false;
-    const handle = handleOf(s);
-    if (handle && !handle.reading && !s.connecting && !s.destroyed && typeof handle.readStart === 'function') {
-      handle.reading = true;
-      handle.readStart();
-    }
+    restartHandle(s);
   }
 
   stopReading(): void {
@@ -186,12 +147,7 @@ export class SocketTransport implements Transport {
     // pause() alone only stops 'data' events; libuv keeps reading into the
     // stream buffer until its own high-water mark. Stop the handle now so the
     // kernel buffer fills and the sender's window closes.
-    const handle = handleOf(s);
-    if (handle?.reading && typeof handle.readStop === 'function' && !s.destroyed) {
-      handle.reading = false;
-      handle.readStop();
-      this.stoppedHandle = true;
-    }
+    if (stopHandle(s)) this.stoppedHandle = true;
   }
 
   write(chunk: Buffer, flushed: (err?: Error | null) => void): void {
@@ -205,10 +161,10 @@ export class SocketTransport implements Transport {
   reset(): void {
     const s = this.socket;
     if (s.destroyed) return;
-    const handle = handleOf(s) as (LibuvStreamHandle & { fd?: number }) | null | undefined;
+    const fd = descriptorOf(s);
     // A socket still connecting has no peer to reset yet (and resetAndDestroy
     // would wait for a 'connect' that may never come): just close it.
-    if (!handle || s.connecting) {
+    if (fd === undefined || s.connecting) {
       s.destroy();
       return;
     }
@@ -216,9 +172,9 @@ export class SocketTransport implements Transport {
     // fails with EINVAL while a FIN is queued (shutdown pending), and then
     // neither resets nor closes.
     const addon = linux();
-    if (addon !== undefined && typeof handle.fd === 'number' && handle.fd >= 0) {
+    if (addon !== undefined) {
       try {
-        addon.resetOnClose(handle.fd);
+        addon.resetOnClose(fd);
         s.destroy();
         return;
       } catch {
@@ -249,12 +205,7 @@ const stoppedOutside = new WeakSet<Socket>();
  */
 export function stopSocketReading(s: Socket): void {
   s.pause();
-  const handle = handleOf(s);
-  if (handle?.reading && typeof handle.readStop === 'function' && !s.destroyed) {
-    handle.reading = false;
-    handle.readStop();
-    stoppedOutside.add(s);
-  }
+  if (stopHandle(s)) stoppedOutside.add(s);
 }
 
 let linuxAddon: LinuxAddon | null | undefined;
@@ -272,8 +223,8 @@ function linux(): LinuxAddon | undefined {
  */
 function pendingResetOf(s: Socket): NodeJS.ErrnoException | undefined {
   const addon = linux();
-  const fd = (handleOf(s) as { fd?: number } | null | undefined)?.fd;
-  if (addon === undefined || typeof fd !== 'number' || fd < 0) return undefined;
+  const fd = descriptorOf(s);
+  if (addon === undefined || fd === undefined) return undefined;
   let errno: string | null;
   try {
     errno = addon.pendingError(fd);
@@ -285,10 +236,6 @@ function pendingResetOf(s: Socket): NodeJS.ErrnoException | undefined {
   err.code = errno;
   err.syscall = 'read';
   return err;
-}
-
-function handleOf(s: Socket): LibuvStreamHandle | null | undefined {
-  return (s as unknown as { _handle?: LibuvStreamHandle | null })._handle;
 }
 
 function endpointOf(address: string | undefined, port: number | undefined): Endpoint | undefined {

@@ -4,7 +4,7 @@ import { RedirectError } from '../common/errors';
 import { normaliseAddress } from '../common/record';
 import type { Transport, TransportHandlers } from './transport';
 import type { Endpoint, ResolvedTarget } from '../common/types';
-import type { WfpNativeOutcome } from '../platform/wfp';
+import type { WfpEngineAddon, WfpNativeOutcome } from '../platform/addon';
 
 /**
  * Windows with WFP: Node cannot give the addon the SOCKET behind a net.Socket,
@@ -26,23 +26,6 @@ export const WFP_EVENT = Object.freeze({
   ERROR: 5,
   CLOSE: 6,
 });
-
-export type WfpEventCallback = (kind: number, id: number, a: unknown, b: unknown) => void;
-
-/** The Windows exports of the addon (native/win/wfp-exports.cc). */
-export interface WfpEngineAddon {
-  wfpEngineInit(callback: WfpEventCallback): void;
-  wfpEngineRef(ref: boolean): void;
-  wfpListen(family: 4 | 6, address: string, port: number, backlog?: number): { id: number; port: number };
-  wfpConnect(family: 4 | 6, address: string, port: number, records?: Uint8Array, bindAddress?: string): number;
-  wfpWrite(id: number, bytes: Uint8Array): void;
-  wfpReadStart(id: number): void;
-  wfpReadStop(id: number): void;
-  wfpEnd(id: number): void;
-  wfpReset(id: number): void;
-  wfpDestroy(id: number): void;
-  wfpCloseListener(id: number): void;
-}
 
 /** What the engine reports for an accepted connection. */
 export interface WfpAcceptInfo extends WfpNativeOutcome {

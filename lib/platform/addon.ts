@@ -1,8 +1,11 @@
+// Size: the addon is typed once, here: every export of native/ (Linux, the splice engine, Windows
+// WFP and its portable logic) with its JS type, beside the one loader that finds and checks it.
 import { readFileSync } from 'node:fs';
 import type { Server, Socket } from 'node:net';
 import { join } from 'node:path';
 import { errnoOf, RedirectError } from '../common/errors';
 import type { AddressFamily } from '../common/types';
+import { descriptorOf } from './node-internals';
 
 /**
  * The one place the native addon is loaded and typed. Everything else asks
@@ -257,8 +260,8 @@ export function optionalLinux(): LinuxAddon | undefined {
 
 /** The file descriptor under a net.Socket or net.Server (libuv keeps ownership). */
 export function fdOf(handleOwner: Socket | Server): number {
-  const fd = (handleOwner as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd;
-  if (typeof fd !== 'number' || !Number.isInteger(fd) || fd < 0) {
+  const fd = descriptorOf(handleOwner);
+  if (fd === undefined) {
     throw new RedirectError('ERR_REDIRECT_NATIVE', 'the socket has no file descriptor (closed, or not a TCP socket)');
   }
   return fd;
@@ -314,4 +317,81 @@ function readCapEff(): bigint | undefined {
 
 function hasBit(mask: bigint, bit: number): boolean {
   return ((mask >> BigInt(bit)) & 1n) === 1n;
+}
+
+/**
+ * Windows WFP redirect records (docs/windows.md). The addon queries an
+ * accepted socket with SIO_QUERY_WFP_CONNECTION_REDIRECT_RECORDS / _CONTEXT
+ * and SO_ORIGINAL_DST and hands back one outcome; this module turns it into a
+ * RedirectRecord or a coded error. The negotiation itself is portable C++
+ * (native/wfp-logic.cc) and is exported on every OS for tests.
+ */
+
+export type WfpStatus = 'ok' | 'not-redirected' | 'error';
+
+/** What the addon returns for one accepted socket (native/wfp-napi.cc, WfpRecordObject). */
+export interface WfpNativeOutcome {
+  readonly status: WfpStatus;
+  /** Present when status is 'ok': SO_ORIGINAL_DST. */
+  readonly destination?: NativeEndpoint;
+  /** Present when status is 'ok': the opaque redirect records, never empty. */
+  readonly records?: Uint8Array;
+  /** The callout's redirect context, when it set one. */
+  readonly context?: Uint8Array;
+  /** Windows error of the failing call (WSAGetLastError), 0 when none. */
+  readonly error: number;
+  /** 'WSAEINVAL', 'WSAEOPNOTSUPP', … or 'WIN<n>'. */
+  readonly errorName: string;
+  /** 'WSAIoctl' or 'getsockopt' when a call failed, '' otherwise. */
+  readonly syscall: string;
+  /** Short reason: 'records: provider-lacks-ioctl', 'original-destination', … */
+  readonly reason: string;
+}
+
+/** One scripted WSAIoctl reply for the test-only negotiation export. */
+export interface WfpScriptedReply {
+  readonly error: number;
+  readonly bytesReturned: number;
+  /** Bytes the fake provider writes into the output buffer (clipped to its size). */
+  readonly fill?: Uint8Array;
+}
+
+/** Result of one buffer-size negotiation (native/wfp-logic.h, Outcome). */
+export interface WfpNegotiation {
+  readonly status: WfpStatus;
+  readonly bytes: Uint8Array;
+  readonly error: number;
+  readonly errorName: string;
+  readonly reason: string;
+  /** Output buffer size offered on each call, in order. */
+  readonly asks: readonly number[];
+}
+
+/** The portable WFP logic the addon exports on every OS, for tests (not public API). */
+export interface WfpLogicExports {
+  wfpNegotiate(replies: readonly WfpScriptedReply[], maxBytes?: number): WfpNegotiation;
+  wfpParseSockaddr(bytes: Uint8Array): NativeEndpoint | undefined;
+  wfpBuildRecord(
+    records: readonly WfpScriptedReply[],
+    context: readonly WfpScriptedReply[],
+    originalDstError: number,
+    sockaddr: Uint8Array,
+  ): WfpNativeOutcome;
+}
+
+export type WfpEventCallback = (kind: number, id: number, a: unknown, b: unknown) => void;
+
+/** The Windows exports of the addon (native/win/wfp-exports.cc). */
+export interface WfpEngineAddon {
+  wfpEngineInit(callback: WfpEventCallback): void;
+  wfpEngineRef(ref: boolean): void;
+  wfpListen(family: 4 | 6, address: string, port: number, backlog?: number): { id: number; port: number };
+  wfpConnect(family: 4 | 6, address: string, port: number, records?: Uint8Array, bindAddress?: string): number;
+  wfpWrite(id: number, bytes: Uint8Array): void;
+  wfpReadStart(id: number): void;
+  wfpReadStop(id: number): void;
+  wfpEnd(id: number): void;
+  wfpReset(id: number): void;
+  wfpDestroy(id: number): void;
+  wfpCloseListener(id: number): void;
 }

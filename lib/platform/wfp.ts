@@ -1,67 +1,7 @@
 import { RedirectError } from '../common/errors';
-import { loadAddon, type NativeEndpoint } from './addon';
+import { loadAddon, type WfpLogicExports, type WfpNativeOutcome } from './addon';
 import { createRecord } from '../common/record';
 import type { Endpoint, RedirectRecord } from '../common/types';
-
-/**
- * Windows WFP redirect records (docs/windows.md). The addon queries an
- * accepted socket with SIO_QUERY_WFP_CONNECTION_REDIRECT_RECORDS / _CONTEXT
- * and SO_ORIGINAL_DST and hands back one outcome; this module turns it into a
- * RedirectRecord or a coded error. The negotiation itself is portable C++
- * (native/wfp-logic.cc) and is exported on every OS for tests.
- */
-
-export type WfpStatus = 'ok' | 'not-redirected' | 'error';
-
-/** What the addon returns for one accepted socket (native/wfp-napi.cc, WfpRecordObject). */
-export interface WfpNativeOutcome {
-  readonly status: WfpStatus;
-  /** Present when status is 'ok': SO_ORIGINAL_DST. */
-  readonly destination?: NativeEndpoint;
-  /** Present when status is 'ok': the opaque redirect records, never empty. */
-  readonly records?: Uint8Array;
-  /** The callout's redirect context, when it set one. */
-  readonly context?: Uint8Array;
-  /** Windows error of the failing call (WSAGetLastError), 0 when none. */
-  readonly error: number;
-  /** 'WSAEINVAL', 'WSAEOPNOTSUPP', … or 'WIN<n>'. */
-  readonly errorName: string;
-  /** 'WSAIoctl' or 'getsockopt' when a call failed, '' otherwise. */
-  readonly syscall: string;
-  /** Short reason: 'records: provider-lacks-ioctl', 'original-destination', … */
-  readonly reason: string;
-}
-
-/** One scripted WSAIoctl reply for the test-only negotiation export. */
-export interface WfpScriptedReply {
-  readonly error: number;
-  readonly bytesReturned: number;
-  /** Bytes the fake provider writes into the output buffer (clipped to its size). */
-  readonly fill?: Uint8Array;
-}
-
-/** Result of one buffer-size negotiation (native/wfp-logic.h, Outcome). */
-export interface WfpNegotiation {
-  readonly status: WfpStatus;
-  readonly bytes: Uint8Array;
-  readonly error: number;
-  readonly errorName: string;
-  readonly reason: string;
-  /** Output buffer size offered on each call, in order. */
-  readonly asks: readonly number[];
-}
-
-/** The portable WFP logic the addon exports on every OS, for tests (not public API). */
-export interface WfpLogicExports {
-  wfpNegotiate(replies: readonly WfpScriptedReply[], maxBytes?: number): WfpNegotiation;
-  wfpParseSockaddr(bytes: Uint8Array): NativeEndpoint | undefined;
-  wfpBuildRecord(
-    records: readonly WfpScriptedReply[],
-    context: readonly WfpScriptedReply[],
-    originalDstError: number,
-    sockaddr: Uint8Array,
-  ): WfpNativeOutcome;
-}
 
 /** Windows error values the mapping needs (winerror.h / winsock2.h). */
 export const WFP_ERRORS = Object.freeze({

@@ -12,6 +12,7 @@ import { peerOf } from '../capture/resolvers';
 import { connectNative, listenNative } from '../capture/wfp';
 import { type ServerStats, StatsCounters } from './server-stats';
 import type { Transport } from '../net/transport';
+import { setListenerNoDelay } from '../platform/node-internals';
 import type { CloseSummary, Endpoint } from '../common/types';
 import type { EgressPlugin } from '../egress/types';
 import type { RedirectServerOptions } from '../config/types';
@@ -182,8 +183,7 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
   private setListenerNoDelay(): void {
     if (!INHERITS_NODELAY) return;
     this.noDelayPerSocket = true;
-    const handle = (this.net as unknown as { _handle?: { setNoDelay?(on: boolean): number } | null })._handle;
-    if (typeof handle?.setNoDelay !== 'function' || handle.setNoDelay(true) !== 0) return;
+    if (this.net === undefined || !setListenerNoDelay(this.net)) return;
     setImmediate(() => {
       this.noDelayPerSocket = false;
     });

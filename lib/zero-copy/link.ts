@@ -1,17 +1,8 @@
 import type { Socket } from 'node:net';
 import { beforeFdClose } from '../net/destroy-guard';
 import { stopSocketReading } from '../net/socket-transport';
+import { disableReadAhead, finReadByNode, restartHandle, restoreReadAhead } from '../platform/node-internals';
 import type { RelayHandlers, SpliceEngine } from './engine';
-
-interface LibuvStreamHandle {
-  reading?: boolean;
-  readStop?(): number;
-  readStart?(): number;
-}
-
-function handleOf(s: Socket): LibuvStreamHandle | null | undefined {
-  return (s as unknown as { _handle?: LibuvStreamHandle | null })._handle;
-}
 
 /**
  * One direction's way into the engine. The pump drives the lossless switch:
@@ -57,7 +48,7 @@ export class ZeroCopyLink {
     // now on this stream must not read, so make its _read a no-op.
     if (!this.readOverridden) {
       this.readOverridden = true;
-      (s as unknown as { _read: (n: number) => void })._read = noRead;
+      disableReadAhead(s);
     }
     this.halt();
     if (s.readableLength === 0) return;
@@ -96,8 +87,7 @@ export class ZeroCopyLink {
 
   /** True when the source's FIN was already read by Node (the JS path must deliver it). */
   sourceEnded(): boolean {
-    const state = (this.source as unknown as { _readableState?: { ended?: boolean } })._readableState;
-    return state?.ended === true || this.source.readableEnded;
+    return finReadByNode(this.source);
   }
 
   /** Hands both fds to the engine; false when it cannot (engine off, a socket gone): stay on the JS path. */
@@ -131,13 +121,9 @@ export class ZeroCopyLink {
     const s = this.source;
     if (this.readOverridden) {
       this.readOverridden = false;
-      delete (s as unknown as { _read?: unknown })._read; // back to net.Socket.prototype._read
+      restoreReadAhead(s);
     }
-    const h = handleOf(s);
-    if (h && !h.reading && !s.connecting && !s.destroyed && typeof h.readStart === 'function') {
-      h.reading = true;
-      h.readStart();
-    }
+    restartHandle(s);
   }
 
   /** Current totals of the running relay (for the idle timer, which must not trust lagging reports). */
@@ -193,8 +179,6 @@ function destroyedError(which: 'source' | 'sink'): NodeJS.ErrnoException {
 }
 
 const EMPTY = Buffer.alloc(0);
-
-function noRead(): void {}
 
 /**
  * After both directions finished with at least one on the engine: Node never
