@@ -1,7 +1,13 @@
 import type { Socket } from 'node:net';
-import { beforeFdClose } from '../net/destroy-guard';
 import { stopSocketReading } from '../net/socket-transport';
-import { disableReadAhead, finReadByNode, restartHandle, restoreReadAhead } from '../platform/node-internals';
+import {
+  beforeFdClose,
+  canGuardFdClose,
+  disableReadAhead,
+  finReadByNode,
+  restartHandle,
+  restoreReadAhead,
+} from '../platform/node-internals';
 import type { RelayHandlers, SpliceEngine } from './engine';
 
 /**
@@ -94,6 +100,8 @@ export class ZeroCopyLink {
   start(handlers: RelayHandlers): boolean {
     if (this.id !== undefined) return true;
     if (this.source.destroyed || this.sink.destroyed || this.sink.writableLength > 0) return false;
+    // The engine uses the sockets' own fds: only where a destroy() can stop it first.
+    if (!canGuardFdClose(this.source) || !canGuardFdClose(this.sink)) return false;
     const wrapped: RelayHandlers = {
       progress: (i, o) => handlers.progress(i, o),
       end: (i, o, at) => {

@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import type { Socket } from 'node:net';
 import test, { type ExecutionContext } from 'ava';
-import { beforeFdClose } from '../lib/net/destroy-guard';
+import { beforeFdClose } from '../lib/platform/node-internals';
 import { dial, listenTcp } from './helpers/net';
 
 // The guard the splice engine relies on (docs/zero-copy.md, "No dups"): hooks run inside
