@@ -22,7 +22,8 @@
             "native/splice-engine.cc",
             "native/splice-pump.cc",
             "native/splice-relay.cc",
-            "native/acceptor.cc"
+            "native/acceptor.cc",
+            "native/reuseport-listener.cc"
           ]
         }],
         ["OS=='win'", {

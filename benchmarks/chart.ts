@@ -1,5 +1,6 @@
 // The report's chart: hand-written SVG, one block per scenario, a bar per subject (median)
 // with a min–max whisker, a legend and a note saying what bars and whiskers are.
+import { curvePoint } from './load';
 import type { BenchResults, SubjectSummary } from './results';
 import { SCENARIO_INFO, type ScenarioName } from './scenarios';
 
@@ -48,7 +49,9 @@ export function isIndicative(r: Pick<BenchResults, 'mode' | 'settings'>): boolea
 export function renderSvg(r: BenchResults, title: string): string {
   const out: string[] = [];
   const label = (name: string): string => r.subjects.find((x) => x.name === name)?.label ?? name;
-  const charted = r.subjects.filter((s) => Object.values(r.scenarios).some((by) => by?.[s.name]));
+  const charted = r.subjects.filter((s) =>
+    Object.entries(r.scenarios).some(([name, by]) => !curvePoint(name) && by?.[s.name]),
+  );
 
   // Legend: a swatch per subject in the chart, wrapping at the chart's width.
   let x = 10;
@@ -74,6 +77,7 @@ export function renderSvg(r: BenchResults, title: string): string {
   y += 30;
 
   for (const [name, bySubject] of Object.entries(r.scenarios) as [ScenarioName, Record<string, SubjectSummary>][]) {
+    if (curvePoint(name)) continue; // drawn as curves (load-report.ts)
     const info = SCENARIO_INFO[name];
     const rows = Object.entries(bySubject);
     const max = Math.max(...rows.map(([, s]) => s.max).filter(Number.isFinite), 1e-9);

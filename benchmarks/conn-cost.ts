@@ -4,10 +4,11 @@
 // Subjects run in their own processes and are interleaved round by round; figures are medians.
 //
 //   node dist/benchmarks/conn-cost.js [--conns 10000] [--idle 2000] [--rounds 3]
-//        [--subjects plain,rx] [--lib before=/path/to/other/dist/lib ...]
+//        [--subjects plain,rx,rx-zc] [--lib before=/path/to/other/dist/lib ...] [--lib-zc name=dir ...]
 //
 // `--lib name=dir` adds an rxredirect subject loaded from another build's dist/lib, so a
-// change can be measured against the code before it in the same run.
+// change can be measured against the code before it in the same run (`--lib-zc`: with zeroCopy
+// 'auto', as the subject rx-zc; rx runs with zeroCopy 'off').
 import { type ChildProcess, fork } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
@@ -51,7 +52,9 @@ function runChild(): void {
     return;
   }
   const lib = require(join(libDir ?? '', 'index.js')) as typeof import('../lib/index');
-  const server = lib.createRedirectServer({ resolve: target, middleware: [], zeroCopy: 'off' });
+  // rx-zc: the default config (zeroCopy 'auto'), which splices only directions that show bulk.
+  const zeroCopy = kind === 'rx-zc' ? 'auto' : 'off';
+  const server = lib.createRedirectServer({ resolve: target, middleware: [], zeroCopy });
   void server.listen({ port: 0, host: '127.0.0.1', backlog: 4096 }).then((a) => process.send?.({ port: a.port }));
 }
 
@@ -129,13 +132,13 @@ async function main(): Promise<void> {
   const names = si >= 0 ? (args[si + 1] ?? '').split(',') : ['plain', 'rx'];
   const specs: { name: string; kind: string; lib: string }[] = names.map((n) => ({
     name: n,
-    kind: n === 'plain' ? 'plain' : 'rx',
+    kind: n === 'plain' ? 'plain' : n === 'rx-zc' ? 'rx-zc' : 'rx',
     lib: join(__dirname, '..', 'lib'),
   }));
   args.forEach((a, i) => {
-    if (a !== '--lib') return;
+    if (a !== '--lib' && a !== '--lib-zc') return;
     const [name, dir] = (args[i + 1] ?? '').split('=');
-    if (name && dir) specs.push({ name, kind: 'rx', lib: dir });
+    if (name && dir) specs.push({ name, kind: a === '--lib' ? 'rx' : 'rx-zc', lib: dir });
   });
 
   // The peer: echoes, and counts what it accepted (for the idle scenario).

@@ -98,6 +98,10 @@ export function evaluateGoals(r: Pick<BenchResults, 'scenarios' | 'settings' | '
   compare('3 pass-through operators ≥ 0.9 × JS no middleware (throughput)', bulk, 'rx-map3', 'rx', 0.9);
   compare('connection rate ≥ 0.9 × Node pipe() relay', ['connrate'], 'rx', 'plain', 0.9);
   compare('RSS per idle connection ≤ 1.2 × Node pipe() relay', ['idle-rss'], 'rx', 'plain', 1.2, true);
+  // Issue #17: splicing only bulk directions keeps the default config's per-connection cost at the JS path's.
+  compare("default config (zeroCopy 'auto') connection rate ≥ JS path", ['connrate'], 'rx-zc', 'rx', 1);
+  compare("default config added latency at c=1 ≤ Node pipe() relay's (p50)", ['latency-c1'], 'rx-zc', 'plain', 1, true);
+  loadGoal(r, goals);
 
   // Bounded: the relay never held more than the high-water mark plus one read (64 KiB) in
   // one direction (its own peakBuffered), and its RSS grew no more than twice the plain
@@ -123,4 +127,31 @@ export function evaluateGoals(r: Pick<BenchResults, 'scenarios' | 'settings' | '
       verdict: 'not measured',
     });
   return goals;
+}
+
+/** Issue #17: the JS path's memory at 128 bulk streams stays near the plain relay's (the slab budget). */
+function loadGoal(r: Pick<BenchResults, 'scenarios'>, goals: Goal[]): void {
+  const point = r.scenarios['load-128'];
+  const spread = (subject: string): (Spread & { median: number }) | undefined => {
+    const runs = point?.[subject]?.runs;
+    const growth = runs?.map((m) => Number(m.extra?.rssGrowthMiB ?? Number.NaN)).filter(Number.isFinite) ?? [];
+    if (!runs || growth.length === 0) return undefined;
+    const sorted = [...growth].sort((a, b) => a - b);
+    const mid = Math.floor(sorted.length / 2);
+    const median =
+      sorted.length % 2 ? (sorted[mid] as number) : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+    return { runs, min: sorted[0] as number, max: sorted[sorted.length - 1] as number, median };
+  };
+  const rx = spread('rx');
+  const plain = spread('plain');
+  const goal = 'JS path RSS growth at 128 bulk streams ≤ 1.5 × Node pipe() relay';
+  if (!rx || !plain) {
+    goals.push({ goal, measured: 'not measured', verdict: 'not measured' });
+    return;
+  }
+  goals.push({
+    goal,
+    measured: `load-128: ${(rx.median / plain.median).toFixed(2)}× (${fmt(rx.median)} vs ${fmt(plain.median)} MiB)`,
+    verdict: goalVerdict(rx, plain, 1.5, true),
+  });
 }

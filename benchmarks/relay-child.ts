@@ -2,7 +2,8 @@
 // argv[2]: JSON RelayConfig. Answers 'start' with the port, or { unavailable } for a
 // subject this build cannot run (zero-copy before the option exists).
 import { createServer, type AddressInfo, connect, type Socket } from 'node:net';
-import { type CloseSummary, createRedirectServer, type RedirectServerOptions } from '../lib/index';
+import { join, resolve } from 'node:path';
+import type { CloseSummary, RedirectServerOptions } from '../lib/index';
 import { loadMiddleware } from './chain';
 import { serve } from './proc';
 
@@ -13,9 +14,14 @@ export interface RelayConfig {
   middleware?: string;
   zeroCopy?: boolean;
   highWaterMark?: number;
+  /** Another build's dist/lib (`bench --baseline`): measures the code before a change in the same run. */
+  lib?: string;
 }
 
 const config = JSON.parse(process.argv[2] ?? '{}') as RelayConfig;
+const { createRedirectServer } = (
+  config.lib ? require(join(resolve(config.lib), 'index.js')) : require('../lib/index')
+) as typeof import('../lib/index');
 
 let peakBuffered = 0;
 let closed = 0;
@@ -44,7 +50,11 @@ async function startRx(): Promise<number | { unavailable: string }> {
   const options: Record<string, unknown> = {
     resolve: config.target,
     middleware: loadMiddleware(config.middleware),
-    limits: config.highWaterMark ? { highWaterMark: config.highWaterMark } : undefined,
+    limits: {
+      ...(config.highWaterMark ? { highWaterMark: config.highWaterMark } : {}),
+      // RXREDIRECT_BENCH_IDLE_MS=0 measures without the default idle timer (its cost on the hot path).
+      ...(process.env.RXREDIRECT_BENCH_IDLE_MS ? { idleTimeoutMs: Number(process.env.RXREDIRECT_BENCH_IDLE_MS) } : {}),
+    },
   };
   // The JS subjects ask for zeroCopy 'off' so a build whose default is 'auto' still measures
   // the JS path; a build without the option runs them as they are.
@@ -66,7 +76,16 @@ async function startRx(): Promise<number | { unavailable: string }> {
     reasons[s.reason] = (reasons[s.reason] ?? 0) + 1;
     peakBuffered = Math.max(peakBuffered, s.upstream.peakBuffered, s.downstream.peakBuffered);
   });
-  stats = () => ({ paths: server.stats().paths, highWaterMark: server.config.limits.highWaterMark });
+  stats = () => {
+    const s = server.stats();
+    // largeReads: builds before the slab budget have none.
+    return {
+      paths: s.paths,
+      dataPaths: s.dataPaths,
+      largeReads: s.largeReads,
+      highWaterMark: server.config.limits.highWaterMark,
+    };
+  };
   const address = await server.listen({ port: 0, host: '127.0.0.1', backlog: 4096 });
   return address.port;
 }

@@ -1,6 +1,7 @@
 // Markdown sections both reports share: the repository's (`npm run bench`) and a user's
 // (`rxredirect bench --middleware`).
 import { isIndicative } from './chart';
+import { curvePoint } from './load';
 import type { BenchResults, SubjectSummary } from './results';
 import { SCENARIO_INFO, type ScenarioName } from './scenarios';
 
@@ -104,10 +105,11 @@ export function findingsSection(r: BenchResults): string[] {
 export function resultsSection(r: BenchResults, nameOf: (subject: string) => string): string[] {
   const lines = ['## Results', ''];
   for (const [name, bySubject] of Object.entries(r.scenarios) as [ScenarioName, Record<string, SubjectSummary>][]) {
+    if (curvePoint(name)) continue; // the cost-against-load section (load-report.ts)
     const info = SCENARIO_INFO[name];
     const plain = bySubject.plain?.median;
     const direct = bySubject.direct?.median;
-    const latency = name === 'connrate';
+    const latency = name === 'connrate' || name === 'latency-c1';
     lines.push(
       `### ${info.title}`,
       '',
@@ -177,6 +179,8 @@ export function methodSection(r: BenchResults, extra: string[] = []): string[] {
     `- Throughput: ${throughputRun(r)} per run; 64-stream runs use \`-P 64\`; server → client uses \`-R\`.`,
     `- Connection rate: ${st.concurrency} concurrent clients, each connects, sends ${st.requestBytes} bytes, waits for the echo, ends, and starts again after close; ${st.connrateSeconds} s per run, after one unrecorded warm-up pass over every subject. Latency is connect → echo received; "added" is against direct.`,
     `- Idle RSS: ${st.idleConnections} connections opened through the relay and held idle; (VmRSS after − before) / connections, fresh relay process per run. "Before" and "after" are read once the Node relays (plain and rxredirect alike) have run a full garbage collection, so the garbage of the accept burst is not counted as memory per connection; the figure before it is in the JSON (\`kibPerConnectionBeforeGc\`).`,
+    `- Latency at c=1: the connection-rate client with one connection at a time for ${st.connrateSeconds} s; the figure is the p50 of connect → echo received, "added" is against direct.`,
+    "- Cost against load: iperf3 `-P N` (N = 1, 16, 64, 128; client → server) through a fresh relay process per run, its VmRSS and open descriptors (with its children's) sampled every 50 ms: peak − before; and 1,000 / 10,000 idle connections held open (RSS after a full GC in the Node relays − before; socat (a process per connection) and HAProxy (maxconn 7000) are left out at 10,000; the point is skipped where the descriptor limit cannot hold 20,000 per relay). Quick mode runs each point once and leaves 10,000 idle connections to full mode.",
     `- Slow reader: one connection written as fast as possible for ${st.slowSeconds} s to a peer reading ${(st.slowRateBytes / 1048576).toFixed(0)} MiB/s; peak VmRSS − VmRSS before. rxredirect reports its own peakBuffered (bytes held between the sockets), to compare with \`limits.highWaterMark\` = ${st.highWaterMark / 1024} KiB.`,
     `- Every subject runs in its own process; CPU is utime+stime (+ reaped children, for socat) from /proc/<pid>/stat over the run, in % of one core; RSS is VmRSS at the end of the run (for socat, plus the proportional set size, Pss, of its live forked children). Subjects are interleaved within each run so background load spreads over all of them.${haproxy ? ' HAProxy runs with `nbthread 1`, like the single-threaded Node relays.' : ''}`,
     '- Ratios are of medians. Ratios on a 2-core machine include the load generator competing with the relay for CPU.',

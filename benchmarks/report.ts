@@ -2,6 +2,7 @@ import { MIN_RUNS_FOR_VERDICT } from './goals';
 import { findingsSection, headline, machineSection, methodSection, resultsSection } from './report-sections';
 import type { BenchResults, SubjectSummary, Verdict } from './results';
 import type { Measurement } from './scenarios';
+import { loadSection } from './load-report';
 import { chainName, isUserRun, renderUserMarkdown } from './user-report';
 
 export function median(values: number[]): number {
@@ -62,14 +63,16 @@ export function renderMarkdown(r: BenchResults, svgName: string): string {
     `![chart](${svgName})`,
     '',
     ...resultsSection(r, (subject) => subject),
+    ...loadSection(r, loadSvgName(svgName)),
     ...methodSection(r),
     '## Running it',
     '',
     '```sh',
-    'npm run bench                 # every scenario, 5 runs each (about 20 minutes)',
+    'npm run bench                 # every scenario, 5 runs each (about 40 minutes)',
     'npm run bench -- --quick      # under 2 minutes with all 8 subjects: shorter runs, fewer idle connections',
     'npm run bench -- --quick --report docs/benchmarks.md   # regenerate this page',
     'npm run bench -- --subjects plain,rx --scenarios bulk-up,connrate --runs 3',
+    'npm run bench -- --subjects plain,rx,rx-zc --scenarios load-1,load-64,load-128 --baseline ../before/dist/lib',
     '```',
     '',
     'Results go to `benchmarks/results/` (gitignored): `bench-<date>.json` with every run, plus `report.md` and `report.svg` unless `--report` names another place. `--generator node` forces the Node load generator when iperf3 is installed.',
@@ -83,4 +86,9 @@ export function renderMarkdown(r: BenchResults, svgName: string): string {
     "`./my-chain.js` exports `middleware: Middleware[]` (or a default export: an array or one middleware). The same scenarios run against direct, the Node `pipe()` relay and rxredirect with no middleware, and the report (in `./benchmarks/results/` of the current directory) shows your chain, under its file name or `--name`, against each of them: the medians, their min–max spread, and whether a difference is larger than the spread. It has none of the goals above, which are this repository's. Your chain must pass bytes through unchanged in length for the throughput figures to mean anything (a chain that drops or delays bytes measures that instead).",
     '',
   ].join('\n');
+}
+
+/** The cost-against-load chart beside the main one: report.svg → report-load.svg. */
+export function loadSvgName(svgName: string): string {
+  return svgName.replace(/(\.svg)?$/, '-load.svg');
 }

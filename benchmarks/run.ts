@@ -4,10 +4,12 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { DEFAULT_LIMITS } from '../lib/index';
 import { loadMiddleware } from './chain';
+import { curvePoint, idleRoomMissing, raiseFdLimit } from './load';
+import { hasLoadPoints, renderLoadSvg } from './load-report';
 import { machineInfo } from './proc';
 import { renderSvg } from './chart';
 import { evaluateGoals } from './goals';
-import { chartTitle, renderMarkdown, summarise } from './report';
+import { chartTitle, loadSvgName, renderMarkdown, summarise } from './report';
 import type { BenchResults, SubjectSummary } from './results';
 import { labelOf } from './report-sections';
 import { chainComparisons, chainName, isUserRun } from './user-report';
@@ -29,6 +31,7 @@ import {
   toolVersion,
   userSubjects,
   which,
+  withBaseline,
 } from './subjects';
 
 export interface BenchOptions {
@@ -39,6 +42,8 @@ export interface BenchOptions {
   scenarios?: ScenarioName[];
   /** A user's chain module: runs it against the references instead of the built-in subjects. */
   middleware?: string;
+  /** Another build's dist/lib: every rxredirect subject also runs from it (before/after in one run). */
+  baseline?: string;
   /** The chain's name in the report (default: the module's file name). */
   name?: string;
   generator?: 'auto' | 'iperf3' | 'node';
@@ -71,7 +76,8 @@ export const BENCH_USAGE = `rxredirect bench [--quick] [--middleware FILE] [opti
   --report FILE         write the Markdown report there (SVG next to it) instead of DIR/report.md
   --note TEXT           a sentence for the report (e.g. what else was running)
   --findings FILE       Markdown written by hand about the results, shown after the goals
-  --render RESULTS.json write the report of an earlier run (with --report, --findings) without measuring`;
+  --render RESULTS.json write the report of an earlier run (with --report, --findings) without measuring
+  --baseline DIR        also run every rxredirect subject from another build's dist/lib (name-base)`;
 
 // Quick: throughput dominates (3 scenarios × 3 runs × subjects), so iperf3 moves a fixed
 // amount (-n; 512 MiB is 0.2–0.6 s here) instead of its shortest timed run (1 s).
@@ -113,6 +119,7 @@ export function parseBenchArgs(args: string[]): BenchOptions {
       note: { type: 'string' },
       findings: { type: 'string' },
       render: { type: 'string' },
+      baseline: { type: 'string' },
     },
   });
   const options: BenchOptions = { quick: values.quick ?? false };
@@ -155,6 +162,7 @@ export function parseBenchArgs(args: string[]): BenchOptions {
   if (values.note !== undefined) options.note = values.note;
   if (values.findings !== undefined) options.findings = values.findings;
   if (values.render !== undefined) options.render = values.render;
+  if (values.baseline !== undefined) options.baseline = values.baseline;
   return options;
 }
 
@@ -185,7 +193,8 @@ export async function runBench(
   const settings: Settings = { ...(options.quick ? QUICK : FULL), generator, ...options.settings };
   const runs = options.runs ?? (options.quick ? 3 : 5);
   const scenarios = options.scenarios ?? [...SCENARIOS];
-  const specs = chooseSubjects(options);
+  const chosen = chooseSubjects(options);
+  const specs = options.baseline !== undefined ? withBaseline(chosen, resolve(options.baseline)) : chosen;
   const highWaterMark = DEFAULT_LIMITS.highWaterMark;
   const machine = machineInfo();
   const results: BenchResults = {
@@ -227,6 +236,20 @@ export async function runBench(
 
   for (const scenario of scenarios) {
     const info = SCENARIO_INFO[scenario];
+    // Quick mode runs the cost-against-load points once (10,000 idle connections not at all,
+    // unless asked for by name); full mode runs every scenario `runs` times.
+    const quickRuns = options.scenarios?.includes(scenario) ? Math.max(1, info.quickRuns ?? runs) : info.quickRuns;
+    const scenarioRuns = options.runs ?? (options.quick ? (quickRuns ?? runs) : runs);
+    if (scenarioRuns === 0) {
+      log(`${scenario}: full mode only (skipped)`);
+      continue;
+    }
+    const point = curvePoint(scenario);
+    const noRoom = point?.kind === 'idle' ? idleRoomMissing(point.count) : undefined;
+    if (noRoom !== undefined) {
+      log(`${scenario}: skipped: ${noRoom}`);
+      continue;
+    }
     log(`${scenario}: ${info.title}`);
     const peers = new Peers();
     const runsBySubject = new Map<string, Measurement[]>();
@@ -234,7 +257,11 @@ export async function runBench(
       const target = await scenarioTarget(scenario, peers, settings, iperfPort++);
       const eligible = specs.filter(
         (s) =>
-          !(info.memory && s.kind === 'direct') && results.subjects.find((x) => x.name === s.name)?.status === 'ok',
+          !(info.memory && s.kind === 'direct') &&
+          // socat forks a process per connection (10,000 would measure the machine); HAProxy
+          // runs with maxconn 7000.
+          !(point?.kind === 'idle' && point.count > 1000 && (s.kind === 'socat' || s.kind === 'haproxy')) &&
+          results.subjects.find((x) => x.name === s.name)?.status === 'ok',
       );
       const start = async (spec: SubjectSpec): Promise<RunningSubject | undefined> => {
         let r: Awaited<ReturnType<typeof startSubject>>;
@@ -247,11 +274,17 @@ export async function runBench(
           unavailable(spec.name, r.unavailable);
           return undefined;
         }
+        // Two descriptors per idle connection: past the usual soft limit at 10,000.
+        if (point?.kind === 'idle' && !raiseFdLimit(r, 4 * point.count + 1024)) {
+          log(`  ${spec.name}: could not raise its descriptor limit (not root?)`);
+        }
         return r;
       };
-      // Throughput and rate: one process per subject for the whole scenario; memory: a fresh one per run.
+      // Throughput and rate: one process per subject for the whole scenario; memory and the
+      // cost-against-load points: a fresh one per run.
+      const fresh = info.memory || info.fresh === true;
       const running = new Map<string, RunningSubject>();
-      if (!info.memory) {
+      if (!fresh) {
         for (const spec of eligible) {
           const r = await start(spec);
           if (r) running.set(spec.name, r);
@@ -260,7 +293,7 @@ export async function runBench(
       try {
         // Connection rate: one unrecorded pass first, so neither the generator nor a
         // relay is measured while its JIT is still cold (the first pass ran ~half speed).
-        if (scenario === 'connrate') {
+        if (scenario === 'connrate' || scenario === 'latency-c1') {
           for (const spec of eligible) {
             const subject = running.get(spec.name);
             if (!subject) continue;
@@ -272,11 +305,11 @@ export async function runBench(
           }
           log('  warm-up pass done (not recorded)');
         }
-        for (let run = 1; run <= runs; run++) {
+        for (let run = 1; run <= scenarioRuns; run++) {
           for (const spec of eligible) {
             let subject = running.get(spec.name);
-            const fresh = info.memory ? await start(spec) : undefined;
-            if (info.memory) subject = fresh;
+            const own = fresh ? await start(spec) : undefined;
+            if (fresh) subject = own;
             if (!subject) continue;
             try {
               const m = await measure(scenario, subject, peers, settings);
@@ -284,15 +317,21 @@ export async function runBench(
               list.push(m);
               runsBySubject.set(spec.name, list);
               const extra =
-                scenario === 'connrate'
+                scenario === 'connrate' || scenario === 'latency-c1'
                   ? ` p50 ${m.extra?.p50Ms !== undefined ? Number(m.extra.p50Ms).toFixed(2) : '?'} ms p99 ${m.extra?.p99Ms !== undefined ? Number(m.extra.p99Ms).toFixed(2) : '?'} ms`
                   : '';
               const cpu = m.cpuPercent !== undefined ? `, relay CPU ${m.cpuPercent.toFixed(0)}%` : '';
-              log(`  run ${run}/${runs} ${spec.name.padEnd(15)} ${m.value.toFixed(2)} ${info.unit}${extra}${cpu}`);
+              const cost =
+                m.extra?.fdsPeak !== undefined
+                  ? `, RSS +${Number(m.extra.rssGrowthMiB ?? m.value).toFixed(1)} MiB, fds ${String(m.extra.fdsPeak)}`
+                  : '';
+              log(
+                `  run ${run}/${scenarioRuns} ${spec.name.padEnd(15)} ${m.value.toFixed(2)} ${info.unit}${extra}${cpu}${cost}`,
+              );
             } catch (err) {
-              log(`  run ${run}/${runs} ${spec.name.padEnd(15)} failed: ${(err as Error).message}`);
+              log(`  run ${run}/${scenarioRuns} ${spec.name.padEnd(15)} failed: ${(err as Error).message}`);
             } finally {
-              if (fresh) await fresh.stop();
+              if (own) await own.stop();
             }
           }
         }
@@ -331,6 +370,7 @@ function writeReport(
   const svgPath = `${reportPath.replace(/\.md$/, '')}.svg`;
   mkdirSync(dirname(reportPath), { recursive: true });
   writeFileSync(svgPath, renderSvg(results, chartTitle(results)));
+  if (hasLoadPoints(results)) writeFileSync(loadSvgName(svgPath), renderLoadSvg(results));
   writeFileSync(reportPath, renderMarkdown(results, basename(svgPath)));
   log(`results: ${jsonPath}\nreport:  ${reportPath} (chart ${svgPath})`);
   for (const g of results.goals) log(`goal ${g.verdict === 'missed' ? 'MISSED' : g.verdict}: ${g.goal}: ${g.measured}`);

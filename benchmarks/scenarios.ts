@@ -1,17 +1,28 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { join } from 'node:path';
+import { curvePoint, iperfStreams, LOAD_SCENARIOS, type LoadScenario, sampled, treeFds } from './load';
 import { sleep, treeCpuSeconds as cpuSeconds, treeRssBytes as rssBytes, Worker } from './proc';
 import type { RunningSubject } from './subjects';
 
-export type ScenarioName = 'bulk-up' | 'bulk-down' | 'streams-64' | 'connrate' | 'idle-rss' | 'slow-reader';
+export type ScenarioName =
+  | 'bulk-up'
+  | 'bulk-down'
+  | 'streams-64'
+  | 'connrate'
+  | 'latency-c1'
+  | 'idle-rss'
+  | 'slow-reader'
+  | LoadScenario;
 
 export const SCENARIOS: readonly ScenarioName[] = [
   'bulk-up',
   'bulk-down',
   'streams-64',
   'connrate',
+  'latency-c1',
   'idle-rss',
   'slow-reader',
+  ...LOAD_SCENARIOS,
 ];
 
 export interface ScenarioInfo {
@@ -21,7 +32,31 @@ export interface ScenarioInfo {
   readonly higherIsBetter: boolean;
   /** Memory scenarios get a fresh relay process per run and have no direct subject. */
   readonly memory: boolean;
+  /** A fresh relay process per run, direct included (the cost-against-load points). */
+  readonly fresh?: boolean;
+  /** Runs in quick mode (default: the mode's); 0 leaves the scenario to full mode. */
+  readonly quickRuns?: number;
 }
+
+const loadInfo = (name: LoadScenario): ScenarioInfo => {
+  const { kind, count } = curvePoint(name) as { kind: 'bulk' | 'idle'; count: number };
+  return kind === 'bulk'
+    ? {
+        title: `Cost against load: ${count} concurrent bulk stream${count === 1 ? '' : 's'} client → server`,
+        unit: 'Gbit/s',
+        higherIsBetter: true,
+        memory: false,
+        fresh: true,
+        quickRuns: 1,
+      }
+    : {
+        title: `Cost against load: ${count.toLocaleString('en')} idle connections`,
+        unit: 'MiB RSS',
+        higherIsBetter: false,
+        memory: true,
+        quickRuns: count > 1000 ? 0 : 1,
+      };
+};
 
 export const SCENARIO_INFO: Record<ScenarioName, ScenarioInfo> = {
   'bulk-up': {
@@ -48,8 +83,15 @@ export const SCENARIO_INFO: Record<ScenarioName, ScenarioInfo> = {
     higherIsBetter: true,
     memory: false,
   },
+  'latency-c1': {
+    title: 'Latency, one request/response connection at a time (c=1), p50',
+    unit: 'ms',
+    higherIsBetter: false,
+    memory: false,
+  },
   'idle-rss': { title: 'RSS per idle relayed connection', unit: 'KiB/conn', higherIsBetter: false, memory: true },
   'slow-reader': { title: 'RSS growth, fast sender → slow reader', unit: 'MiB', higherIsBetter: false, memory: true },
+  ...(Object.fromEntries(LOAD_SCENARIOS.map((n) => [n, loadInfo(n)])) as Record<LoadScenario, ScenarioInfo>),
 };
 
 export interface Settings {
@@ -108,7 +150,9 @@ export async function scenarioTarget(
   settings: Settings,
   iperfPort: number,
 ): Promise<number> {
-  if (SCENARIO_INFO[name].title.includes('throughput') && settings.generator === 'iperf3') {
+  const point = curvePoint(name);
+  const throughput = SCENARIO_INFO[name].title.includes('throughput') || point?.kind === 'bulk';
+  if (throughput && settings.generator === 'iperf3') {
     if (!peers.iperfPort) await peers.startIperf(iperfPort);
     return peers.iperfPort;
   }
@@ -119,12 +163,14 @@ export async function scenarioTarget(
     case 'bulk-down':
       return peers.listen('source');
     case 'connrate':
+    case 'latency-c1':
       return peers.listen('echo');
     case 'idle-rss':
       return peers.listen('hold');
     case 'slow-reader':
       return peers.listen('slow', settings.slowRateBytes);
   }
+  return peers.listen(point?.kind === 'bulk' ? 'sink' : 'hold');
 }
 
 function iperf3(args: string[], timeoutMs: number): Promise<{ bitsPerSecond: number; retransmits?: number }> {
@@ -201,7 +247,10 @@ export async function measure(
     return done((bytes * 8) / r.seconds / 1e9, await subject.stats());
   }
 
-  if (name === 'connrate') {
+  const point = curvePoint(name);
+  if (point) return measurePoint(point, subject, peers, settings);
+
+  if (name === 'connrate' || name === 'latency-c1') {
     const r = await peers.client.request<{
       completed: number;
       errors: number;
@@ -210,12 +259,13 @@ export async function measure(
       p99: number;
     }>('connrate', {
       port: subject.port,
-      concurrency: settings.concurrency,
+      concurrency: name === 'latency-c1' ? 1 : settings.concurrency,
       seconds: settings.connrateSeconds,
       size: settings.requestBytes,
     });
     const relayStats = await subject.stats();
-    return done(r.completed / r.seconds, { p50Ms: r.p50, p99Ms: r.p99, errors: r.errors, ...relayStats });
+    const extra = { p50Ms: r.p50, p99Ms: r.p99, errors: r.errors, connections: r.completed, ...relayStats };
+    return done(name === 'latency-c1' ? r.p50 : r.completed / r.seconds, extra);
   }
 
   if (name === 'idle-rss') {
@@ -303,4 +353,108 @@ export async function measure(
     rssTraceMiB: samples.map((s) => Math.round(((s - before) / 1024 / 1024) * 10) / 10),
     ...stats,
   });
+}
+
+/**
+ * One point of the cost-against-load curve, in a fresh relay process: bulk streams (throughput;
+ * peak RSS growth and descriptors while they run) or idle connections (RSS growth once open).
+ */
+async function measurePoint(
+  point: { kind: 'bulk' | 'idle'; count: number },
+  subject: RunningSubject,
+  peers: Peers,
+  settings: Settings,
+): Promise<Measurement> {
+  const pid = subject.pid;
+  await subject.collectGarbage?.();
+  await sleep(200);
+  if (point.kind === 'bulk') {
+    const n = point.count;
+    const cpu0 = pid ? cpuSeconds(pid) : Number.NaN;
+    const t0 = process.hrtime.bigint();
+    const run = sampled(pid, async () => {
+      if (settings.generator === 'iperf3') {
+        const seconds = Math.max(1, Math.round(settings.seconds));
+        // Quick mode: a fixed amount, doubled for many streams as in streams-64.
+        const length =
+          settings.iperfBytes !== undefined
+            ? ['-n', String(settings.iperfBytes * (n > 1 ? 2 : 1))]
+            : ['-t', String(seconds)];
+        return iperfStreams(subject.port, n, length, seconds * 1000 + 60_000);
+      }
+      await peers.server.request('reset');
+      const r = await peers.client.request<{ seconds: number }>('throughput', {
+        port: subject.port,
+        direction: 'up',
+        streams: n,
+        seconds: settings.seconds,
+      });
+      await sleep(100);
+      const received = (await peers.server.request<{ received: number }>('count')).received;
+      return { bps: (received * 8) / r.seconds, bytes: received };
+    });
+    const s = await run;
+    // CPU per byte moved holds up on a loaded machine, where Gbit/s swings with the neighbours.
+    const cpu = pid ? cpuSeconds(pid) - cpu0 : Number.NaN;
+    const wall = Number(process.hrtime.bigint() - t0) / 1e9;
+    const stats = await subject.stats();
+    const m: Measurement = {
+      value: s.result.bps / 1e9,
+      extra: {
+        streams: n,
+        cpuSecondsPerGiB: cpu / (s.result.bytes / 1073741824),
+        rssBefore: s.rssBefore,
+        rssPeak: s.rssPeak,
+        rssGrowthMiB: (s.rssPeak - s.rssBefore) / 1048576,
+        fdsBefore: s.fdsBefore,
+        fdsPeak: s.fdsPeak,
+        ...stats,
+      },
+    };
+    if (pid) {
+      m.rssBytes = s.rssPeak;
+      m.cpuPercent = (cpu / wall) * 100;
+    }
+    return m;
+  }
+  if (!pid) throw new Error('idle connections need a relay process');
+  await peers.server.request('reset');
+  const before = rssBytes(pid);
+  const fdsBefore = treeFds(pid);
+  const held = await peers.client.request<{ opened: number; errors: number }>(
+    'hold',
+    { port: subject.port, count: point.count },
+    300_000,
+  );
+  let last = -1;
+  for (let i = 0, still = 0; i < 600 && still < 10; i++) {
+    const c = await peers.server.request<{ accepted: number }>('count');
+    if (c.accepted >= held.opened) break;
+    still = c.accepted === last ? still + 1 : 0;
+    last = c.accepted;
+    await sleep(100);
+  }
+  await sleep(300);
+  await subject.collectGarbage?.();
+  await sleep(200);
+  const after = rssBytes(pid);
+  const fds = treeFds(pid);
+  const accepted = (await peers.server.request<{ accepted: number }>('count')).accepted;
+  const stats = await subject.stats();
+  await peers.client.request('release');
+  await peers.server.request('release');
+  return {
+    value: (after - before) / 1048576,
+    rssBytes: after,
+    extra: {
+      connections: held.opened,
+      relayed: Math.min(held.opened, accepted),
+      clientErrors: held.errors,
+      rssBefore: before,
+      rssAfter: after,
+      fdsBefore,
+      fdsPeak: fds,
+      ...stats,
+    },
+  };
 }

@@ -14,6 +14,8 @@ export interface SubjectSpec {
   readonly middleware?: string;
   readonly zeroCopy?: boolean;
   readonly splice?: boolean;
+  /** rxredirect subjects: another build's dist/lib (`bench --baseline`). */
+  readonly lib?: string;
 }
 
 export interface RunningSubject {
@@ -159,6 +161,7 @@ export async function startSubject(
       target: { host: '127.0.0.1', port: target },
       ...(spec.middleware ? { middleware: spec.middleware } : {}),
       ...(spec.zeroCopy ? { zeroCopy: true } : {}),
+      ...(spec.lib ? { lib: spec.lib } : {}),
       ...(options.highWaterMark ? { highWaterMark: options.highWaterMark } : {}),
     };
     const worker = new Worker(join(__dirname, 'relay-child.js'), [JSON.stringify(config)], ['--expose-gc']);
@@ -214,4 +217,14 @@ export async function startSubject(
     return { unavailable: `${(err as Error).message}${alert ? `: ${alert}` : ''}` };
   }
   return { spec, port, pid: child.pid, stats: noStats, stop: cleanup };
+}
+
+/** `bench --baseline DIR`: each rxredirect subject once more, run from another build's dist/lib. */
+export function withBaseline(specs: readonly SubjectSpec[], lib: string): SubjectSpec[] {
+  const out: SubjectSpec[] = [];
+  for (const s of specs) {
+    out.push(s);
+    if (s.kind === 'rx') out.push({ ...s, name: `${s.name}-base`, label: `${s.label} (baseline)`, lib });
+  }
+  return out;
 }

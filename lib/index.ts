@@ -100,6 +100,9 @@ export {
   type ProxyUnixAddress,
 } from './proxy-protocol/index';
 
+// Large reads' process-wide slab budget (docs/design.md, "The slab budget")
+export { configureLargeReads, type LargeReadBudget, type LargeReadStats, largeReadStats } from './net/slab-pool';
+
 // Zero-copy (Linux, docs/zero-copy.md)
 export {
   configureZeroCopy,
@@ -110,5 +113,34 @@ export {
 } from './zero-copy/engine';
 export type { SpliceEngineStats } from './platform/addon';
 
+// Prometheus metrics (docs/metrics.md; prom-client is an optional peer dependency)
+export {
+  aggregateMetrics,
+  createClusterMetrics,
+  createMetrics,
+  type MetricsEndpoint,
+  type MetricsOptions,
+  type MetricsSource,
+  type RedirectMetrics,
+  serveMetrics,
+  type WorkerStatsSource,
+} from './metrics/index';
+
 // Testing a middleware chain without sockets (docs/middleware.md)
 export { splits, type TestMiddlewareOptions, type TestMiddlewareResult, testMiddleware } from './pipeline/test-harness';
+
+// Worker processes on one address, crash restart, zero-downtime reload (Linux, docs/workers.md)
+export {
+  type ClusterListenOptions,
+  type ClusterStats,
+  createRedirectCluster,
+  loadConfigModule,
+  type RedirectCluster,
+  type RedirectClusterEvents,
+  type RedirectClusterOptions,
+  type ServerOptionsFactory,
+  type WorkerInfo,
+  type WorkerProcessInfo,
+  type WorkerReply,
+  type WorkerStatsReply,
+} from './workers/index';

@@ -38,7 +38,7 @@ export function bypass(options: BypassOptions = {}): Middleware {
   const immediate = afterBytes === undefined && when === undefined;
   return (ctx) => {
     if (immediate || afterBytes === 0) {
-      ctx.bypass?.(direction);
+      ctx.bypass(direction);
       return undefined;
     }
     const watcher = watch(ctx, direction, afterBytes, when);
@@ -63,7 +63,7 @@ function watch(
           seen += chunk.length;
           if ((afterBytes !== undefined && seen >= afterBytes) || when?.(chunk, ctx) === true) {
             handed = true;
-            ctx.bypass?.(direction);
+            ctx.bypass(direction);
           }
         },
         error: (err: unknown) => subscriber.error(err),

@@ -1,5 +1,5 @@
 import { Observable } from 'rxjs';
-import { invalidOption, RedirectError } from '../lib/common/errors';
+import { invalidOption } from '../lib/common/errors';
 import type { ConnectionContext, Middleware, TargetAddress } from '../lib/common/types';
 import { positiveInt } from './direction';
 
@@ -35,9 +35,6 @@ export function route(choose: Router, options: RouteOptions = {}): Middleware {
   if (typeof choose !== 'function') throw invalidOption('route', 'needs a function (ctx) => target | undefined');
   const waitMs = positiveInt('route.waitMs', options.waitMs, 5000);
   return (ctx) => {
-    if (typeof ctx.deferConnect !== 'function') {
-      throw new RedirectError('ERR_REDIRECT_DEFER_CONNECT', 'route() needs a server that supports ctx.deferConnect()');
-    }
     const release = ctx.deferConnect();
     return {
       upstream: (source) =>

@@ -77,12 +77,6 @@ export function sniff(options: SniffOptions = {}): Middleware {
     // A firewall must not touch the destination of a flow it refuses: no connect before the verdict.
     let release: (() => void) | undefined;
     if (deferConnect) {
-      if (typeof ctx.deferConnect !== 'function') {
-        throw new RedirectError(
-          'ERR_REDIRECT_SERVER_STATE',
-          'sniff() with a policy holds the connect until its verdict and needs ctx.deferConnect(); pass deferConnect: false to connect at accept',
-        );
-      }
       release = ctx.deferConnect();
     }
     return { upstream: (source) => sniffHead(source, ctx, maxBytes, timeoutMs, onSniff, release) };

@@ -44,10 +44,11 @@ enum class FaultKind : int {
   kPaused = 2,   // nothing could be freed: accepting stopped until acceptorResume()
 };
 
-// Touched on the JS thread only.
-std::unordered_map<int64_t, Acceptor*> gAcceptors;
-int64_t gNextId = 1;
-bool gCleanupHooked = false;
+// Per JS thread: each thread (main or worker_threads) has its own env and
+// event loop, and an acceptor lives on the loop of the thread that opened it.
+thread_local std::unordered_map<int64_t, Acceptor*> gAcceptors;
+thread_local int64_t gNextId = 1;
+thread_local bool gCleanupHooked = false;
 
 int OpenReserve() {
   return open("/dev/null", O_RDONLY | O_CLOEXEC);

@@ -9,6 +9,7 @@
 #include "capabilities.h"
 #include "marked-socket.h"
 #include "original-destination.h"
+#include "reuseport-listener.h"
 #include "socket-info.h"
 #include "splice-relay.h"
 #include "transparent.h"
@@ -36,6 +37,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("tcpNoDelay", Napi::Function::New(env, rxredirect::TcpNoDelay, "tcpNoDelay"));
   exports.Set("pendingError", Napi::Function::New(env, rxredirect::PendingError, "pendingError"));
   exports.Set("resetOnClose", Napi::Function::New(env, rxredirect::ResetOnClose, "resetOnClose"));
+  exports.Set("dupFd", Napi::Function::New(env, rxredirect::DupFd, "dupFd"));
   exports.Set("setTransparent", Napi::Function::New(env, rxredirect::SetTransparent, "setTransparent"));
   exports.Set("isTransparent", Napi::Function::New(env, rxredirect::IsTransparent, "isTransparent"));
   exports.Set("createMarkedSocket", Napi::Function::New(env, rxredirect::CreateMarkedSocket, "createMarkedSocket"));
@@ -48,6 +50,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("spliceProgress", Napi::Function::New(env, rxredirect::SpliceProgress, "spliceProgress"));
   exports.Set("acceptorOpen", Napi::Function::New(env, rxredirect::AcceptorOpen, "acceptorOpen"));
   exports.Set("acceptorResume", Napi::Function::New(env, rxredirect::AcceptorResume, "acceptorResume"));
+  exports.Set("listenReusePort", Napi::Function::New(env, rxredirect::ListenReusePort, "listenReusePort"));
   exports.Set("acceptorClose", Napi::Function::New(env, rxredirect::AcceptorClose, "acceptorClose"));
 #endif
 #if defined(_WIN32)

@@ -1,5 +1,6 @@
 #include "socket-info.h"
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -71,6 +72,13 @@ Napi::Value ResetOnClose(const Napi::CallbackInfo& info) {
     throw SystemError(info.Env(), errno, "setsockopt");
   }
   return info.Env().Undefined();
+}
+
+Napi::Value DupFd(const Napi::CallbackInfo& info) {
+  int fd = FdArgument(info, 0);
+  int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (copy < 0) throw SystemError(info.Env(), errno, "fcntl");
+  return Napi::Number::New(info.Env(), copy);
 }
 
 }  // namespace rxredirect

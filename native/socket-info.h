@@ -24,5 +24,8 @@ Napi::Value PendingError(const Napi::CallbackInfo& info);
 // resetOnClose(fd): SO_LINGER {on, 0}, so close(2) sends RST whatever state the
 // socket is in (libuv's own reset refuses while a shutdown is pending).
 Napi::Value ResetOnClose(const Napi::CallbackInfo& info);
+// dupFd(fd) -> a close-on-exec duplicate: a listening socket that outlives the
+// net.Server (or acceptor) that closes its own copy (a reload's next generation).
+Napi::Value DupFd(const Napi::CallbackInfo& info);
 
 }  // namespace rxredirect

@@ -244,3 +244,49 @@ test('a verdict is given only when the runs are apart; otherwise within noise', 
   t.is(comparisonText({ ratio: 1.004, comparison: 'worse' }), '**1.004× worse**');
   t.is(comparisonText({ ratio: 0.57, comparison: 'within noise' }), '0.57× within noise');
 });
+
+test('the cost-against-load points and the c=1 latency scenario: a section of tables, a line chart, their goals', async (t) => {
+  const dir = tempDir(t);
+  const options: BenchOptions = {
+    subjects: ['direct', 'plain', 'rx'],
+    scenarios: ['load-1', 'load-16', 'idle-1000', 'latency-c1'],
+    runs: 1,
+    generator: 'node',
+    outDir: dir,
+    report: join(dir, 'bench.md'),
+    settings: { seconds: 0.2, connrateSeconds: 0.2 },
+    log: () => {},
+  };
+  const { jsonPath, reportPath, svgPath } = await runBench(options);
+  const results = JSON.parse(readFileSync(jsonPath, 'utf8'));
+  for (const subject of ['plain', 'rx']) {
+    const bulk = results.scenarios['load-16'][subject].runs[0];
+    t.true(Number.isFinite(bulk.value), subject);
+    t.true(Number.isFinite(bulk.extra.rssGrowthMiB), subject);
+    t.true(bulk.extra.fdsPeak >= 2 * 16, `${subject}: ${bulk.extra.fdsPeak} descriptors for 16 streams`);
+    const idle = results.scenarios['idle-1000'][subject].runs[0];
+    t.true(idle.extra.fdsPeak >= 2 * 1000, `${subject}: ${idle.extra.fdsPeak} descriptors for 1,000 idle`);
+  }
+  // Direct has no relay to measure, but a throughput; idle points have no direct subject.
+  t.true(Number.isFinite(results.scenarios['load-1'].direct.median));
+  t.is(results.scenarios['idle-1000'].direct, undefined);
+  t.true(Number.isFinite(results.scenarios['latency-c1'].rx.p50Ms));
+  t.true(results.scenarios['load-1'].rx.runs[0].extra.largeReads.maxBytes > 0, 'the relay reports its slab budget');
+  const md = readFileSync(reportPath, 'utf8');
+  t.true(md.includes('\n## Cost against load\n'));
+  t.true(md.includes('![cost against load](bench-load.svg)'));
+  t.true(md.includes('### Latency, one request/response connection at a time (c=1), p50'));
+  for (const table of md.split('\n\n').filter((block) => block.startsWith('| '))) {
+    const rows = table.split('\n');
+    for (const row of rows) t.is(row.split(' | ').length, rows[0]!.split(' | ').length, row);
+  }
+  // The curve points are not bars in the main chart; they are lines in their own.
+  t.false(readFileSync(svgPath, 'utf8').includes('Cost against load'));
+  const curves = readFileSync(join(dir, 'bench-load.svg'), 'utf8');
+  for (const metric of ['throughput', 'rss', 'fds']) {
+    t.true(curves.includes(`data-subject="rx" data-metric="${metric}"`), metric);
+  }
+  const goals = results.goals.map((g: { goal: string }) => g.goal).join('\n');
+  t.regex(goals, /RSS growth at 128 bulk streams/);
+  t.regex(goals, /added latency at c=1/);
+});

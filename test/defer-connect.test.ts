@@ -18,7 +18,7 @@ const WHEN = ['build', 'data', 'timer'] as const;
 /** Defers the connect, then releases it with `target`; records whatever release() throws at it. */
 function releaseWith(target: unknown, when: (typeof WHEN)[number], thrown: unknown[]): Middleware {
   return (ctx) => {
-    const release = ctx.deferConnect!();
+    const release = ctx.deferConnect();
     const call = (): void => {
       try {
         release(target as TargetAddress);
@@ -82,7 +82,7 @@ test('a release with a bad target after a good one was pending still ends the fl
   });
   const releases: Array<(to?: TargetAddress) => void> = [];
   const twoDeferrals: Middleware = (ctx) => {
-    releases.push(ctx.deferConnect!(), ctx.deferConnect!());
+    releases.push(ctx.deferConnect(), ctx.deferConnect());
     return undefined;
   };
   const { server, port } = await startRedirect(t, {

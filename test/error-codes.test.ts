@@ -83,7 +83,7 @@ test('deferConnect() after the chain was built ends the flow with ERR_REDIRECT_D
   const up = await echoUpstream(t);
   const late: Middleware = (ctx) => ({
     upstream: (source) => {
-      ctx.deferConnect?.();
+      ctx.deferConnect();
       return source;
     },
   });

@@ -92,7 +92,7 @@ privileged('check() passes with CAP_NET_ADMIN', async (t) => {
 
 asRoot('check() without CAP_NET_ADMIN/CAP_NET_RAW throws ERR_REDIRECT_PERMISSION naming both remedies', async (t) => {
   const script = `
-    const { markEgress } = require(${JSON.stringify(join(__dirname, '..', 'lib', 'egress-mark.js'))});
+    const { markEgress } = require(${JSON.stringify(join(__dirname, '..', 'lib', 'egress', 'mark.js'))});
     try { markEgress({ mark: 1 }).check(); console.log(JSON.stringify({ ok: true })); }
     catch (e) { console.log(JSON.stringify({ code: e.code, syscallCode: e.syscallCode, message: e.message })); }`;
   const { stdout } = await run('setpriv', ['--bounding-set', '-net_admin,-net_raw', process.execPath, '-e', script]);

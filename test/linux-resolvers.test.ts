@@ -120,7 +120,7 @@ privileged('tproxy: prepareListener makes the listener transparent', async (t) =
 test('tproxy resolves without the addon when the listener is already transparent', async (t) => {
   const script = `
     const net = require('node:net');
-    const { tproxyResolver } = require(${JSON.stringify(join(__dirname, '..', 'lib', 'resolve-tproxy.js'))});
+    const { tproxyResolver } = require(${JSON.stringify(join(__dirname, '..', 'lib', 'capture', 'tproxy.js'))});
     const server = net.createServer({ pauseOnConnect: true }, async (socket) => {
       const listenAddress = { address: '0.0.0.0', port: server.address().port + 1, family: 'IPv4' };
       const { record } = await tproxyResolver({ transparent: false })

@@ -29,7 +29,7 @@ test('harness: route defers the connect and releases it with the chosen target',
   t.is(none.connect, 'at-accept');
   const late: Middleware = (ctx) => ({
     upstream: (s) => {
-      ctx.deferConnect?.();
+      ctx.deferConnect();
       return s;
     },
   });

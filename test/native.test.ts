@@ -157,7 +157,7 @@ onLinux('a marked socket fd is close-on-exec and non-blocking', (t) => {
 
 test('RXREDIRECT_NATIVE=0 turns the addon off; requireNative names the remedy', async (t) => {
   const script = `
-    const { native, requireNative } = require(${JSON.stringify(join(__dirname, '..', 'lib', 'native.js'))});
+    const { native, requireNative } = require(${JSON.stringify(join(__dirname, '..', 'lib', 'platform', 'addon.js'))});
     let error;
     try { requireNative('the test feature'); } catch (e) { error = { code: e.code, message: e.message }; }
     console.log(JSON.stringify({ available: native.available, loadError: native.loadError && native.loadError.message,

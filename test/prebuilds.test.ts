@@ -117,10 +117,10 @@ const SPLICE_RELAY = `
 const net = require('net');
 const { createRedirectServer } = require(process.argv[1]);
 // The addon's status is internal (lib/platform/addon.ts), read from the installed package itself.
-const { native } = require(require('path').join(require('path').dirname(process.argv[1]), 'native.js'));
+const { native } = require(require('path').join(require('path').dirname(process.argv[1]), 'platform', 'addon.js'));
 const echo = net.createServer({ allowHalfOpen: true }, (s) => s.pipe(s));
 echo.listen(0, '127.0.0.1', async () => {
-  const server = createRedirectServer({ resolve: { host: '127.0.0.1', port: echo.address().port } });
+  const server = createRedirectServer({ resolve: { host: '127.0.0.1', port: echo.address().port }, zeroCopy: 'always' });
   const closed = new Promise((resolve) => server.on('closed', resolve));
   const { port } = await server.listen({ host: '127.0.0.1', port: 0 });
   const payload = Buffer.alloc(1024 * 1024, 'x');
@@ -163,7 +163,7 @@ const WINE_SERVERS = `
 const net = require('net');
 const pkg = process.argv[2];
 const { createRedirectServer } = require(pkg + '\\\\dist\\\\lib\\\\index.js');
-const { native } = require(pkg + '\\\\dist\\\\lib\\\\native.js');
+const { native } = require(pkg + '\\\\dist\\\\lib\\\\platform\\\\addon.js');
 function relay(server, send) {
   return new Promise(async (resolve) => {
     const closed = new Promise((r) => server.once('closed', r));

@@ -191,7 +191,8 @@ backend be
     // Two whole checks went through us; the first one's verdict is then certainly recorded.
     while (passed < 2) await new Promise<void>((r) => (notify = r));
     const stat = await serverStat(stats, 'be', 's1');
-    t.is(stat.check_status, 'L7OK', JSON.stringify(stat));
+    // haproxy marks a check still running with '* ' before the last verdict.
+    t.regex(stat.check_status ?? '', /^(\* )?L7OK$/, JSON.stringify(stat));
     t.is(stat.status, 'UP');
     t.true(checks.length >= 2);
     for (const ext of checks.slice(0, 2)) {

@@ -115,7 +115,7 @@ test('an allowed SNI connects after the verdict and the TLS session carries byte
 /** Defers the connect as well, and releases it once `bytes` went past it: the core's queue fills first. */
 function holdFor(bytes: number): Middleware {
   return (ctx) => {
-    const release = ctx.deferConnect!();
+    const release = ctx.deferConnect();
     let seen = 0;
     return {
       upstream: tap((chunk: Buffer) => {

@@ -208,7 +208,9 @@ async function underWine(t: ExecutionContext, name: string, source: string, args
   const argv = [
     wineNode!,
     winPath(script),
-    ...(args ?? [join(outDir, 'rxredirect.node'), join(ROOT, 'dist', 'lib', 'transport-native.js')]).map(winPath),
+    ...(args ?? [join(outDir, 'rxredirect.node'), join(ROOT, 'dist', 'lib', 'net', 'windows-transport.js')]).map(
+      winPath,
+    ),
   ];
   const status = await new Promise<number | null>((resolve, reject) => {
     const out = openSync(outFile, 'w');

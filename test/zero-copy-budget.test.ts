@@ -83,7 +83,10 @@ zcTest(
     configureZeroCopy({ maxPipes: 12 });
     const copiedBefore = zeroCopyStats()?.copiedBytes ?? 0;
     const up = await echoUpstream(t);
-    const { server, port } = await startRedirect(t, { resolve: { host: '127.0.0.1', port: up.port } });
+    const { server, port } = await startRedirect(t, {
+      resolve: { host: '127.0.0.1', port: up.port },
+      zeroCopy: 'always',
+    });
     let peakPipes = 0;
     const watcher = setInterval(() => {
       peakPipes = Math.max(peakPipes, zeroCopyStats()?.pipes ?? 0);
@@ -145,7 +148,10 @@ zcTest(
 zcTest('a budget of zero pipes keeps everything on the JS path', async (t) => {
   configureZeroCopy({ maxPipes: 0 });
   const up = await echoUpstream(t);
-  const { server, port } = await startRedirect(t, { resolve: { host: '127.0.0.1', port: up.port } });
+  const { server, port } = await startRedirect(t, {
+    resolve: { host: '127.0.0.1', port: up.port },
+    zeroCopy: 'always',
+  });
   const c = await dial(port);
   const got = drain(c);
   const sent = await sendRandom(c, 2 * 1024 * 1024);

@@ -106,7 +106,10 @@ async function download(
     resolveSent = resolve;
   });
   const up = await listenTcp(t, (s) => resolveSent(sendGated(s, size, gate, chunk)));
-  const { server, port } = await startRedirect(t, { resolve: { host: '127.0.0.1', port: up.port } });
+  const { server, port } = await startRedirect(t, {
+    resolve: { host: '127.0.0.1', port: up.port },
+    zeroCopy: 'always',
+  });
   const client = await dial(port);
   client.pause();
   client.on('data', peaks.sample); // added while paused: does not start the flow
@@ -332,7 +335,10 @@ zcTest(
     // New connections while the grown pipes are held: half the budget (8 base
     // pipes) is never spent on growth; the two downloads hold 4 base pipes.
     const up = await echoUpstream(t);
-    const { server, port } = await startRedirect(t, { resolve: { host: '127.0.0.1', port: up.port } });
+    const { server, port } = await startRedirect(t, {
+      resolve: { host: '127.0.0.1', port: up.port },
+      zeroCopy: 'always',
+    });
     const summaries: CloseSummary[] = [];
     server.on('closed', (summary) => summaries.push(summary));
     const newcomers = [0, 1].map(async (i) => {

@@ -40,7 +40,10 @@ async function relayOnce(port: number): Promise<boolean> {
 zcTest('after 10,000 short spliced relays, fds and threads are back where they started', async (t) => {
   t.timeout(60_000);
   const up = await echoUpstream(t);
-  const { server, port } = await startRedirect(t, { resolve: { host: '127.0.0.1', port: up.port } });
+  const { server, port } = await startRedirect(t, {
+    resolve: { host: '127.0.0.1', port: up.port },
+    zeroCopy: 'always',
+  });
   // Warm-up: starts the engine's fixed thread pool (and libuv's lazily created
   // bits) so the baseline includes them.
   for (let i = 0; i < 20; i++) await relayOnce(port);

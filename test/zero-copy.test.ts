@@ -46,7 +46,10 @@ function spliced(directions: number): Promise<void> {
 
 zcTest('relays bytes both ways in the kernel and reports path and bytes per direction', async (t) => {
   const up = await echoUpstream(t);
-  const { server, port } = await startRedirect(t, { resolve: { host: '127.0.0.1', port: up.port } });
+  const { server, port } = await startRedirect(t, {
+    resolve: { host: '127.0.0.1', port: up.port },
+    zeroCopy: 'always',
+  });
   const client = await dial(port);
   const closed = nextClose(server);
   const got = drain(client);
@@ -97,7 +100,10 @@ zcTest('sha256-checked 128 MiB each way at once', async (t) => {
     upstreamResult = drain(s);
     upstreamSent = sendRandom(s, size, 256 * 1024);
   });
-  const { server, port } = await startRedirect(t, { resolve: { host: '127.0.0.1', port: up.port } });
+  const { server, port } = await startRedirect(t, {
+    resolve: { host: '127.0.0.1', port: up.port },
+    zeroCopy: 'always',
+  });
   const client = await dial(port);
   const closed = nextClose(server);
   const got = drain(client);
@@ -116,7 +122,10 @@ zcTest('a reset from the upstream becomes a reset to the client', async (t) => {
   const up = await listenTcp(t, (s) => {
     s.once('data', () => s.resetAndDestroy());
   });
-  const { server, port } = await startRedirect(t, { resolve: { host: '127.0.0.1', port: up.port } });
+  const { server, port } = await startRedirect(t, {
+    resolve: { host: '127.0.0.1', port: up.port },
+    zeroCopy: 'always',
+  });
   const conn = nextConnection(server);
   const client = await dial(port);
   await conn;
@@ -141,7 +150,10 @@ zcTest('destroy() aborts a live relay at once: both peers are reset', async (t) 
     });
     s.pipe(s);
   });
-  const { server, port } = await startRedirect(t, { resolve: { host: '127.0.0.1', port: up.port } });
+  const { server, port } = await startRedirect(t, {
+    resolve: { host: '127.0.0.1', port: up.port },
+    zeroCopy: 'always',
+  });
   const opened = nextConnection(server);
   const client = await dial(port);
   const conn = await opened;
@@ -160,7 +172,10 @@ zcTest('destroy() aborts a live relay at once: both peers are reset', async (t) 
 
 zcTest('close() lets a spliced connection finish, then resets what is left', async (t) => {
   const up = await echoUpstream(t);
-  const { server, port } = await startRedirect(t, { resolve: { host: '127.0.0.1', port: up.port } });
+  const { server, port } = await startRedirect(t, {
+    resolve: { host: '127.0.0.1', port: up.port },
+    zeroCopy: 'always',
+  });
   const finishing = await dial(port);
   const stuck = await dial(port);
   await spliced(4);
@@ -256,7 +271,10 @@ zcTest('bypass({ afterBytes }) hands over mid-stream without losing, duplicating
 
 zcTest('200 concurrent spliced connections keep their bytes intact', async (t) => {
   const up = await echoUpstream(t);
-  const { server, port } = await startRedirect(t, { resolve: { host: '127.0.0.1', port: up.port } });
+  const { server, port } = await startRedirect(t, {
+    resolve: { host: '127.0.0.1', port: up.port },
+    zeroCopy: 'always',
+  });
   const runs = Array.from({ length: 200 }, async (_, i) => {
     const c: Socket = await dial(port);
     const got = drain(c);
@@ -279,6 +297,7 @@ zcTest('the idle timeout sees spliced traffic as activity and still ends a quiet
   const { server, port } = await startRedirect(t, {
     resolve: { host: '127.0.0.1', port: up.port },
     limits: { idleTimeoutMs: IDLE_MS },
+    zeroCopy: 'always',
   });
   const client = await dial(port);
   const closed = nextClose(server);
@@ -320,6 +339,7 @@ zcTest('one direction spliced, the other through a chain: half-close either way 
   const { server, port } = await startRedirect(t, {
     resolve: { host: '127.0.0.1', port: up.port },
     middleware: [shout],
+    zeroCopy: 'always',
   });
   const client = await dial(port);
   const closed = nextClose(server);
@@ -340,7 +360,11 @@ zcTest('one direction spliced, the other through a chain: half-close either way 
     sock.end('bye');
   });
   const tapUp = upstream(map((c: Buffer) => c));
-  const r2 = await startRedirect(t, { resolve: { host: '127.0.0.1', port: up2.port }, middleware: [tapUp] });
+  const r2 = await startRedirect(t, {
+    resolve: { host: '127.0.0.1', port: up2.port },
+    middleware: [tapUp],
+    zeroCopy: 'always',
+  });
   const c2 = await dial(r2.port);
   const closed2 = nextClose(r2.server);
   const got2 = collect(c2);
@@ -386,6 +410,7 @@ zcTest(
     const { server, port } = await startRedirect(t, {
       resolve: { host: '127.0.0.1', port: up.port },
       limits: { idleTimeoutMs: IDLE_MS },
+      zeroCopy: 'always',
     });
     const client = await dial(port);
     let closedAt = 0;

@@ -39,6 +39,9 @@ export const REDIRECT_ERROR_CODES = [
   'ERR_REDIRECT_FAULT_RESET',
   'ERR_REDIRECT_FAULT_TIMEOUT',
   'ERR_REDIRECT_FAULT_LIMIT',
+  'ERR_REDIRECT_CONFIG_MODULE',
+  'ERR_REDIRECT_WORKER_FAILED',
+  'ERR_REDIRECT_METRICS_UNAVAILABLE',
 ] as const;
 
 export type RedirectErrorCode = (typeof REDIRECT_ERROR_CODES)[number];
@@ -68,4 +71,11 @@ export function errnoOf(err: unknown): string | undefined {
 /** `path` is the option as the user wrote it, below `options` (e.g. 'limits.highWaterMark'). */
 export function invalidOption(path: string, message: string): RedirectError {
   return new RedirectError('ERR_REDIRECT_INVALID_OPTION', path === '' ? message : `options.${path}: ${message}`);
+}
+
+/** Anything thrown by user code: a RedirectError keeps its own code, the rest gets `code`. */
+export function asRedirectError(err: unknown, code: RedirectError['code'], message: string): RedirectError {
+  if (err instanceof RedirectError) return err;
+  const detail = err instanceof Error ? err.message : String(err);
+  return new RedirectError(code, `${message}: ${detail}`, { cause: err });
 }

@@ -89,14 +89,14 @@ export interface ConnectionContext {
    * The returned function never throws: a bad target ends the flow at once (`middleware-error`,
    * ERR_REDIRECT_INVALID_OPTION).
    */
-  readonly deferConnect?: () => (target?: TargetAddress) => void;
+  readonly deferConnect: () => (target?: TargetAddress) => void;
   /**
    * Hands the rest of a direction over after its head was inspected: the
    * chain gets no more bytes, completes after flushing what it emitted, and
    * the rest flows raw (spliced in the kernel when `zeroCopy` allows).
-   * Default 'both'. Optional only so hand-built contexts (test harnesses) stay valid.
+   * Default 'both'; any other value throws ERR_REDIRECT_INVALID_OPTION.
    */
-  readonly bypass?: (direction?: BypassDirection) => void;
+  readonly bypass: (direction?: BypassDirection) => void;
 }
 
 export type BypassDirection = 'upstream' | 'downstream' | 'both';
@@ -169,6 +169,8 @@ export interface CloseSummary {
   readonly reason: CloseReason;
   readonly error: RedirectError | undefined;
   readonly durationMs: number;
+  /** From connect(2) to the upstream connected (ms); undefined when it never connected. */
+  readonly connectMs: number | undefined;
   readonly upstream: DirectionSummary;
   readonly downstream: DirectionSummary;
   /** 'js', 'zero-copy', 'mixed' or 'none' when no byte moved through a relay. */
@@ -183,11 +185,15 @@ export interface ResolvedTarget {
 }
 
 export interface Limits {
-  /** Connections above this are reset at accept. Default: Infinity. */
-  maxConnections?: number;
+  /**
+   * Connections above this are reset at accept ('max-connections'). Default 'auto': derived from
+   * the process's open-file limit (RLIMIT_NOFILE), shared by the 'auto' servers of the process.
+   * Infinity: no limit.
+   */
+  maxConnections?: number | 'auto';
   /** Upstream connect deadline. Default 10 000 ms. */
   connectTimeoutMs?: number;
-  /** No byte either way for this long ends the connection. Default: 0 (off). */
+  /** No byte either way for this long ends the connection. Default 3 600 000 (one hour); 0: off. */
   idleTimeoutMs?: number;
   /** Bytes held per direction before reading from the sender stops. Default 512 KiB. */
   highWaterMark?: number;

@@ -9,6 +9,7 @@ import type { Limits, Middleware, RedirectRecord, TargetAddress } from '../commo
 import type { RedirectServerOptions, TargetOption } from './types';
 import type { Resolver } from '../capture/types';
 import { checkTargetAddress } from '../common/target-address';
+import type { ZeroCopyMode } from '../zero-copy/engine';
 
 export interface ServerConfig {
   readonly id: string;
@@ -18,7 +19,7 @@ export interface ServerConfig {
   readonly limits: Required<Limits>;
   readonly egress: readonly EgressPlugin[];
   readonly localAddress: string | undefined;
-  readonly zeroCopy: 'auto' | 'off';
+  readonly zeroCopy: ZeroCopyMode;
   /** 'native': the addon's engine owns the sockets (Windows WFP). */
   readonly transport: 'net' | 'native';
 }
@@ -28,9 +29,11 @@ const NODE_READ_SIZE = 64 * 1024;
 const MAX_READ_BYTES = 64 * 1024 * 1024;
 
 export const DEFAULT_LIMITS: Readonly<Required<Limits>> = Object.freeze({
-  maxConnections: Number.POSITIVE_INFINITY,
+  // Derived from the open-file limit at listen() (lib/server/connection-budget.ts).
+  maxConnections: 'auto',
   connectTimeoutMs: 10_000,
-  idleTimeoutMs: 0,
+  // As Envoy's TCP proxy: a flow nobody closes (a peer gone without FIN or RST) is not held forever.
+  idleTimeoutMs: 3_600_000,
   highWaterMark: 512 * 1024,
   maxReadBytes: 1024 * 1024,
   resolveTimeoutMs: 5_000,
@@ -186,7 +189,7 @@ function normaliseLimits(limits: Limits | undefined): Required<Limits> {
       );
     }
   };
-  positive('maxConnections', false, true);
+  if (out.maxConnections !== 'auto') positive('maxConnections', false, true);
   positive('connectTimeoutMs', false, false);
   positive('idleTimeoutMs', true, false);
   positive('highWaterMark', false, false);
@@ -242,10 +245,10 @@ function normaliseTransparent(value: unknown): boolean | 'try' | undefined {
   throw invalidOption('transparent', `must be true, false or 'try', got ${String(value)}`);
 }
 
-function normaliseZeroCopy(value: unknown): 'auto' | 'off' {
+function normaliseZeroCopy(value: unknown): ZeroCopyMode {
   if (value === undefined) return 'auto';
-  if (value !== 'auto' && value !== 'off') {
-    throw invalidOption('zeroCopy', `must be 'auto' or 'off', got ${String(value)}`);
+  if (value !== 'auto' && value !== 'off' && value !== 'always') {
+    throw invalidOption('zeroCopy', `must be 'auto', 'always' or 'off', got ${String(value)}`);
   }
   return value;
 }

@@ -37,7 +37,7 @@ export interface RedirectServerOptions {
    * kernel with splice(2) when the addon is loaded ('auto', the default);
    * 'off' keeps every byte on the JS path. See docs/zero-copy.md.
    */
-  zeroCopy?: 'auto' | 'off';
+  zeroCopy?: 'auto' | 'always' | 'off';
   /** With `resolve: 'proxy-protocol'`: who may send a header, and limits (docs/proxy-protocol.md). */
   proxyProtocol?: import('../capture/proxy-protocol').ProxyProtocolResolverOptions;
 }

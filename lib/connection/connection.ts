@@ -21,16 +21,17 @@ import type { Transport } from '../net/transport';
 import type { ConnectDeferrals } from '../pipeline/context';
 import { Pump } from '../pipeline/pump';
 import { type BuiltFlow, buildFlow, type Chain } from './build-flow';
-import { closeSummary, EndOrder } from './close-summary';
+import { closeSummary, firstEnd } from '../pipeline/close-summary';
 import { askResolver } from './ask-resolver';
 import { dialUpstream, EgressRegistration, isFault } from './dial';
 import type { DirectionOwner } from './direction-hooks';
 import { Directions } from './directions';
 import { asRedirectError, type Fault, middlewareFault, resolveFault, socketFault } from './faults';
 import type { ConnectionHost } from './host';
-import { IdleTimer } from './idle-timer';
+import { type IdleOwner, IdleTimer } from './idle-timer';
 import { advance, type ConnectionPhase, isEnding } from './phase';
-import { WaitDeadline } from './wait-deadline';
+import { type Wait, waitExpired } from './wait-deadline';
+import { type DeadlineOwner, type DeadlineSweeper, sweeperFor } from '../common/deadlines';
 
 export interface ConnectionEvents {
   close: [summary: CloseSummary];
@@ -42,7 +43,7 @@ export interface ConnectionEvents {
  * their zero-copy wiring (directions.ts), the deadlines, the idle timer and the summary's
  * parts live in their own modules.
  */
-export class Connection extends EventEmitter<ConnectionEvents> implements DirectionOwner {
+export class Connection extends EventEmitter<ConnectionEvents> implements DirectionOwner, DeadlineOwner, IdleOwner {
   readonly id: number;
   /** Set once resolved; the 'connection' event is only emitted after that. */
   record!: RedirectRecord;
@@ -58,7 +59,8 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Direct
   /** What a native listener reported at accept, for `resolver.resolveNative`. */
   private readonly accepted: unknown;
   private upstream: Transport | undefined;
-  private readonly egress: EgressRegistration;
+  /** Our own egress for loop detection; only when the resolver's records can be the kernel's. */
+  private egress: EgressRegistration | undefined;
   /** Made on first use of `signal`: most flows never need one. */
   private abortController: AbortController | undefined;
   private readonly startedAt = performance.now();
@@ -67,11 +69,19 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Direct
   private directions: Directions | undefined;
   private reason: CloseReason | undefined;
   private error: RedirectError | undefined;
-  private readonly ends = new EndOrder();
+  /** When each side's FIN was seen (process.hrtime ns; 0: not yet): see firstEnd(). */
+  private clientEndAt = 0;
+  private upstreamEndAt = 0;
   /** Sockets still open: the client's, and the upstream's once dialled. */
   private openSockets = 1;
   private connected = false;
-  private readonly deadline = new WaitDeadline((reason, error) => this.terminate(reason, error, 'reset'));
+  /** The resolve, choose or connect deadline this flow waits under: one shared sweeper per length. */
+  private deadline: DeadlineSweeper | undefined;
+  private waiting: Wait = 'resolve';
+  private connectingTo: ResolvedTarget | undefined;
+  /** When connect(2) was issued, then how long the upstream took to connect (the summary's connectMs). */
+  private connectStartedAt = 0;
+  private connectMs: number | undefined;
   private idle: IdleTimer | undefined;
   private summaryValue: CloseSummary | undefined;
   private bypassUp = false;
@@ -91,7 +101,6 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Direct
     this.clientSocket = socket instanceof Socket ? socket : undefined;
     this.client = socket instanceof Socket ? new SocketTransport(socket) : socket;
     this.accepted = accepted;
-    this.egress = new EgressRegistration(host.egressEndpoints, () => this.phase === 'closed');
     this.client.attach({
       data: (chunk) => this.upPump?.onData(chunk),
       end: () => this.sourceEnded('client'),
@@ -150,15 +159,15 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Direct
       return;
     }
     // Only an asynchronous resolver needs the resolve deadline (one shared timer: lib/common/deadlines.ts).
-    this.deadline.set('resolve', this.host.config.limits.resolveTimeoutMs);
+    this.setDeadline('resolve', this.host.config.limits.resolveTimeoutMs);
     Promise.resolve(answer)
       .then(
         (result) => {
-          this.deadline.clear();
+          this.clearDeadline();
           this.resolved(result);
         },
         (err: unknown) => {
-          this.deadline.clear();
+          this.clearDeadline();
           this.fail(resolveFault(err));
         },
       )
@@ -201,9 +210,11 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Direct
       this.choose(deferrals, target, chain, resolved.leftover);
       return;
     }
-    this.target = target;
-    if (literal) this.targetResolved(literal, chain, resolved.leftover);
-    else this.lookUpTarget(target, chain, resolved.leftover);
+    // Every deferral was released while the chain was built: a release may still have named the target.
+    const routed = deferrals?.routed;
+    this.target = routed ?? target;
+    if (literal && routed === undefined) this.targetResolved(literal, chain, resolved.leftover);
+    else this.lookUpTarget(this.target, chain, resolved.leftover);
   }
 
   /** ctx.deferConnect(): the upstream pump runs into a queue until the middleware chooses. */
@@ -216,11 +227,11 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Direct
       failed: (err) => this.middlewareFailed(err),
       finished: () => this.directionFinished(),
     });
-    this.deadline.set('choose', this.host.config.limits.connectTimeoutMs);
+    this.setDeadline('choose', this.host.config.limits.connectTimeoutMs);
     this.deferredUp.start(leftover);
     wait
       .then((failure) => {
-        this.deadline.clear();
+        this.clearDeadline();
         if (isEnding(this.phase)) return;
         // A release named a bad target: end now rather than at the deadline.
         if (failure) return this.terminate('middleware-error', failure, 'reset');
@@ -268,6 +279,9 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Direct
   /** Dials the upstream and starts both directions; the client's bytes may flow before the connect completes. */
   private connect(target: ResolvedTarget, chain: Chain, leftover?: Buffer, deferred?: DeferredSink): void {
     this.phase = 'connecting';
+    const registry = this.host.egressEndpoints;
+    if (registry !== undefined) this.egress = new EgressRegistration(registry, this);
+    this.connectStartedAt = performance.now();
     const upstream = dialUpstream(
       this.host,
       this.record,
@@ -277,13 +291,14 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Direct
         end: () => this.sourceEnded('upstream'),
         error: (err) => this.fault('upstream', err),
         close: () => {
-          this.egress.release();
+          this.egress?.release();
           this.socketClosed();
         },
         connected: () => {
           this.connected = true;
+          this.connectMs = performance.now() - this.connectStartedAt;
           this.phase = advance(this.phase, 'open');
-          this.deadline.clear();
+          this.clearDeadline();
         },
       },
       this.egress,
@@ -294,7 +309,7 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Direct
     }
     this.upstream = upstream.transport;
     this.openSockets++;
-    this.deadline.set('connect', this.host.config.limits.connectTimeoutMs, target);
+    this.setDeadline('connect', this.host.config.limits.connectTimeoutMs, target);
     if (upstream.fault) {
       this.fail(upstream.fault);
       return;
@@ -304,20 +319,10 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Direct
     const { config } = this.host;
     this.directions = new Directions(this, config, this.client, this.clientSocket, upstream, chain, this.deferredUp);
     this.applyBypass();
-    this.idle = new IdleTimer(
-      config.limits.idleTimeoutMs,
-      () => {
-        this.directions?.up.pollSpliced();
-        this.directions?.down.pollSpliced();
-      },
-      (ms) =>
-        this.terminate(
-          'idle-timeout',
-          new RedirectError('ERR_REDIRECT_IDLE_TIMEOUT', `no byte either way for ${ms} ms`),
-          'destroy',
-        ),
-    );
-    this.idle.arm();
+    if (config.limits.idleTimeoutMs > 0) {
+      this.idle = new IdleTimer(config.limits.idleTimeoutMs, this);
+      this.idle.arm();
+    }
     if (!deferred) this.directions.up.start(leftover);
     this.directions.down.start();
   }
@@ -339,7 +344,9 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Direct
 
   /** @internal `side`'s FIN was seen at `atNs` (process.hrtime's clock); see EndOrder. */
   noteEnd(side: 'client' | 'upstream', atNs: number): void {
-    this.ends.note(side, atNs);
+    if (side === 'client') {
+      if (this.clientEndAt === 0 || atNs < this.clientEndAt) this.clientEndAt = atNs;
+    } else if (this.upstreamEndAt === 0 || atNs < this.upstreamEndAt) this.upstreamEndAt = atNs;
   }
 
   /** @internal Bytes moved: only the idle timer reads the time. */
@@ -399,7 +406,7 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Direct
   private stopAll(): void {
     this.upPump?.stop();
     this.directions?.down.stop();
-    this.deadline.clear();
+    this.clearDeadline();
     this.idle?.clear();
   }
 
@@ -413,17 +420,24 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Direct
     if (this.phase === 'closed' || this.openSockets > 0) return;
     // A side that closed without a fault and without both ends seen was destroyed under us.
     if (this.reason === undefined) {
-      this.reason = this.ends.reason ?? 'destroyed';
+      this.reason = firstEnd(this.clientEndAt, this.upstreamEndAt) ?? 'destroyed';
       this.stopAll();
       this.upstream?.destroy();
     }
     this.phase = 'closed';
     this.stopAll();
     this.abortController?.abort(this.reason);
-    const summary = closeSummary(this, this.reason, this.error, this.startedAt, {
-      upstream: this.upPump?.summary(),
-      downstream: this.directions?.down.summary(),
-    });
+    const summary = closeSummary(
+      this,
+      this.reason,
+      this.error,
+      this.startedAt,
+      {
+        upstream: this.upPump?.summary(),
+        downstream: this.directions?.down.summary(),
+      },
+      this.connectMs,
+    );
     this.summaryValue = summary;
     this.host.closed(this, summary);
     try {
@@ -434,6 +448,47 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Direct
         throw err;
       });
     }
+  }
+
+  /** @internal Spliced bytes are reported with a lag: the idle timer asks before deciding. */
+  pollSpliced(): void {
+    this.directions?.up.pollSpliced();
+    this.directions?.down.pollSpliced();
+  }
+
+  /** @internal */
+  idleExpired(ms: number): void {
+    this.terminate(
+      'idle-timeout',
+      new RedirectError('ERR_REDIRECT_IDLE_TIMEOUT', `no byte either way for ${ms} ms`),
+      'destroy',
+    );
+  }
+
+  private setDeadline(wait: Wait, ms: number, to?: ResolvedTarget): void {
+    this.clearDeadline();
+    this.deadline = sweeperFor(ms);
+    this.waiting = wait;
+    this.connectingTo = to;
+    this.deadline.set(this);
+  }
+
+  private clearDeadline(): void {
+    if (this.deadline === undefined) return;
+    this.deadline.clear(this);
+    this.deadline = undefined;
+    this.connectingTo = undefined;
+  }
+
+  /** @internal Called by the shared sweeper when the deadline passed. */
+  deadlineExpired(): void {
+    const ms = this.deadline?.ms ?? 0;
+    const to = this.connectingTo;
+    this.deadline = undefined;
+    this.connectingTo = undefined;
+    if (this.reason !== undefined) return;
+    const { reason, error } = waitExpired(this.waiting, ms, to);
+    this.terminate(reason, error, 'reset');
   }
 }
 

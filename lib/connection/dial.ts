@@ -32,7 +32,8 @@ export function dialUpstream(
   record: RedirectRecord,
   target: ResolvedTarget,
   events: DialEvents,
-  egress: EgressRegistration,
+  /** Our own egress, remembered when the server's records can be the kernel's. */
+  egress: EgressRegistration | undefined,
 ): Upstream | Fault {
   const { config } = host;
   let socket: Socket | undefined;
@@ -56,10 +57,10 @@ export function dialUpstream(
     () => {},
   );
   // Only a server whose records can be the kernel's remembers its egress (see recordLoop).
-  const remember = socket !== undefined && host.egressEndpoints !== undefined;
+  const remember = socket !== undefined ? egress : undefined;
   socket?.once('connect', () => {
     events.connected();
-    if (remember) egress.register(transport, target);
+    remember?.register(transport, target);
   });
   socket?.connect({
     host: target.host,
@@ -71,7 +72,7 @@ export function dialUpstream(
   // Node issues connect(2) on the next tick; right after it the kernel has
   // bound our local port, and the SYN's own accept (if it loops back to us)
   // cannot be handled before this tick ends. So loop detection is exact.
-  if (remember) process.nextTick(() => egress.register(transport, target));
+  if (remember) process.nextTick(() => remember.register(transport, target));
   try {
     for (const plugin of config.egress) {
       const preamble = plugin.preamble?.(record, target);
@@ -96,12 +97,12 @@ export class EgressRegistration {
   private key: string | undefined;
 
   constructor(
-    private readonly registry: Set<string> | undefined,
-    private readonly ended: () => boolean,
+    private readonly registry: Set<string>,
+    private readonly flow: { readonly closed: boolean },
   ) {}
 
   register(upstream: Transport, to: ResolvedTarget): void {
-    if (this.key !== undefined || this.registry === undefined || this.ended()) return;
+    if (this.key !== undefined || this.flow.closed) return;
     const local = upstream.boundEndpoint?.();
     if (local === undefined || local.port === 0) return; // not bound yet: 'connect' will register it
     this.key = flowKey(local, { address: to.host, port: to.port, family: to.family });
@@ -109,7 +110,7 @@ export class EgressRegistration {
   }
 
   release(): void {
-    if (this.key !== undefined) this.registry?.delete(this.key);
+    if (this.key !== undefined) this.registry.delete(this.key);
   }
 }
 

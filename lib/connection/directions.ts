@@ -30,13 +30,15 @@ export class Directions {
     deferredUp: Pump | undefined,
   ) {
     const hwm = config.limits.highWaterMark;
-    const engine = config.zeroCopy === 'auto' ? zeroCopyEngine() : undefined;
+    // 'auto': a direction without a chain goes to the kernel once it shows bulk; 'always': at once.
+    const engine = config.zeroCopy !== 'off' ? zeroCopyEngine() : undefined;
+    const atOnce = config.zeroCopy === 'always';
     this.spliceable =
       engine && upstream.socket && clientSocket ? { client: clientSocket, up: upstream.socket } : undefined;
     const pair = this.spliceable;
     // A deferred upstream pump started before the upstream existed: it stays on the JS path.
-    const upLink = engine && pair && !deferredUp ? new ZeroCopyLink(engine, pair.client, pair.up) : undefined;
-    const downLink = engine && pair ? new ZeroCopyLink(engine, pair.up, pair.client) : undefined;
+    const upLink = engine && pair && !deferredUp ? new ZeroCopyLink(engine, pair.client, pair.up, atOnce) : undefined;
+    const downLink = engine && pair ? new ZeroCopyLink(engine, pair.up, pair.client, atOnce) : undefined;
     if (upLink && downLink) upLink.pair(downLink);
     const max = config.limits.maxReadBytes;
     this.up =

@@ -1,5 +1,9 @@
-import { errnoOf, RedirectError } from '../common/errors';
+import { asRedirectError, errnoOf, RedirectError } from '../common/errors';
 import type { CloseReason } from '../common/types';
+
+// Shared with testMiddleware, which drives the same pipeline (lib/pipeline/memory-flow.ts).
+export { asRedirectError } from '../common/errors';
+export { middlewareFault } from '../pipeline/middleware-ending';
 
 /** How a connection ends after a fault: the close reason and the error reported with it. */
 export interface Fault {
@@ -74,34 +78,8 @@ export function egressFault(err: unknown, message = 'an egress plugin failed'): 
   return { reason: error.code === 'ERR_REDIRECT_LOOP_DETECTED' ? 'loop-detected' : 'upstream-error', error };
 }
 
-/** How a middleware's error ends its flow: RST both ways, or FIN after what was written. */
-export type Ending = 'reset' | 'close';
-
-/**
- * Codes with which a middleware ends its flow for a reason of its own (the fault-injection
- * toxics); every other error is `middleware-error` with RST both ways.
- */
-const MIDDLEWARE_ENDINGS: Partial<Record<RedirectError['code'], { reason: CloseReason; how: Ending }>> = {
-  ERR_REDIRECT_FAULT_RESET: { reason: 'fault-reset', how: 'reset' },
-  ERR_REDIRECT_FAULT_TIMEOUT: { reason: 'fault-timeout', how: 'close' },
-  ERR_REDIRECT_FAULT_LIMIT: { reason: 'fault-limit', how: 'close' },
-};
-
-/** A middleware errored its chain: the close reason and manner its code names. */
-export function middlewareFault(error: RedirectError): Fault & { how: Ending } {
-  const ending = MIDDLEWARE_ENDINGS[error.code];
-  return ending ? { ...ending, error } : { reason: 'middleware-error', how: 'reset', error };
-}
-
 /** Wraps a socket error under our code; the errno goes into the message, where logs show it. */
 function coded(code: RedirectError['code'], message: string, cause: Error): RedirectError {
   const errno = errnoOf(cause);
   return new RedirectError(code, errno ? `${message} (${errno})` : message, { cause });
-}
-
-/** Anything thrown by user code: a RedirectError keeps its own code, the rest gets `code`. */
-export function asRedirectError(err: unknown, code: RedirectError['code'], message: string): RedirectError {
-  if (err instanceof RedirectError) return err;
-  const detail = err instanceof Error ? err.message : String(err);
-  return new RedirectError(code, `${message}: ${detail}`, { cause: err });
 }

@@ -4,20 +4,23 @@
  * and sleeps again for what is left, so a busy flow costs one clock read per read, not a
  * timer reset.
  */
+export interface IdleOwner {
+  /** Asked before deciding: spliced bytes are reported with a lag. */
+  pollSpliced(): void;
+  idleExpired(ms: number): void;
+}
+
 export class IdleTimer {
   private timer: NodeJS.Timeout | undefined;
   private lastActivity = 0;
 
   constructor(
     private readonly ms: number,
-    /** Asked before deciding: spliced bytes are reported with a lag. */
-    private readonly refresh: () => void,
-    private readonly expired: (ms: number) => void,
+    private readonly owner: IdleOwner,
   ) {}
 
-  /** Starts the clock (a limit of 0 or less turns the timeout off). */
+  /** Starts the clock. */
   arm(): void {
-    if (this.ms <= 0) return;
     this.lastActivity = performance.now();
     this.timer = setTimeout(this.check, this.ms);
   }
@@ -33,12 +36,12 @@ export class IdleTimer {
   }
 
   private readonly check = (): void => {
-    this.refresh();
+    this.owner.pollSpliced();
     if (this.timer === undefined) return;
     const quiet = performance.now() - this.lastActivity;
     if (quiet >= this.ms) {
       this.timer = undefined;
-      this.expired(this.ms);
+      this.owner.idleExpired(this.ms);
     } else {
       this.timer = setTimeout(this.check, this.ms - quiet + 1);
     }

@@ -2,19 +2,9 @@ import type { Socket } from 'node:net';
 import { type LinuxAddon, optionalLinux } from '../platform/addon';
 import { normaliseAddress } from '../common/record';
 import type { Endpoint } from '../common/types';
-import {
-  boundAddressOf,
-  descriptorOf,
-  readIntoOwnBuffers,
-  restartHandle,
-  stopHandle,
-} from '../platform/node-internals';
-import type { TransportHandlers, ReadSizer, Transport } from './transport';
-
-/** A full read of Node's own: the flow has more waiting (bulk). */
-const NODE_READ_SIZE = 64 * 1024;
-/** Regions are at least this big. */
-const MIN_REGION = 64 * 1024;
+import { boundAddressOf, descriptorOf, restartHandle, stopHandle } from '../platform/node-internals';
+import { LargeReader, NODE_READ_SIZE, type ReadSizer } from './large-reads';
+import type { TransportHandlers, Transport } from './transport';
 
 /** Transport over a Node `net.Socket` (Linux, macOS, and Windows without WFP). */
 export class SocketTransport implements Transport {
@@ -23,12 +13,10 @@ export class SocketTransport implements Transport {
   private wantReading = false;
   /** We stopped the libuv handle ourselves, so we must restart it. */
   private stoppedHandle = false;
-  /** Large reads: sizes each region, asked after every read; set by largeReads(). */
+  /** Large reads, set by largeReads(); the reader itself is made at the first full read (most flows never have one). */
   private sizer: ReadSizer | undefined;
-  /** Large reads are on: every read lands in a region of `slab`, from `slabOffset` on. */
-  private slab: Buffer | undefined;
-  private slabOffset = 0;
-  private slabBytes = 0;
+  private largest = 0;
+  private reader: LargeReader | undefined;
 
   constructor(socket: Socket) {
     this.socket = socket;
@@ -66,11 +54,10 @@ export class SocketTransport implements Transport {
     const s = this.socket;
     s.on('data', (chunk: Buffer) => {
       handlers.data(chunk);
-      if (this.sizer !== undefined && chunk.length >= NODE_READ_SIZE && this.slab === undefined) {
-        this.startLargeReads();
-      }
+      if (chunk.length >= NODE_READ_SIZE && this.sizer !== undefined) this.largeReader(this.sizer).nodeReadFull();
     });
     s.on('end', () => {
+      this.reader?.end();
       // libuv turns an RST that arrives behind unread data into EOF (a hang-up
       // after a partial read). The kernel still holds the error: relaying a FIN
       // for it would make a truncated stream look complete (docs/design.md, "Resets").
@@ -84,46 +71,29 @@ export class SocketTransport implements Transport {
       if ((err as NodeJS.ErrnoException).syscall === 'reset' && !s.destroyed) s.destroy();
       handlers.error(err);
     });
-    s.on('close', handlers.close);
+    s.on('close', () => {
+      this.reader?.end();
+      handlers.close();
+    });
   }
 
   largeReads(maxBytes: number, sizer: ReadSizer): void {
-    if (maxBytes <= NODE_READ_SIZE) return;
-    this.slabBytes = 2 * maxBytes;
+    if (this.sizer !== undefined) return;
     this.sizer = sizer;
+    this.largest = maxBytes;
   }
 
-  /**
-   * Switches the socket to Node's user-buffer reads: each read lands in a fresh
-   * region of our slab, and the chunk handed on is a view of it. A region is
-   * never handed out twice, so a chunk still queued in a sink stays intact.
-   */
-  private startLargeReads(): void {
-    const s = this.socket;
-    const handlers = this.handlers as TransportHandlers;
-    const started = readIntoOwnBuffers(
-      s,
-      this.nextRegion(),
-      (n, region) => {
-        this.slabOffset += n;
-        handlers.data(region.subarray(0, n));
-      },
-      () => this.nextRegion(),
-    );
-    if (!started) this.sizer = undefined;
+  readsDrained(): void {
+    this.reader?.drained();
   }
 
-  /** The buffer the next read lands in: `nextReadSize()` bytes (at least 64 KiB) not handed out before. */
-  private nextRegion(): Buffer {
-    const size = Math.min(this.slabBytes / 2, Math.max(MIN_REGION, (this.sizer as ReadSizer).nextReadSize()));
-    let slab = this.slab;
-    if (slab === undefined || slab.length - this.slabOffset < size) {
-      // The old slab stays alive only while chunks cut from it are.
-      slab = Buffer.allocUnsafeSlow(this.slabBytes);
-      this.slab = slab;
-      this.slabOffset = 0;
-    }
-    return slab.subarray(this.slabOffset, this.slabOffset + size);
+  endLargeReads(): void {
+    this.reader?.end();
+  }
+
+  private largeReader(sizer: ReadSizer): LargeReader {
+    this.reader ??= new LargeReader(this.socket, this.largest, sizer, (chunk) => this.handlers?.data(chunk));
+    return this.reader;
   }
 
   startReading(): void {

@@ -1,4 +1,5 @@
 import type { Endpoint } from '../common/types';
+import type { ReadSizer } from './large-reads';
 
 /**
  * The seam between the core and a socket. Everything the core does to a
@@ -13,11 +14,6 @@ export interface TransportHandlers {
   error(err: Error): void;
   /** Fully closed; nothing more will be emitted. */
   close(): void;
-}
-
-/** Large reads: sizes the next read (asked after every read). */
-export interface ReadSizer {
-  nextReadSize(): number;
 }
 
 export interface Transport {
@@ -38,11 +34,15 @@ export interface Transport {
   /** Aborts with RST. */
   reset(): void;
   /**
-   * Optional: once the flow shows bulk, read into buffers of `sizer.nextReadSize()` bytes
-   * (asked after every read) instead of the platform's own (docs/design.md,
-   * "Large reads"). The pump asks for it on raw and synchronous directions.
+   * Optional: tell `sizer` when the flow shows bulk and, if it wants, read into regions of a
+   * leased slab, `sizer.nextReadSize()` bytes each (asked after every read), instead of the
+   * platform's own buffers (docs/design.md, "Large reads"). `maxBytes` ≤ 64 KiB only reports bulk.
    */
   largeReads?(maxBytes: number, sizer: ReadSizer): void;
+  /** Optional: the sink holds none of this source's bytes any more (a quiet direction's slab can go back). */
+  readsDrained?(): void;
+  /** Optional: no read will need a slab again (the kernel took the direction over). */
+  endLargeReads?(): void;
   /** Closes without sending anything more (FIN if the kernel has nothing unread). */
   destroy(): void;
   /**

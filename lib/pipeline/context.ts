@@ -15,7 +15,7 @@ export interface ContextOwner {
  * middleware that gave it, found while the flow runs: it ends that flow (reason
  * `middleware-error`) rather than throwing into whoever called release().
  */
-export function checkReleaseTarget(to: unknown): TargetAddress {
+function checkReleaseTarget(to: unknown): TargetAddress {
   try {
     return checkTargetAddress(to, 'release(target)');
   } catch (err) {
@@ -86,6 +86,15 @@ export class ConnectDeferrals {
   }
 }
 
+/** ctx.bypass()'s argument: a direction, 'both' when left out; anything else is a middleware's bug. */
+function checkBypassDirection(direction: unknown): BypassDirection {
+  if (direction === undefined) return 'both';
+  if (direction !== 'upstream' && direction !== 'downstream' && direction !== 'both') {
+    throw new RedirectError('ERR_REDIRECT_INVALID_OPTION', "bypass(direction): 'upstream', 'downstream' or 'both'");
+  }
+  return direction;
+}
+
 /** The `ctx` handed to each middleware of one flow. */
 export function createContext(
   owner: ContextOwner,
@@ -106,7 +115,7 @@ export function createContext(
       return state;
     },
     proxyId,
-    bypass: (direction) => bypass(direction ?? 'both'),
+    bypass: (direction) => bypass(checkBypassDirection(direction)),
     deferConnect: () => deferrals.defer(),
   };
 }

@@ -3,7 +3,8 @@
 import { Observable, type Subscriber, type Subscription } from 'rxjs';
 import { applyChain } from './compose';
 import { RedirectError } from '../common/errors';
-import type { ReadSizer, Transport } from '../net/transport';
+import type { ReadSizer } from '../net/large-reads';
+import type { Transport } from '../net/transport';
 import type { ByteOperator, DataPath, DirectionSummary } from '../common/types';
 import type { RelayHandlers } from '../zero-copy/engine';
 import type { ZeroCopyLink } from '../zero-copy/link';
@@ -66,6 +67,8 @@ export class Pump implements ReadSizer {
   /** The source's FIN arrived while the chain was finishing for a bypass, or during a handoff. */
   private endPending = false;
   private splicedIn = 0;
+  /** Raw direction with a link: the handoff waits for bulk ('auto') and is tried once. */
+  private spliceTried = false;
 
   constructor(
     source: Transport,
@@ -118,7 +121,10 @@ export class Pump implements ReadSizer {
       return;
     }
     this.reading = true;
-    if (!this.operator && this.link) {
+    // A raw direction with a link goes to the kernel at once ('always', or a bypass asked before
+    // the start), otherwise once it shows bulk (bulk()).
+    if (!this.operator && this.link && (this.link.atOnce || this.spliceTried)) {
+      this.spliceTried = true;
       void this.handOff();
       return;
     }
@@ -129,10 +135,17 @@ export class Pump implements ReadSizer {
   /**
    * ctx.bypass(): the chain gets no more bytes; once it completes (after
    * flushing what it emitted) the rest flows raw, in the kernel when a link
-   * is available. A no-op on a direction without a chain or whose chain ended.
+   * is available. A direction without a chain is handed to the kernel now (not
+   * at bulk); a no-op on one whose chain ended.
    */
   bypass(): void {
-    if ((this.phase !== 'idle' && this.phase !== 'flowing') || this.chainDone || !this.operator) return;
+    if (!this.operator) {
+      if (this.stopped || !this.link || this.spliceTried) return;
+      this.spliceTried = true;
+      if (this.reading) queueMicrotask(() => void this.handOff());
+      return;
+    }
+    if ((this.phase !== 'idle' && this.phase !== 'flowing') || this.chainDone) return;
     this.phase = 'bypassing';
     this.reading = false;
     this.source.stopReading();
@@ -145,7 +158,34 @@ export class Pump implements ReadSizer {
   private allowLargeReads(): void {
     // A read never exceeds the mark, so neither does a slab's region.
     const largest = Math.min(this.maxReadBytes, this.flow.highWaterMark);
-    if (largest > LARGE_READ_MIN) this.source.largeReads?.(largest, this);
+    // With a link the transport also reports bulk for the handoff, even without large reads.
+    if (largest > LARGE_READ_MIN || this.link) this.source.largeReads?.(largest, this);
+  }
+
+  /**
+   * The flow showed bulk (a read filled Node's 64 KiB). A raw direction with a link is handed to
+   * the kernel now (docs/zero-copy.md, "When to splice"); otherwise raw and synchronous
+   * directions read large.
+   */
+  bulk(): boolean {
+    if (this.stopped) return false;
+    if (this.link && !this.operator && !this.spliceTried) {
+      this.spliceTried = true;
+      // Not inside the socket's read callback: the handoff reads out what Node buffered.
+      queueMicrotask(() => void this.handOff());
+      return false;
+    }
+    return this.operator === undefined || this.flow.mode === 'sync';
+  }
+
+  /** Large reads: regions may be reused once the sink took their bytes (no chain keeps a view). */
+  get reusable(): boolean {
+    return this.operator === undefined;
+  }
+
+  /** Large reads: bytes handed on that may still be referenced (none once the sink is gone). */
+  get inUse(): number {
+    return this.sink.destroyed ? 0 : this.flow.backlog + this.sink.writableLength;
   }
 
   /** Large reads: the next read may take what is left under the high-water mark. */
@@ -274,6 +314,7 @@ export class Pump implements ReadSizer {
 
   private readonly onFlushed = (): void => {
     if (!this.stopped) this.maybeResume();
+    if (this.flow.backlog + this.sink.writableLength === 0) this.source.readsDrained?.();
   };
 
   private checkHigh(): void {
@@ -374,6 +415,7 @@ export class Pump implements ReadSizer {
         this.handedOff = true;
         this.phase = 'spliced';
         this.reading = false;
+        this.source.endLargeReads?.();
         return;
       }
     }

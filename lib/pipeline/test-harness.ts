@@ -1,10 +1,9 @@
-import { Observable, type Subscriber, type Subscription } from 'rxjs';
-import { applyChain, buildChain } from './compose';
-import { checkReleaseTarget } from './context';
-import { RedirectError } from '../common/errors';
+import { MemoryFlow } from './memory-flow';
+import { invalidOption, type RedirectError } from '../common/errors';
 import { createRecord } from '../common/record';
+import type { MemoryTransport, ReadPace } from '../net/memory-transport';
 import type {
-  ByteOperator,
+  CloseSummary,
   ConnectionContext,
   Middleware,
   RedirectRecord,
@@ -15,20 +14,21 @@ import type {
 export interface TestMiddlewareOptions {
   /** The flow's record. Default: 127.0.0.1:40000 → 127.0.0.1:80, mechanism 'static'. */
   record?: RedirectRecordInit | RedirectRecord;
-  /** Chunks fed to the upstream (client → destination) chain, in order; strings are UTF-8. */
+  /** Chunks the client sends (through the upstream chain), in order; strings are UTF-8. */
   upstream?: readonly (Buffer | string)[];
-  /** Chunks fed to the downstream (destination → client) chain, in order. */
+  /** Chunks the destination sends (through the downstream chain), in order. */
   downstream?: readonly (Buffer | string)[];
-  /** Complete the upstream input after its chunks (a client FIN). Default true. */
+  /** The client sends FIN after its chunks. Default true. */
   endUpstream?: boolean;
-  /** Complete the downstream input after its chunks (an upstream FIN). Default true. */
+  /** The destination sends FIN after its chunks. Default true. */
   endDownstream?: boolean;
-  /** Wait this long between fed chunks (to drive timers). Default 0: all chunks in one tick. */
+  /** Wait this long between sent chunks (to drive timers). Default 0: all chunks in one tick. */
   gapMs?: number;
   /**
-   * How long to wait for the chains to finish once everything was fed. When a direction is not
+   * How long to wait for the flow to close once everything was sent. When a direction is not
    * ended the harness waits this long and then reports `ended: 'open'`. Default 2 000 ms when both
-   * directions are ended, else 0 (one macrotask).
+   * directions are ended, else 0. Either way it then lets the in-memory connections go quiet
+   * (reads and closes already due happen; at most 1 000 turns of the event loop).
    */
   timeoutMs?: number;
   /** Entries put into `ctx.state` before the middleware is called. */
@@ -37,22 +37,41 @@ export interface TestMiddlewareOptions {
   id?: number;
   /** `ctx.proxyId`. Default 'rxredirect'. */
   proxyId?: string;
+  /**
+   * As the server's `limits.highWaterMark`: bytes held per direction before the pump stops
+   * reading. At least 1024; default 512 KiB.
+   */
+  highWaterMark?: number;
+  /**
+   * A slow reader: `upstream` paces the destination (what the upstream chain emits), `downstream`
+   * the client; each reads at most `bytes` per read, one read every `everyMs` (default 0: one a
+   * turn of the event loop). Default: each reads everything as soon as it arrives.
+   */
+  readPace?: { upstream?: ReadPace; downstream?: ReadPace };
+  /**
+   * As the server's `limits.connectTimeoutMs` while `ctx.deferConnect()` holds the connect.
+   * Default 0: no deadline.
+   */
+  connectTimeoutMs?: number;
 }
 
 export interface TestMiddlewareResult {
-  /** What the upstream chain emitted (what the destination would receive), chunk by chunk. */
+  /** What the destination received (the upstream chain's output), chunk by chunk. */
   readonly upstream: Buffer[];
-  /** What the downstream chain emitted (what the client would receive). */
+  /** What the client received (the downstream chain's output). */
   readonly downstream: Buffer[];
   readonly upstreamBytes: Buffer;
   readonly downstreamBytes: Buffer;
   /**
-   * 'complete': both chains completed; 'error': a chain failed (the server would reset both
-   * sockets with reason 'middleware-error'); 'open': still running when the harness stopped.
+   * 'complete': the flow closed gracefully (both FINs passed); 'error': it ended with an error
+   * (`error`, and `summary.reason` as the server reports it, e.g. 'middleware-error');
+   * 'open': still open when the harness stopped (the harness then destroys it: reason 'destroyed').
    */
   readonly ended: 'complete' | 'error' | 'open';
   /** The error, coded as the server would report it. */
   readonly error?: RedirectError;
+  /** The flow's close summary, as a server's 'close' event gives it (byte counts, pauses, reason). */
+  readonly summary: CloseSummary;
   /** `ctx.state` after the run. */
   readonly state: Map<string | symbol, unknown>;
   /** The context the middleware was called with; its signal has aborted. */
@@ -72,14 +91,18 @@ const DEFAULT_RECORD: RedirectRecordInit = {
   destination: { address: '127.0.0.1', port: 80 },
 };
 
+/** The server's default `limits.highWaterMark` (lib/config/options.ts). */
+const DEFAULT_HIGH_WATER_MARK = 512 * 1024;
+
+/** Turns of the event loop the harness waits at most for the in-memory connections to go quiet. */
+const QUIET_TURNS = 1000;
+
 /**
- * Runs a middleware chain without sockets, like Netty's EmbeddedChannel: the chain is built by
- * the same `buildChain` the server uses (upstream in array order, downstream reversed), input is
- * fed through a plain Observable the way the pump feeds it, and outputs are checked the way the
- * pump checks them (Buffers only; any other error becomes ERR_REDIRECT_MIDDLEWARE).
- *
- * There is no flow control here: nothing stops feeding, so a chain that would stall a real
- * connection just takes longer.
+ * Runs a middleware chain through the server's own pipeline over in-memory connections, like
+ * Netty's EmbeddedChannel: the same context, `buildChain`, deferrals and Pumps as a server's
+ * connection (lib/pipeline/memory-flow.ts), so flow control, `ctx.bypass()`, `ctx.deferConnect()`
+ * (with its target check) and the close summary behave as on sockets. The test plays the client
+ * and the destination (docs/middleware.md, "Testing a chain without sockets").
  *
  * @example
  * ```ts
@@ -92,207 +115,98 @@ export async function testMiddleware(
   options: TestMiddlewareOptions = {},
 ): Promise<TestMiddlewareResult> {
   const list = typeof middleware === 'function' ? [middleware] : [...middleware];
-  const abort = new AbortController();
-  let building = true;
-  let deferrals = 0;
-  let everDeferred = false;
-  let target: TargetAddress | undefined;
-  const ctx: ConnectionContext = {
-    deferConnect: () => {
-      if (!building) {
-        throw new RedirectError(
-          'ERR_REDIRECT_DEFER_CONNECT',
-          'deferConnect() is only allowed while the chain is built',
-        );
-      }
-      deferrals++;
-      everDeferred = true;
-      let done = false;
-      return (to?: TargetAddress) => {
-        if (done) return;
-        done = true;
-        if (to !== undefined) {
-          // As in the server: a bad target ends the flow, it is not thrown at the caller.
-          try {
-            target = checkReleaseTarget(to);
-          } catch (err) {
-            fail(err);
-            return;
-          }
-        }
-        deferrals--;
-      };
-    },
+  const flow = new MemoryFlow({
     id: options.id ?? 1,
     record: createRecord(options.record ?? DEFAULT_RECORD),
-    signal: abort.signal,
-    state: new Map(options.state ?? []),
     proxyId: options.proxyId ?? 'rxredirect',
-  };
-  const endUp = options.endUpstream ?? true;
-  const endDown = options.endDownstream ?? true;
+    highWaterMark: count('highWaterMark', options.highWaterMark, DEFAULT_HIGH_WATER_MARK, 1024),
+    connectTimeoutMs: count('connectTimeoutMs', options.connectTimeoutMs, 0, 0),
+  });
   const upOut: Buffer[] = [];
   const downOut: Buffer[] = [];
-  let error: RedirectError | undefined;
-  let settle: () => void = () => {};
-  const settled = new Promise<void>((resolve) => {
-    settle = resolve;
-  });
+  play(flow.destination, upOut, checkPace('readPace.upstream', options.readPace?.upstream));
+  play(flow.client, downOut, checkPace('readPace.downstream', options.readPace?.downstream));
+  for (const [key, value] of options.state ?? []) flow.ctx.state.set(key, value);
+  flow.run(list);
 
-  const fail = (err: unknown): void => {
-    if (error !== undefined) return;
-    error =
-      err instanceof RedirectError
-        ? err
-        : new RedirectError('ERR_REDIRECT_MIDDLEWARE', `middleware failed: ${messageOf(err)}`, { cause: err });
-    up?.stop();
-    down?.stop();
-    settle();
-  };
-  const checkDone = (): void => {
-    if (up?.done && down?.done) settle();
-  };
-
-  let up: Direction | undefined;
-  let down: Direction | undefined;
-  let chain: ReturnType<typeof buildChain>;
-  try {
-    chain = buildChain(list, ctx);
-    building = false;
-  } catch (err) {
-    building = false;
-    fail(err);
-    return finish();
-  }
-  up = new Direction(chain.upstream, upOut, fail, checkDone);
-  down = new Direction(chain.downstream, downOut, fail, checkDone);
-  up.start();
-  down.start();
-
+  const endUp = options.endUpstream ?? true;
+  const endDown = options.endDownstream ?? true;
   const gap = options.gapMs ?? 0;
-  const feed = async (dir: Direction, chunks: readonly (Buffer | string)[] | undefined, end: boolean) => {
+  const send = async (end: MemoryTransport, chunks: readonly (Buffer | string)[] | undefined, fin: boolean) => {
     for (const chunk of chunks ?? []) {
-      if (error !== undefined) return;
       if (gap > 0) await new Promise((r) => setTimeout(r, gap));
-      dir.feed(typeof chunk === 'string' ? Buffer.from(chunk) : chunk);
+      if (end.destroyed) return;
+      end.write(typeof chunk === 'string' ? Buffer.from(chunk) : chunk, ignore);
     }
-    if (end && error === undefined) dir.end();
+    if (fin) end.end();
   };
-  await feed(up, options.upstream, endUp);
-  await feed(down, options.downstream, endDown);
+  await send(flow.client, options.upstream, endUp);
+  await send(flow.destination, options.downstream, endDown);
 
   const wait = options.timeoutMs ?? (endUp && endDown ? 2000 : 0);
   let timer: NodeJS.Timeout | undefined;
   await Promise.race([
-    settled,
+    flow.closed,
     new Promise<void>((resolve) => {
       timer = setTimeout(resolve, wait);
     }),
   ]);
   clearTimeout(timer);
-  return finish();
+  // Bytes already on their way still arrive, as they would before the server gave up.
+  await quiet(flow);
+  const open = flow.summary === undefined;
+  if (open) flow.destroy();
+  const summary = await flow.closed;
+  await quiet(flow);
+  flow.client.destroy();
+  flow.destination.destroy();
+  return {
+    upstream: upOut,
+    downstream: downOut,
+    upstreamBytes: Buffer.concat(upOut),
+    downstreamBytes: Buffer.concat(downOut),
+    ended: open ? 'open' : summary.error !== undefined ? 'error' : 'complete',
+    ...(summary.error !== undefined ? { error: summary.error } : {}),
+    summary,
+    state: flow.ctx.state,
+    ctx: flow.ctx,
+    connect: flow.connect,
+    ...(flow.target !== undefined ? { target: flow.target } : {}),
+  };
+}
 
-  function finish(): TestMiddlewareResult {
-    const ended = error !== undefined ? 'error' : up?.done && down?.done ? 'complete' : 'open';
-    up?.stop();
-    down?.stop();
-    // As on a server: the error of a failed flow, else the close reason (a chain left open is cut).
-    if (!abort.signal.aborted) abort.abort(error ?? (ended === 'complete' ? 'client-end' : 'destroyed'));
-    return {
-      upstream: upOut,
-      downstream: downOut,
-      upstreamBytes: Buffer.concat(upOut),
-      downstreamBytes: Buffer.concat(downOut),
-      ended,
-      ...(error !== undefined ? { error } : {}),
-      state: ctx.state,
-      ctx,
-      connect: !everDeferred ? 'at-accept' : deferrals === 0 ? 'released' : 'pending',
-      ...(target !== undefined ? { target } : {}),
-    };
+/** The test's end reads (at its pace) and keeps what it received. */
+function play(end: MemoryTransport, out: Buffer[], pace: ReadPace | undefined): void {
+  end.attach({ data: (chunk) => out.push(chunk), end: ignore, error: ignore, close: ignore });
+  end.setReadPace(pace);
+  end.startReading();
+}
+
+/** Waits until no in-memory end has a read or a close due (at most QUIET_TURNS turns of the loop). */
+async function quiet(flow: MemoryFlow): Promise<void> {
+  const ends = [flow.client, flow.client.peer, flow.destination, flow.destination.peer];
+  for (let turn = 0; turn < QUIET_TURNS && ends.some((end) => end.busy); turn++) {
+    await new Promise((r) => setImmediate(r));
   }
 }
 
-/** One direction: the same wiring as the pump's, without sockets. */
-class Direction {
-  done = false;
-  private input: Subscriber<Buffer> | undefined;
-  private subscription: Subscription | undefined;
-  private stopped = false;
+function ignore(): void {}
 
-  constructor(
-    private readonly operator: ByteOperator | undefined,
-    private readonly out: Buffer[],
-    private readonly fail: (err: unknown) => void,
-    private readonly completed: () => void,
-  ) {}
-
-  start(): void {
-    if (!this.operator) return;
-    const input$ = new Observable<Buffer>((subscriber) => {
-      this.input = subscriber;
-      return () => {
-        this.input = undefined;
-      };
-    });
-    let output: Observable<Buffer>;
-    try {
-      output = applyChain(this.operator, input$);
-    } catch (err) {
-      this.fail(err);
-      return;
-    }
-    this.subscription = output.subscribe({
-      next: (chunk) => this.emit(chunk),
-      error: (err: unknown) => this.fail(err),
-      complete: () => {
-        if (this.stopped) return;
-        this.done = true;
-        this.completed();
-      },
-    });
+function count(name: string, value: unknown, fallback: number, min: number): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
+    throw invalidOption('', `testMiddleware(): ${name} must be an integer of at least ${min}, got ${String(value)}`);
   }
-
-  feed(chunk: Buffer): void {
-    if (this.stopped || this.done) return;
-    if (!this.operator) {
-      this.out.push(chunk);
-      return;
-    }
-    this.input?.next(chunk);
-  }
-
-  end(): void {
-    if (this.stopped || this.done) return;
-    if (!this.operator) {
-      this.done = true;
-      this.completed();
-      return;
-    }
-    this.input?.complete();
-  }
-
-  stop(): void {
-    if (this.stopped) return;
-    this.stopped = true;
-    this.subscription?.unsubscribe();
-    this.input = undefined;
-  }
-
-  private emit(chunk: unknown): void {
-    if (this.stopped) return;
-    if (Buffer.isBuffer(chunk)) {
-      if (chunk.length > 0) this.out.push(chunk);
-    } else if (chunk instanceof Uint8Array) {
-      if (chunk.byteLength > 0) this.out.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
-    } else {
-      this.fail(new TypeError(`a middleware emitted ${typeof chunk} where a Buffer was expected`));
-    }
-  }
+  return value;
 }
 
-function messageOf(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
+function checkPace(name: string, pace: ReadPace | undefined): ReadPace | undefined {
+  if (pace === undefined) return undefined;
+  if (pace === null || typeof pace !== 'object') {
+    throw invalidOption('', `testMiddleware(): ${name} must be { bytes, everyMs? }`);
+  }
+  const bytes = pace.bytes === undefined ? 'missing' : pace.bytes;
+  return { bytes: count(`${name}.bytes`, bytes, 0, 1), everyMs: count(`${name}.everyMs`, pace.everyMs, 0, 0) };
 }
 
 /**

@@ -47,6 +47,8 @@ export interface LinuxAddon {
   pendingError(fd: number): string | null;
   /** SO_LINGER {1, 0}: the socket's close(2) sends RST, whatever its state. */
   resetOnClose(fd: number): void;
+  /** F_DUPFD_CLOEXEC: a second descriptor of the same socket (the runner's listener across reloads). */
+  dupFd(fd: number): number;
   /** IP_TRANSPARENT or IPV6_TRANSPARENT, by the socket's family. Needs CAP_NET_ADMIN. */
   setTransparent(fd: number): void;
   isTransparent(fd: number): boolean;
@@ -81,6 +83,19 @@ export interface LinuxAddon {
   acceptorResume(id: number): void;
   /** Stops polling; the listener dup and the reserve are closed before it returns. */
   acceptorClose(id: number): void;
+  /**
+   * A listening TCP socket (non-blocking, close-on-exec) with SO_REUSEADDR and, unless
+   * `reusePort: false`, SO_REUSEPORT; `transparent` sets IP(V6)_TRANSPARENT before bind(2).
+   * Returns the fd (the caller owns it).
+   */
+  listenReusePort(family: 4 | 6, address: string, port: number, options?: ReusePortOptions): number;
+}
+
+export interface ReusePortOptions {
+  readonly backlog?: number;
+  readonly ipv6Only?: boolean;
+  readonly transparent?: boolean;
+  readonly reusePort?: boolean;
 }
 
 /** Budget of the splice engine (native/splice-engine.h). */

@@ -19,6 +19,9 @@ import type { Server, Socket } from 'node:net';
  *  - `socket._destroy`: wrapped while the splice engine uses the socket's own fd, so the engine
  *    lets go inside destroy(), before Node closes the fd (`_destroy` → `handle.close()`/`reset()`
  *    → `uv_close` → `close(fd)`, synchronously). Without it the engine is not used at all.
+ *  - passing `socket._handle` itself to `child.send(message, handle)`: Node's IPC sends a raw
+ *    TCP handle as its 'net.Native' type (SCM_RIGHTS; the sender keeps its copy, the child gets
+ *    the handle for `server.listen(handle)`). lib/workers/ passes the listening sockets so.
  */
 
 /** The parts of a libuv TCP handle we use. */
@@ -35,6 +38,14 @@ export interface LibuvHandle {
 /** The libuv handle under a socket or server (null once closed). */
 function handleOf(owner: Socket | Server): LibuvHandle | null | undefined {
   return (owner as unknown as { _handle?: LibuvHandle | null })._handle;
+}
+
+/**
+ * The handle to pass to `child.send(message, handle)` so the child gets the socket itself (not a
+ * net.Socket around it, which would start reading a listener); undefined once closed.
+ */
+export function passableHandleOf(s: Socket): object | undefined {
+  return handleOf(s) ?? undefined;
 }
 
 /** The descriptor under a socket or server, or undefined (closed, or not a TCP socket). */

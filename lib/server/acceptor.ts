@@ -1,6 +1,6 @@
 import { closeSync } from 'node:fs';
 import { type Server, Socket, type SocketConstructorOpts } from 'node:net';
-import { EMPTY_DIRECTION } from '../connection/close-summary';
+import { EMPTY_DIRECTION } from '../pipeline/close-summary';
 import { errnoOf, RedirectError } from '../common/errors';
 import { fdOf, optionalLinux } from '../platform/addon';
 import { endpointKey, makeEndpoint } from '../common/record';
@@ -138,6 +138,7 @@ export function acceptFailure(
     reason: 'accept-failed',
     error,
     durationMs: 0,
+    connectMs: undefined,
     upstream: EMPTY_DIRECTION,
     downstream: EMPTY_DIRECTION,
     path: 'none',

@@ -1,4 +1,11 @@
-import type { CloseReason, CloseSummary } from '../common/types';
+import type { CloseReason, CloseSummary, RedirectMechanism } from '../common/types';
+import { type LargeReadStats, largeReadStats } from '../net/slab-pool';
+
+/** Bytes written on each data path (JS, or moved by the kernel's zero-copy relay). */
+export interface PathBytes {
+  readonly js: number;
+  readonly zeroCopy: number;
+}
 
 export interface ServerStats {
   readonly live: { readonly connections: number; readonly bytesUpstream: number; readonly bytesDownstream: number };
@@ -29,7 +36,17 @@ export interface ServerStats {
     readonly downstream: Readonly<Record<string, number>>;
     readonly jsBytes: number;
     readonly zeroCopyBytes: number;
+    /** The same bytes by direction: `upstream` is client → destination. */
+    readonly bytes: { readonly upstream: PathBytes; readonly downstream: PathBytes };
   };
+  /** Closed flows' flow-control pauses (reading from the sender stopped), by the direction paused. */
+  readonly pauses: { readonly upstream: number; readonly downstream: number };
+  /** Flows that found no record ('resolve-failed'), by the server's resolve mechanism. */
+  readonly resolveFailures: Readonly<Record<string, number>>;
+  /** Live flows above this are refused at accept ('max-connections'): the option, or derived from the open-file limit. */
+  readonly maxConnections: number;
+  /** The large-read slab pool (process-wide, shared by every server): budget, bytes leased, refusals. */
+  readonly largeReads: LargeReadStats;
 }
 
 const GRACEFUL = new Set<CloseReason>(['client-end', 'upstream-end']);
@@ -46,6 +63,12 @@ export class StatsCounters {
     jsBytes: 0,
     zeroCopyBytes: 0,
   };
+  private readonly bytes = { upstream: { js: 0, zeroCopy: 0 }, downstream: { js: 0, zeroCopy: 0 } };
+  private readonly pauses = { upstream: 0, downstream: 0 };
+  private resolveFailed = 0;
+
+  /** `mechanism`: the server's resolver, which names its resolve failures. */
+  constructor(private readonly mechanism: RedirectMechanism) {}
 
   acceptError(code: string): void {
     this.acceptErrors[code] = (this.acceptErrors[code] ?? 0) + 1;
@@ -57,16 +80,21 @@ export class StatsCounters {
     this.total.bytesDownstream += summary.downstream.bytesRead;
     this.reasons[summary.reason] = (this.reasons[summary.reason] ?? 0) + 1;
     this.paths[summary.path] = (this.paths[summary.path] ?? 0) + 1;
+    if (summary.reason === 'resolve-failed') this.resolveFailed++;
     for (const side of ['upstream', 'downstream'] as const) {
       const d = summary[side];
       const counts = this.dataPaths[side];
       counts[d.path] = (counts[d.path] ?? 0) + 1;
+      const js = d.bytesWritten - d.zeroCopyBytes;
       this.dataPaths.zeroCopyBytes += d.zeroCopyBytes;
-      this.dataPaths.jsBytes += d.bytesWritten - d.zeroCopyBytes;
+      this.dataPaths.jsBytes += js;
+      this.bytes[side].zeroCopy += d.zeroCopyBytes;
+      this.bytes[side].js += js;
+      this.pauses[side] += d.pauses;
     }
   }
 
-  snapshot(live: ServerStats['live']): ServerStats {
+  snapshot(live: ServerStats['live'], maxConnections: number): ServerStats {
     const errors: Partial<Record<CloseReason, number>> = {};
     for (const [reason, n] of Object.entries(this.reasons) as [CloseReason, number][]) {
       if (!GRACEFUL.has(reason)) errors[reason] = n;
@@ -83,7 +111,12 @@ export class StatsCounters {
         downstream: { ...this.dataPaths.downstream },
         jsBytes: this.dataPaths.jsBytes,
         zeroCopyBytes: this.dataPaths.zeroCopyBytes,
+        bytes: { upstream: { ...this.bytes.upstream }, downstream: { ...this.bytes.downstream } },
       },
+      pauses: { ...this.pauses },
+      resolveFailures: this.resolveFailed > 0 ? { [this.mechanism]: this.resolveFailed } : {},
+      maxConnections,
+      largeReads: largeReadStats(),
     };
   }
 }

@@ -10,8 +10,10 @@ import { normaliseOptions, type ServerConfig } from '../config/options';
 import { normaliseAddress } from '../common/record';
 import { peerOf } from '../capture/resolvers';
 import { connectNative, listenNative } from '../capture/wfp';
+import { processBudget } from './connection-budget';
 import { type ServerStats, StatsCounters } from './server-stats';
 import type { Transport } from '../net/transport';
+import { zeroCopyEngine } from '../zero-copy/engine';
 import { setListenerNoDelay } from '../platform/node-internals';
 import type { CloseSummary, Endpoint } from '../common/types';
 import type { EgressPlugin } from '../egress/types';
@@ -24,6 +26,11 @@ export interface ListenOptions {
   host?: string;
   /** Listen on an existing listening fd (e.g. one made by the addon). */
   fd?: number;
+  /**
+   * Listen on a listening handle, as Node's `server.listen(handle)` takes it: a net.Server,
+   * a net.Socket, or a handle received over IPC (lib/workers/ passes the primary's sockets so).
+   */
+  handle?: object;
   backlog?: number;
   ipv6Only?: boolean;
 }
@@ -57,7 +64,11 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
   private state: 'idle' | 'listening' | 'closing' | 'closed' = 'idle';
   private address: Endpoint | undefined;
   private closing: Promise<void> | undefined;
-  private readonly counters = new StatsCounters();
+  private readonly counters: StatsCounters;
+  /** The connection limit in force: the option, or (for 'auto') the process's share, fixed at listen(). */
+  private maxConnections = Number.POSITIVE_INFINITY;
+  /** Live connections counted in the process budget ('auto' limit). */
+  private readonly budgeted = new WeakSet<Connection>();
   /** Accepts for the listener, Linux with the addon (lib/server/acceptor.ts); else net.Server does. */
   private acceptor: Acceptor | undefined;
   private readonly host: ConnectionHost<Connection>;
@@ -74,6 +85,7 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
   constructor(options: RedirectServerOptions) {
     super();
     this.config = normaliseOptions(options);
+    this.counters = new StatsCounters(this.config.resolver.name);
     const server = this;
     this.host = {
       config: this.config,
@@ -102,6 +114,7 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
     }
     validateListen(options);
     for (const plugin of this.config.egress) await plugin.check?.();
+    this.maxConnections = this.connectionLimit();
     this.state = 'listening';
     if (this.config.transport === 'native') return this.listenNative(options);
     const net = this.createListener();
@@ -116,7 +129,8 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
           this.setListenerNoDelay();
           resolve();
         };
-        if (options.fd !== undefined) net.listen({ fd: options.fd, backlog: options.backlog }, done);
+        if (options.handle !== undefined) net.listen(options.handle, options.backlog, done);
+        else if (options.fd !== undefined) net.listen({ fd: options.fd, backlog: options.backlog }, done);
         else
           net.listen(
             {
@@ -283,7 +297,17 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
       up += b.upstream;
       down += b.downstream;
     }
-    return this.counters.snapshot({ connections: this.live.size, bytesUpstream: up, bytesDownstream: down });
+    return this.counters.snapshot(
+      { connections: this.live.size, bytesUpstream: up, bytesDownstream: down },
+      this.maxConnections,
+    );
+  }
+
+  private connectionLimit(): number {
+    const limit = this.config.limits.maxConnections;
+    if (limit !== 'auto') return limit;
+    const engine = this.config.zeroCopy === 'auto' && this.config.transport === 'net' ? zeroCopyEngine() : undefined;
+    return processBudget.limit(engine ? engine.stats().maxPipes : 0);
   }
 
   private accept(socket: Socket | Transport, accepted?: unknown, peer?: Endpoint): void {
@@ -294,13 +318,16 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
       conn.destroy('server-shutdown', new RedirectError('ERR_REDIRECT_SERVER_SHUTDOWN', 'the server is closing'));
       return;
     }
-    if (this.live.size > this.config.limits.maxConnections) {
+    const auto = this.config.limits.maxConnections === 'auto';
+    if (auto) {
+      this.budgeted.add(conn);
+      processBudget.live++;
+    }
+    if ((auto ? processBudget.live : this.live.size) > this.maxConnections) {
+      const what = auto ? 'derived from the open-file limit (ulimit -n)' : 'limits.maxConnections';
       conn.destroy(
         'max-connections',
-        new RedirectError(
-          'ERR_REDIRECT_MAX_CONNECTIONS',
-          `limits.maxConnections (${this.config.limits.maxConnections}) reached`,
-        ),
+        new RedirectError('ERR_REDIRECT_MAX_CONNECTIONS', `${what}: ${this.maxConnections} connections reached`),
       );
       return;
     }
@@ -321,6 +348,7 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
 
   private connectionClosed(conn: Connection, summary: CloseSummary): void {
     this.live.delete(conn);
+    if (this.budgeted.delete(conn)) processBudget.live--;
     this.summarised(summary, conn.opened);
   }
 
@@ -340,7 +368,11 @@ export function createRedirectServer(options: RedirectServerOptions): RedirectSe
 function listenFailed(err: unknown, options: ListenOptions): RedirectError {
   if (err instanceof RedirectError) return err;
   const where =
-    options.fd !== undefined ? `fd ${options.fd}` : `${options.host ?? '127.0.0.1'} port ${options.port ?? 0}`;
+    options.handle !== undefined
+      ? 'a listening handle'
+      : options.fd !== undefined
+        ? `fd ${options.fd}`
+        : `${options.host ?? '127.0.0.1'} port ${options.port ?? 0}`;
   const message = err instanceof Error ? err.message : String(err);
   return new RedirectError('ERR_REDIRECT_LISTEN_FAILED', `cannot listen on ${where}: ${message}`, { cause: err });
 }
@@ -349,7 +381,10 @@ function validateListen(options: ListenOptions): void {
   if (options === null || typeof options !== 'object') {
     throw new RedirectError('ERR_REDIRECT_INVALID_OPTION', 'listen(options): options must be { port, host }');
   }
-  const { port, fd } = options;
+  const { port, fd, handle } = options;
+  if (handle !== undefined && (handle === null || typeof handle !== 'object')) {
+    throw new RedirectError('ERR_REDIRECT_INVALID_OPTION', 'listen(): handle must be a listening handle object');
+  }
   if (port !== undefined && (!Number.isInteger(port) || port < 0 || port > 65535)) {
     throw new RedirectError(
       'ERR_REDIRECT_INVALID_OPTION',

@@ -3,9 +3,10 @@ import { formatDoctor, runDoctor } from './doctor';
 import { runFaults } from '../fault-control/cli';
 import { RedirectError } from '../common/errors';
 import { formatCommand, formatRules, generateRules, type RulesOptions } from './rules';
+import { RUN_USAGE, runCommand } from '../runner/command';
 
 /**
- * `rxredirect <command>`: doctor, rules, faults (and bench, added by bin/rxredirect.js from
+ * `rxredirect <command>`: doctor, rules, run, faults (and bench, added by bin/rxredirect.js from
  * the benchmark harness). Each subcommand is one entry in COMMANDS. Exit codes: 0 ok, 1 failed, 2 bad usage.
  */
 
@@ -117,6 +118,13 @@ const COMMANDS: Record<string, Subcommand> = {
       return 0;
     },
   },
+  run: {
+    summary: 'run a proxy from a config module: reload on SIGHUP, drain on SIGTERM, JSON line logs',
+    usage: RUN_USAGE,
+    run(args) {
+      return runCommand(args, (message) => new UsageError(message));
+    },
+  },
   faults: {
     summary: "fault injection controlled through Toxiproxy's HTTP API (runs until stopped)",
     usage: FAULTS_USAGE,
@@ -210,6 +218,9 @@ export function run(extra: Readonly<Record<string, Subcommand>> = {}): void {
   main(process.argv.slice(2), process, extra).then(
     (code) => {
       process.exitCode = code;
+      // `run` is over once drained (or failed): the config module may hold handles of its own
+      // (a timer, a server) that must not keep a stopped proxy's process alive.
+      if (process.argv[2] === 'run') process.exit(code);
     },
     (err: unknown) => {
       process.stderr.write(`rxredirect: ${String(err)}\n`);

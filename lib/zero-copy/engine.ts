@@ -10,7 +10,11 @@ import { fdOf, type LinuxAddon, optionalLinux, type SpliceEngineStats } from '..
  * and its traps are in docs/zero-copy.md.
  */
 
-export type ZeroCopyMode = 'auto' | 'off';
+/**
+ * 'auto': a direction without middleware goes to the kernel once it shows bulk; 'always': at once
+ * (before the first byte); 'off': never (docs/zero-copy.md, "When to splice").
+ */
+export type ZeroCopyMode = 'auto' | 'always' | 'off';
 
 /** Process-wide budget of the splice engine (pipe memory is a per-user kernel limit). */
 export interface ZeroCopyBudget {

@@ -24,11 +24,14 @@ export class ZeroCopyLink {
   private peer: ZeroCopyLink | undefined;
   private readOverridden = false;
   private unguard: (() => void)[] = [];
+  /** zeroCopy 'always': a direction without a chain is handed over before its first byte, not once it shows bulk. */
+  readonly atOnce: boolean;
 
-  constructor(engine: SpliceEngine, source: Socket, sink: Socket) {
+  constructor(engine: SpliceEngine, source: Socket, sink: Socket, atOnce = false) {
     this.engine = engine;
     this.source = source;
     this.sink = sink;
+    this.atOnce = atOnce;
   }
 
   get active(): boolean {

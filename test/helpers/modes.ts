@@ -4,17 +4,17 @@ import { gatedTest } from './gate';
 
 /**
  * The core's TCP semantics must hold on both data paths: the JS pump, and the
- * kernel (zeroCopy 'auto' with an empty chain) where the splice engine is loaded.
+ * kernel (zeroCopy 'always' with an empty chain: from the first byte) where the splice engine is loaded.
  */
 export interface Mode {
   readonly name: string;
   readonly path: DataPath;
-  readonly options: { readonly zeroCopy: 'auto' | 'off' };
+  readonly options: { readonly zeroCopy: 'always' | 'off' };
 }
 
 export const MODES: readonly Mode[] = [
   { name: 'js', path: 'js', options: { zeroCopy: 'off' } },
-  ...(zeroCopyStats() ? [{ name: 'zero-copy', path: 'zero-copy', options: { zeroCopy: 'auto' } } as const] : []),
+  ...(zeroCopyStats() ? [{ name: 'zero-copy', path: 'zero-copy', options: { zeroCopy: 'always' } } as const] : []),
 ];
 
 /** Why the splice engine cannot run here, or undefined when it is loaded. */

@@ -28,30 +28,15 @@ function flowPath(up: DataPath | 'mixed', down: DataPath | 'mixed'): DataPath | 
 }
 
 /**
- * Who closed first. The splice engine reports its EOFs through a queue, so a FIN it read
- * first can reach us after the other side's FIN that it caused: the timestamps (the
- * engine's CLOCK_MONOTONIC, the same clock as process.hrtime), not the order of arrival,
- * give the graceful reason.
+ * Who closed first, from when each side's FIN was seen (0: not seen). The splice engine reports
+ * its EOFs through a queue, so a FIN it read first can reach us after the other side's FIN that
+ * it caused: the timestamps (the engine's CLOCK_MONOTONIC, the same clock as process.hrtime),
+ * not the order of arrival, give the graceful reason.
  */
-export class EndOrder {
-  private clientAt = 0;
-  private upstreamAt = 0;
-
-  /** `side`'s FIN was seen at `atNs`; the earliest report of a side wins. */
-  note(side: 'client' | 'upstream', atNs: number): void {
-    if (side === 'client') {
-      if (this.clientAt === 0 || atNs < this.clientAt) this.clientAt = atNs;
-    } else if (this.upstreamAt === 0 || atNs < this.upstreamAt) this.upstreamAt = atNs;
-  }
-
-  /** `client-end` or `upstream-end`, or undefined when no FIN was seen. */
-  get reason(): CloseReason | undefined {
-    const client = this.clientAt;
-    const upstream = this.upstreamAt;
-    if (client === 0 && upstream === 0) return undefined;
-    if (upstream === 0 || (client !== 0 && client <= upstream)) return 'client-end';
-    return 'upstream-end';
-  }
+export function firstEnd(clientAt: number, upstreamAt: number): CloseReason | undefined {
+  if (clientAt === 0 && upstreamAt === 0) return undefined;
+  if (upstreamAt === 0 || (clientAt !== 0 && clientAt <= upstreamAt)) return 'client-end';
+  return 'upstream-end';
 }
 
 /** The one summary of a flow, made when both sockets closed. */
@@ -66,6 +51,8 @@ export function closeSummary(
   error: RedirectError | undefined,
   startedAt: number,
   directions: { upstream?: DirectionSummary; downstream?: DirectionSummary },
+  /** From connect(2) to connected; undefined when the upstream never connected. */
+  connectMs?: number,
 ): CloseSummary {
   const upstream = directions.upstream ?? EMPTY_DIRECTION;
   const downstream = directions.downstream ?? EMPTY_DIRECTION;
@@ -77,6 +64,7 @@ export function closeSummary(
     reason,
     error,
     durationMs: performance.now() - startedAt,
+    connectMs,
     upstream,
     downstream,
     path: flowPath(upstream.path, downstream.path),
