@@ -21,6 +21,8 @@ import {
 // The splice engine's pipe pool and descriptors (docs/zero-copy.md, "Descriptors
 // and the pipe pool"). Own worker, serial: the pool and budget are process-wide,
 // and two tests count this process's descriptors.
+// zeroCopy 'always' (handoff before the first byte) where a test is about the engine itself; the
+// 200 flows run the default 'auto', which hands a direction over once it shows bulk.
 const KiB = 1024;
 const MiB = 1024 * KiB;
 const zcTest = zeroCopyTest;
@@ -68,7 +70,10 @@ zcTest(
   async (t) => {
     configureZeroCopy({}); // starts with an empty pool
     const up = await echoUpstream(t);
-    const { server, port } = await startRedirect(t, { resolve: { host: '127.0.0.1', port: up.port } });
+    const { server, port } = await startRedirect(t, {
+      resolve: { host: '127.0.0.1', port: up.port },
+      zeroCopy: 'always',
+    });
     const watch = budgetWatch();
     for (let i = 0; i < 10; i++) {
       const c = await dial(port);
@@ -95,7 +100,10 @@ zcTest(
     t.timeout(60_000);
     configureZeroCopy({});
     const up = await echoUpstream(t);
-    const { server, port } = await startRedirect(t, { resolve: { host: '127.0.0.1', port: up.port } });
+    const { server, port } = await startRedirect(t, {
+      resolve: { host: '127.0.0.1', port: up.port },
+      zeroCopy: 'always',
+    });
     const sockets0 = socketFds();
     const n = 50;
     const clients: Socket[] = [];
@@ -199,7 +207,7 @@ zcTest('with the only pipe held by a stalled reader, another connection copies a
     upA = s;
     sentA = sendRandom(s, 64 * MiB, 256 * KiB);
   });
-  const proxyA = await startRedirect(t, { resolve: { host: '127.0.0.1', port: sourceA.port } });
+  const proxyA = await startRedirect(t, { resolve: { host: '127.0.0.1', port: sourceA.port }, zeroCopy: 'always' });
   const a = await dial(proxyA.port);
   a.pause();
   const gotA = drain(a);
@@ -207,7 +215,7 @@ zcTest('with the only pipe held by a stalled reader, another connection copies a
   // B: an echo through another proxy; no pipe is to be had, so its relays copy
   const copied0 = stats().copiedBytes;
   const up = await echoUpstream(t);
-  const proxyB = await startRedirect(t, { resolve: { host: '127.0.0.1', port: up.port } });
+  const proxyB = await startRedirect(t, { resolve: { host: '127.0.0.1', port: up.port }, zeroCopy: 'always' });
   const b = await dial(proxyB.port);
   const gotB = drain(b);
   const sentB = await sendRandom(b, 4 * MiB);
@@ -231,7 +239,10 @@ zcTest(
   async (t) => {
     t.timeout(60_000);
     const up = await echoUpstream(t);
-    const { server, port } = await startRedirect(t, { resolve: { host: '127.0.0.1', port: up.port } });
+    const { server, port } = await startRedirect(t, {
+      resolve: { host: '127.0.0.1', port: up.port },
+      zeroCopy: 'always',
+    });
     const dir = mkdtempSync(join(tmpdir(), 'rxr-fd-'));
     t.teardown(() => rmSync(dir, { recursive: true, force: true }));
     const files: number[] = [];
