@@ -18,7 +18,9 @@
             "native/transparent.cc",
             "native/marked-socket.cc",
             "native/capabilities.cc",
+            "native/pipe-pool.cc",
             "native/splice-engine.cc",
+            "native/splice-pump.cc",
             "native/splice-relay.cc",
             "native/acceptor.cc",
             "native/reuseport-listener.cc"

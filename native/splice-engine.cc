@@ -1,10 +1,13 @@
+// The engine's threads: each one epoll over many relays (one entry per
+// socket), the wakeups that pump them (splice-pump.cc), their reports, and
+// the relays' lifecycle (start, abort, stats, shutdown).
 #include "splice-engine.h"
 
-#include <fcntl.h>
+#include "pipe-pool.h"
+#include "splice-pump.h"
+
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -22,54 +25,34 @@ namespace splice {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
 // Progress is reported at most this often per relay, and at least this soon
 // after the last byte moved (the JS idle timer relies on it).
 constexpr auto kReportInterval = std::chrono::milliseconds(100);
-// Pump rounds per relay per turn, so one busy relay cannot starve the others.
-constexpr int kRoundsPerTurn = 16;
-constexpr unsigned kSpliceFlags = SPLICE_F_MOVE | SPLICE_F_NONBLOCK;
-// A relay doubles its pipe after this many rounds in a row in which the pipe
-// was the narrowest point: the source filled it to capacity and the sink then
-// took all of it.
-constexpr int kGrowAfterFullRounds = 2;
-
-struct Relay {
-  uint64_t id = 0;
-  int src = -1;
-  int dst = -1;
-  int pipeRead = -1;
-  int pipeWrite = -1;
-  size_t pipeCap = 0;  // the kernel's F_GETPIPE_SZ
-  size_t inPipe = 0;
-  int64_t accounted = 0;  // pipe bytes reserved from the budget (base + grown)
-  int64_t grown = 0;      // the part of `accounted` beyond the base pipe
-  int fullRounds = 0;     // rounds in a row in which the pipe limited the flow
-  bool canGrow = true;    // false once F_SETPIPE_SZ failed for this relay
-  uint64_t bytesIn = 0;
-  uint64_t bytesOut = 0;
-  uint64_t reportedOut = 0;
-  Clock::time_point lastReport{};
-  bool srcEof = false;
-  uint64_t eofAtNs = 0;  // CLOCK_MONOTONIC when srcEof was read
-  bool queued = false;
-  bool sinkFault = false;
-  // The relay of the other direction of the same connection (same worker), or 0.
-  uint64_t peer = 0;
-};
+// How often a thread looks for free pipes unused for kPoolIdleMs.
+constexpr auto kTrimInterval = std::chrono::milliseconds(250);
 
 using RelayMap = std::unordered_map<uint64_t, std::unique_ptr<Relay>>;
+
+// One epoll entry per socket: the two directions of a connection share their
+// sockets (one reads what the other writes), and epoll takes an fd once.
+struct Interest {
+  uint64_t reader = 0;  // the relay whose source this socket is
+  uint64_t writer = 0;  // the relay whose sink this socket is
+};
 
 struct Worker {
   int epoll = -1;
   int wake = -1;
   std::thread thread;
-  std::mutex mu;  // guards relays; held while pumping
+  std::mutex mu;  // guards relays, sockets and bounce; held while pumping
   RelayMap relays;
+  std::unordered_map<int, Interest> sockets;
+  // Copies go through here when no pipe is to be had; nothing stays in it
+  // between rounds. Allocated on first use.
+  std::vector<char> bounce;
+  Clock::time_point lastTrim{};
 };
 
-enum class Outcome { kBlocked, kMore, kEnd, kError };
 
 std::mutex gEngineMu;  // guards gWorkers creation/teardown and gBudget
 // Never destroyed: engine threads may still run while static destructors do
@@ -80,58 +63,69 @@ ReportSink& gSink = *new ReportSink();
 std::atomic<bool> gStopping{false};
 std::atomic<uint64_t> gNextId{1};
 std::atomic<size_t> gNextWorker{0};
-std::atomic<int> gPipes{0};
-std::atomic<int64_t> gPipeBytes{0};
-std::atomic<int64_t> gGrownBytes{0};
-std::atomic<uint64_t> gGrowths{0};
-std::atomic<uint64_t> gGrowthFailures{0};
-// The budget fields pipe growth needs, readable by engine threads, which pump
-// under their worker lock and so may not take gEngineMu (Start takes them in
-// the other order). Written by Configure.
-std::atomic<int64_t> gGrowMaxPipeBytes{Budget{}.maxPipeBytes};
-std::atomic<int64_t> gGrowMaxPipeSize{Budget{}.maxPipeSize};
-
-// Adds `amount` to `counter` unless that would take it over `limit`. Never
-// overshoots, not even for a moment: spliceStats() may read it at any time.
-template <typename T>
-bool Reserve(std::atomic<T>& counter, T amount, T limit) {
-  T current = counter.load();
-  do {
-    if (current + amount > limit) return false;
-  } while (!counter.compare_exchange_weak(current, current + amount));
-  return true;
-}
-
-// What F_SETPIPE_SZ really gives for `size`: a power-of-two number of pages.
-int64_t KernelPipeSize(int64_t size) {
-  static const int64_t page = [] {
-    long p = sysconf(_SC_PAGESIZE);
-    return p > 0 ? static_cast<int64_t>(p) : int64_t{4096};
-  }();
-  int64_t pages = (size + page - 1) / page;
-  int64_t rounded = 1;
-  while (rounded < pages) rounded <<= 1;
-  return rounded * page;
-}
 
 void CloseFd(int& fd) {
   if (fd >= 0) close(fd);
   fd = -1;
 }
 
-// Caller holds the worker's lock.
+uint32_t MaskOf(const Interest& i) {
+  uint32_t mask = EPOLLET;
+  if (i.reader != 0) mask |= EPOLLIN | EPOLLRDHUP;
+  if (i.writer != 0) mask |= EPOLLOUT;
+  return mask;
+}
+
+// Adds relay `id` as the reader or writer of `fd`. Caller holds the worker's
+// lock. Returns 0 or an errno.
+int Watch(Worker& w, int fd, uint64_t id, bool reader) {
+  auto [it, inserted] = w.sockets.try_emplace(fd);
+  Interest next = it->second;
+  uint64_t& slot = reader ? next.reader : next.writer;
+  if (slot != 0) return EBUSY;  // another relay already reads (or writes) this socket
+  slot = id;
+  epoll_event ev{};
+  ev.events = MaskOf(next);
+  ev.data.u64 = static_cast<uint64_t>(fd) + 1;  // 0 is the wake eventfd
+  int rc = epoll_ctl(w.epoll, inserted ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, fd, &ev);
+  // MOD re-checks readiness, so an edge that came before is not lost. ENOENT:
+  // the kernel dropped a stale entry (its file was closed); add it afresh.
+  if (rc != 0 && !inserted && errno == ENOENT) rc = epoll_ctl(w.epoll, EPOLL_CTL_ADD, fd, &ev);
+  if (rc != 0) {
+    int e = errno;
+    if (inserted) w.sockets.erase(it);
+    return e;
+  }
+  it->second = next;
+  return 0;
+}
+
+// Removes relay `id` from `fd`'s entry. Caller holds the worker's lock.
+void Unwatch(Worker& w, int fd, uint64_t id) {
+  auto it = w.sockets.find(fd);
+  if (it == w.sockets.end()) return;
+  Interest& i = it->second;
+  if (i.reader == id) i.reader = 0;
+  if (i.writer == id) i.writer = 0;
+  if (i.reader == 0 && i.writer == 0) {
+    epoll_ctl(w.epoll, EPOLL_CTL_DEL, fd, nullptr);
+    w.sockets.erase(it);
+    return;
+  }
+  epoll_event ev{};
+  ev.events = MaskOf(i);
+  ev.data.u64 = static_cast<uint64_t>(fd) + 1;
+  epoll_ctl(w.epoll, EPOLL_CTL_MOD, fd, &ev);
+}
+
+// Caller holds the worker's lock. The engine is done with the relay's fds
+// when this returns; its pipe goes back to the pool if empty, else is closed.
 void Release(Worker& w, Relay& r) {
-  if (r.src >= 0) epoll_ctl(w.epoll, EPOLL_CTL_DEL, r.src, nullptr);
-  if (r.dst >= 0) epoll_ctl(w.epoll, EPOLL_CTL_DEL, r.dst, nullptr);
-  CloseFd(r.src);
-  CloseFd(r.dst);
-  CloseFd(r.pipeRead);
-  CloseFd(r.pipeWrite);
-  gPipes.fetch_sub(1);
-  gPipeBytes.fetch_sub(r.accounted);
-  gGrownBytes.fetch_sub(r.grown);
-  r.accounted = 0;
-  r.grown = 0;
+  Unwatch(w, r.src, r.id);
+  Unwatch(w, r.dst, r.id);
+  if (r.inPipe == 0) Return(&r.pipe);
+  else Close(&r.pipe);
+  r.inPipe = 0;
 }
 
 // Runs fn(worker, relay) under that worker's lock for the relay `id`, which
@@ -153,129 +147,6 @@ bool WithRelay(uint64_t id, Fn&& fn) {
   return false;
 }
 
-// Doubles the relay's pipe when the budget allows: the whole stays within
-// maxPipeBytes, all growth together within maxPipeBytes / kGrowthShareDivisor,
-// and the pipe within maxPipeSize. Caller holds the worker's lock.
-void Grow(Relay& r) {
-  const int64_t current = static_cast<int64_t>(r.pipeCap);
-  const int64_t target = KernelPipeSize(current * 2);
-  if (target > gGrowMaxPipeSize.load()) return;
-  const int64_t maxBytes = gGrowMaxPipeBytes.load();
-  const int64_t delta = target - current;
-  if (!Reserve<int64_t>(gGrownBytes, delta, maxBytes / kGrowthShareDivisor)) return;
-  if (!Reserve<int64_t>(gPipeBytes, delta, maxBytes)) {
-    gGrownBytes.fetch_sub(delta);
-    return;
-  }
-  int set = fcntl(r.pipeWrite, F_SETPIPE_SZ, static_cast<int>(target));
-  if (set < 0) {
-    // EPERM (over fs.pipe-max-size or the per-user pipe pages), EBUSY, ENOMEM:
-    // the pipe keeps its size, and this relay stops asking.
-    gGrownBytes.fetch_sub(delta);
-    gPipeBytes.fetch_sub(delta);
-    gGrowthFailures.fetch_add(1);
-    r.canGrow = false;
-    return;
-  }
-  int cap = fcntl(r.pipeWrite, F_GETPIPE_SZ);
-  const int64_t real = cap > 0 ? cap : set;
-  const int64_t added = real - current;
-  // Account what the kernel really added. It cannot be more than asked for
-  // (target is already a whole power of two pages); if it were, it is still
-  // counted, so Release subtracts exactly what was accounted.
-  if (added != delta) {
-    gGrownBytes.fetch_add(added - delta);
-    gPipeBytes.fetch_add(added - delta);
-  }
-  r.pipeCap = static_cast<size_t>(real);
-  r.accounted += added;
-  r.grown += added;
-  if (added > 0) gGrowths.fetch_add(1);
-  else r.canGrow = false;
-}
-
-uint64_t MonotonicNs() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
-}
-
-Outcome Pump(Relay& r, int* err, Side* side) {
-  if (r.sinkFault) {
-    // The sink reported an error while we had nothing to write to it.
-    r.sinkFault = false;
-    int e = 0;
-    socklen_t len = sizeof e;
-    if (getsockopt(r.dst, SOL_SOCKET, SO_ERROR, &e, &len) == 0 && e != 0) {
-      *err = e;
-      *side = Side::kSink;
-      return Outcome::kError;
-    }
-  }
-  for (int round = 0; round < kRoundsPerTurn; ++round) {
-    bool progress = false;
-    bool filled = false;  // this round's read left the pipe full: the source had more
-    if (!r.srcEof && r.inPipe < r.pipeCap) {
-      ssize_t n = ::splice(r.src, nullptr, r.pipeWrite, nullptr, r.pipeCap - r.inPipe, kSpliceFlags);
-      if (n > 0) {
-        r.inPipe += static_cast<size_t>(n);
-        r.bytesIn += static_cast<uint64_t>(n);
-        progress = true;
-        filled = r.inPipe == r.pipeCap;
-        if (!filled) r.fullRounds = 0;
-      } else if (n == 0) {
-        // An RST that arrived with unread data can read as EOF; the kernel still
-        // holds the error. A FIN is passed on only when there is none.
-        int e = 0;
-        socklen_t len = sizeof e;
-        if (getsockopt(r.src, SOL_SOCKET, SO_ERROR, &e, &len) == 0 && e != 0) {
-          *err = e;
-          *side = Side::kSource;
-          return Outcome::kError;
-        }
-        r.srcEof = true;
-        r.eofAtNs = MonotonicNs();
-        progress = true;
-      } else if (errno != EAGAIN && errno != EINTR) {
-        *err = errno;
-        *side = Side::kSource;
-        return Outcome::kError;
-      }
-      // EAGAIN can also mean the pipe ran out of slots; it is retried after
-      // every write that frees some, so no wakeup is lost.
-    }
-    if (r.inPipe > 0) {
-      ssize_t n = ::splice(r.pipeRead, nullptr, r.dst, nullptr, r.inPipe, kSpliceFlags);
-      if (n > 0) {
-        r.inPipe -= static_cast<size_t>(n);
-        r.bytesOut += static_cast<uint64_t>(n);
-        progress = true;
-      } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
-        *err = errno;
-        *side = Side::kSink;
-        return Outcome::kError;
-      }
-    }
-    // The pipe, not the sink, limited this round: a bigger pipe moves more per
-    // splice. (A full pipe the sink cannot empty only buffers: no growth then.)
-    if (filled && r.inPipe == 0 && r.canGrow && ++r.fullRounds >= kGrowAfterFullRounds) {
-      r.fullRounds = 0;
-      Grow(r);
-    }
-    if (r.srcEof && r.inPipe == 0) {
-      // Everything read has been written: pass the FIN on (half-close).
-      if (shutdown(r.dst, SHUT_WR) != 0 && errno != ENOTCONN) {
-        *err = errno;
-        *side = Side::kSink;
-        return Outcome::kError;
-      }
-      return Outcome::kEnd;
-    }
-    if (!progress) return Outcome::kBlocked;
-  }
-  return Outcome::kMore;
-}
-
 void Run(Worker* w) {
   epoll_event events[128];
   std::vector<uint64_t> ready;
@@ -283,7 +154,12 @@ void Run(Worker* w) {
   std::unordered_set<uint64_t> dirty;
   std::vector<Report> out;
   while (!gStopping.load()) {
-    int timeout = !ready.empty() ? 0 : !dirty.empty() ? static_cast<int>(kReportInterval.count()) : -1;
+    // While the pool has free pipes, wake now and then to close the unused ones.
+    const bool trimming = FreePipes() > 0;
+    int timeout = -1;
+    if (!ready.empty()) timeout = 0;
+    else if (!dirty.empty()) timeout = static_cast<int>(kReportInterval.count());
+    else if (trimming) timeout = static_cast<int>(kTrimInterval.count());
     int n = epoll_wait(w->epoll, events, 128, timeout);
     if (n < 0) {
       if (errno != EINTR) break;
@@ -299,13 +175,32 @@ void Run(Worker* w) {
           (void)!read(w->wake, &drained, sizeof drained);
           continue;
         }
-        auto it = w->relays.find(data >> 1);
-        if (it == w->relays.end()) continue;  // aborted since the event was queued
-        Relay& r = *it->second;
-        if ((data & 1) != 0 && (events[i].events & (EPOLLERR | EPOLLHUP)) != 0) r.sinkFault = true;
-        if (!r.queued) {
-          r.queued = true;
-          ready.push_back(r.id);
+        auto sock = w->sockets.find(static_cast<int>(data - 1));
+        if (sock == w->sockets.end()) continue;  // its relays ended since the event was queued
+        const uint32_t ev = events[i].events;
+        auto queue = [&](uint64_t id, bool sinkSide) {
+          auto it = w->relays.find(id);
+          if (it == w->relays.end()) return;
+          Relay& r = *it->second;
+          if (sinkSide && (ev & (EPOLLERR | EPOLLHUP)) != 0) r.sinkFault = true;
+          if (!r.queued) {
+            r.queued = true;
+            ready.push_back(r.id);
+          }
+        };
+        const Interest interest = sock->second;
+        constexpr uint32_t kAlways = EPOLLRDHUP | EPOLLHUP | EPOLLERR;
+        if (interest.reader != 0) {
+          // New bytes help a relay only if it is not waiting for its sink.
+          auto reader = w->relays.find(interest.reader);
+          bool blocked = reader != w->relays.end() && reader->second->sinkBlocked;
+          if ((ev & kAlways) != 0 || ((ev & EPOLLIN) != 0 && !blocked)) queue(interest.reader, false);
+        }
+        if (interest.writer != 0) {
+          // Room in the sink helps a relay only if it was waiting for it.
+          auto writer = w->relays.find(interest.writer);
+          bool blocked = writer != w->relays.end() && writer->second->sinkBlocked;
+          if ((ev & (EPOLLHUP | EPOLLERR)) != 0 || ((ev & EPOLLOUT) != 0 && blocked)) queue(interest.writer, true);
         }
       }
       again.clear();
@@ -316,7 +211,7 @@ void Run(Worker* w) {
         r.queued = false;
         int err = 0;
         Side side = Side::kSource;
-        Outcome o = Pump(r, &err, &side);
+        Outcome o = Pump(r, w->bounce, &err, &side);
         if (o == Outcome::kEnd || o == Outcome::kError) {
           out.push_back(Report{r.id, o == Outcome::kEnd ? ReportKind::kEnd : ReportKind::kError, r.bytesIn,
                                r.bytesOut, err, side, r.eofAtNs});
@@ -371,6 +266,13 @@ void Run(Worker* w) {
     if (gSink) {
       for (const Report& report : out) gSink(report);
     }
+    if (trimming) {
+      auto now = Clock::now();
+      if (now - w->lastTrim >= kTrimInterval) {
+        w->lastTrim = now;
+        Trim();
+      }
+    }
   }
 }
 
@@ -410,8 +312,10 @@ void Configure(const Budget& budget) {
   int threads = gWorkers.empty() ? budget.threads : gBudget.threads;
   gBudget = budget;
   gBudget.threads = threads;
-  gGrowMaxPipeBytes.store(budget.maxPipeBytes);
-  gGrowMaxPipeSize.store(budget.maxPipeSize);
+  ConfigurePool(PoolLimits{budget.maxPipes, budget.maxPipeBytes, budget.pipeSize, budget.maxPipeSize});
+  // Free pipes were sized and counted under the old budget: close them, so the
+  // new one applies to every pipe from now on (held pipes keep their size).
+  DrainPool();
 }
 
 Budget CurrentBudget() {
@@ -420,14 +324,15 @@ Budget CurrentBudget() {
 }
 
 int64_t Start(int srcFd, int dstFd, uint64_t pairWith) {
-  Budget budget;
   Worker* w = nullptr;
   {
     std::lock_guard<std::mutex> lock(gEngineMu);
     if (gStopping.load()) return -ECANCELED;
+    // A budget that can never give a pipe turns the engine off: the direction
+    // stays on the JS path.
+    if (!PoolCanEverGive()) return 0;
     int e = StartWorkersLocked();
     if (e != 0) return -e;
-    budget = gBudget;
     if (pairWith != 0) {
       for (auto& candidate : gWorkers) {
         std::lock_guard<std::mutex> wl(candidate->mu);
@@ -436,80 +341,50 @@ int64_t Start(int srcFd, int dstFd, uint64_t pairWith) {
     }
     if (w == nullptr) w = gWorkers[gNextWorker.fetch_add(1) % gWorkers.size()].get();
   }
-  // What the kernel will really give (a power of two pages).
-  const int64_t accounted = KernelPipeSize(budget.pipeSize);
-  if (!Reserve(gPipes, 1, budget.maxPipes)) return 0;
-  if (!Reserve<int64_t>(gPipeBytes, accounted, budget.maxPipeBytes)) {
-    gPipes.fetch_sub(1);
-    return 0;
-  }
+  // No pipe and no dups yet: a relay takes a pipe from the pool when its
+  // source has bytes, and uses Node's fds (JS aborts before it closes them).
   auto r = std::make_unique<Relay>();
-  r->accounted = accounted;
-  int fds[2];
-  if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0) {
-    int e = errno;
-    gPipes.fetch_sub(1);
-    gPipeBytes.fetch_sub(accounted);
-    // Out of pipes or fds is a spent budget too: the flow stays on the JS path.
-    return (e == EMFILE || e == ENFILE || e == ENOMEM) ? 0 : -e;
-  }
-  r->pipeRead = fds[0];
-  r->pipeWrite = fds[1];
-  // Over fs.pipe-user-pages-soft the kernel refuses to grow a pipe; the
-  // smaller pipe still works, only with less in flight (and never grows).
-  if (fcntl(r->pipeWrite, F_SETPIPE_SZ, budget.pipeSize) < 0) r->canGrow = false;
-  int cap = fcntl(r->pipeWrite, F_GETPIPE_SZ);
-  r->pipeCap = cap > 0 ? static_cast<size_t>(cap) : 4096;
-  r->src = fcntl(srcFd, F_DUPFD_CLOEXEC, 0);
-  int dupErr = r->src < 0 ? errno : 0;
-  if (dupErr == 0) {
-    r->dst = fcntl(dstFd, F_DUPFD_CLOEXEC, 0);
-    if (r->dst < 0) dupErr = errno;
-  }
-  if (dupErr != 0) {
-    CloseFd(r->src);
-    CloseFd(r->dst);
-    CloseFd(r->pipeRead);
-    CloseFd(r->pipeWrite);
-    gPipes.fetch_sub(1);
-    gPipeBytes.fetch_sub(accounted);
-    return (dupErr == EMFILE || dupErr == ENFILE) ? 0 : -dupErr;
-  }
+  r->src = srcFd;
+  r->dst = dstFd;
   r->id = gNextId.fetch_add(1);
   r->lastReport = Clock::time_point{};  // the first bytes are reported at once
   const uint64_t id = r->id;
   std::lock_guard<std::mutex> lock(w->mu);
-  epoll_event in{};
-  in.events = EPOLLIN | EPOLLRDHUP | EPOLLET;
-  in.data.u64 = id << 1;
-  epoll_event outEv{};
-  outEv.events = EPOLLOUT | EPOLLET;
-  outEv.data.u64 = (id << 1) | 1;
-  Relay& ref = *r;
+  if (int e = Watch(*w, srcFd, id, true); e != 0) return -e;
+  if (int e = Watch(*w, dstFd, id, false); e != 0) {
+    Unwatch(*w, srcFd, id);
+    return -e;
+  }
   auto peer = pairWith != 0 ? w->relays.find(pairWith) : w->relays.end();
   if (peer != w->relays.end() && peer->second->peer == 0) {
-    ref.peer = pairWith;
+    r->peer = pairWith;
     peer->second->peer = id;
   }
   w->relays.emplace(id, std::move(r));
-  if (epoll_ctl(w->epoll, EPOLL_CTL_ADD, ref.src, &in) != 0 || epoll_ctl(w->epoll, EPOLL_CTL_ADD, ref.dst, &outEv) != 0) {
-    int e = errno;
-    Release(*w, ref);
-    w->relays.erase(id);
-    return -e;
-  }
   return static_cast<int64_t>(id);
 }
 
 bool Abort(uint64_t id, uint64_t* bytesIn, uint64_t* bytesOut) {
-  return WithRelay(id, [&](Worker& w, RelayMap::iterator it) {
-    *bytesIn = it->second->bytesIn;
-    *bytesOut = it->second->bytesOut;
-    auto peer = it->second->peer != 0 ? w.relays.find(it->second->peer) : w.relays.end();
+  bool returnedPipe = false;
+  Worker* owner = nullptr;
+  bool found = WithRelay(id, [&](Worker& w, RelayMap::iterator it) {
+    Relay& r = *it->second;
+    *bytesIn = r.bytesIn;
+    *bytesOut = r.bytesOut;
+    auto peer = r.peer != 0 ? w.relays.find(r.peer) : w.relays.end();
     if (peer != w.relays.end()) peer->second->peer = 0;
-    Release(w, *it->second);
+    returnedPipe = r.pipe.held() && r.inPipe == 0;
+    owner = &w;
+    Release(w, r);
     w.relays.erase(it);
   });
+  // A pipe went back to the pool from this thread: make sure an engine thread
+  // that sleeps without a timeout starts trimming.
+  if (returnedPipe && owner != nullptr) {
+    uint64_t one = 1;
+    (void)!write(owner->wake, &one, sizeof one);
+  }
+  return found;
 }
 
 bool Progress(uint64_t id, uint64_t* bytesIn, uint64_t* bytesOut) {
@@ -521,8 +396,18 @@ bool Progress(uint64_t id, uint64_t* bytesIn, uint64_t* bytesOut) {
 
 Stats CurrentStats() {
   std::lock_guard<std::mutex> lock(gEngineMu);
-  Stats s{static_cast<int>(gWorkers.size()), 0, gPipes.load(), gPipeBytes.load(), gGrownBytes.load(), gGrowths.load(),
-          gGrowthFailures.load()};
+  PoolStats pool = CurrentPoolStats();
+  Stats s{};
+  s.threads = static_cast<int>(gWorkers.size());
+  s.pipes = pool.pipes;
+  s.pipesInUse = pool.held;
+  s.pooledPipes = pool.free;
+  s.pipeBytes = pool.pipeBytes;
+  s.grownBytes = pool.grownBytes;
+  s.growths = pool.growths;
+  s.growthFailures = pool.growthFailures;
+  s.copiedBytes = CopiedBytes();
+  s.descriptors = 2 * pool.pipes + 2 * s.threads;  // each thread: an epoll and an eventfd
   for (auto& w : gWorkers) {
     std::lock_guard<std::mutex> wl(w->mu);
     s.relays += static_cast<int>(w->relays.size());
@@ -545,6 +430,7 @@ void Shutdown() {
     CloseFd(w->wake);
   }
   gWorkers.clear();
+  DrainPool();
   gSink = nullptr;
 }
 

@@ -35,18 +35,24 @@ struct Budget {
   int maxPipeSize = 1 << 20;        // a busy relay may double its pipe up to this (>= pipeSize)
 };
 
-// Growth may never take more than maxPipeBytes / kGrowthShareDivisor beyond
-// the base pipes: the rest stays free for new connections' base pipes.
-constexpr int64_t kGrowthShareDivisor = 2;
+// Descriptors a spliced connection costs (docs/zero-copy.md, "Descriptors and
+// the pipe pool"): its two sockets, which Node owns (the engine holds no dups),
+// plus a pipe (two ends) per direction with bytes in flight.
+constexpr int kDescriptorsIdleConnection = 2;
+constexpr int kDescriptorsBusyConnection = 2 + 2 * 2;
 
 struct Stats {
   int threads;
   int relays;
-  int pipes;
+  int pipes;           // open: held by relays plus free in the pool
+  int pipesInUse;      // held by relays with bytes in flight
+  int pooledPipes;     // free in the pool
   int64_t pipeBytes;   // reserved: base pipes plus growth
-  int64_t grownBytes;  // the part of pipeBytes that relays grew beyond their base pipe
+  int64_t grownBytes;  // the part of pipeBytes that pipes grew beyond their base size
   uint64_t growths;    // pipe doublings since the process started
-  uint64_t growthFailures;  // F_SETPIPE_SZ refusals (each relay stops asking after one)
+  uint64_t growthFailures;  // F_SETPIPE_SZ refusals (a pipe is not asked again after one)
+  uint64_t copiedBytes;     // moved through the bounce buffer: no pipe was to be had
+  int descriptors;          // held by the engine now: two per pipe, two per thread
 };
 
 // Called on an engine thread, outside any engine lock.
@@ -54,18 +60,22 @@ using ReportSink = std::function<void(const Report&)>;
 
 void SetReportSink(ReportSink sink);
 
-// The thread count only applies before the first relay starts.
+// The thread count only applies before the first relay starts. Closes the
+// pool's free pipes (held pipes keep their size until they are closed).
 void Configure(const Budget& budget);
 Budget CurrentBudget();
 
-// dup()s both fds and starts relaying. `pairWith` names the relay of the
-// other direction of the same connection (0: none): the two share a thread,
-// and an error on one stops the other at once (reported as an error too).
-// Returns the relay id (> 0), 0 when the pipe budget is spent, or -errno.
+// Starts relaying on the caller's fds (no dups: the caller must Abort before
+// it closes either). `pairWith` names the relay of the other direction of the
+// same connection (0: none): the two share a thread, and an error on one
+// stops the other at once (reported as an error too). No pipe is taken yet.
+// Returns the relay id (> 0), 0 when the budget can never give a pipe (the
+// engine is off), or -errno.
 int64_t Start(int srcFd, int dstFd, uint64_t pairWith);
 
-// Stops a relay and closes its dups before returning. Returns false when the
-// relay had already finished (its final report is on its way).
+// Stops a relay: when this returns the engine will not touch its fds again.
+// Returns false when the relay had already finished (its final report is on
+// its way, and the engine is done with the fds too).
 bool Abort(uint64_t id, uint64_t* bytesIn, uint64_t* bytesOut);
 
 // Totals so far of a running relay (false when it already finished).

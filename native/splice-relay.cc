@@ -142,10 +142,18 @@ Napi::Value SpliceStats(const Napi::CallbackInfo& info) {
   o.Set("threads", s.threads);
   o.Set("relays", s.relays);
   o.Set("pipes", s.pipes);
+  o.Set("pipesInUse", s.pipesInUse);
+  o.Set("pooledPipes", s.pooledPipes);
   o.Set("pipeBytes", Napi::Number::New(env, static_cast<double>(s.pipeBytes)));
   o.Set("grownBytes", Napi::Number::New(env, static_cast<double>(s.grownBytes)));
   o.Set("growths", Napi::Number::New(env, static_cast<double>(s.growths)));
   o.Set("growthFailures", Napi::Number::New(env, static_cast<double>(s.growthFailures)));
+  o.Set("copiedBytes", Napi::Number::New(env, static_cast<double>(s.copiedBytes)));
+  o.Set("descriptors", s.descriptors);
+  Napi::Object perConnection = Napi::Object::New(env);
+  perConnection.Set("idle", splice::kDescriptorsIdleConnection);
+  perConnection.Set("busy", splice::kDescriptorsBusyConnection);
+  o.Set("descriptorsPerConnection", perConnection);
   o.Set("maxThreads", b.threads);
   o.Set("maxPipes", b.maxPipes);
   o.Set("maxPipeBytes", Napi::Number::New(env, static_cast<double>(b.maxPipeBytes)));

@@ -11,14 +11,16 @@ namespace rxredirect {
 Napi::Value SpliceInit(const Napi::CallbackInfo& info);
 // spliceConfigure({ threads, maxPipes, maxPipeBytes, pipeSize, maxPipeSize })
 Napi::Value SpliceConfigure(const Napi::CallbackInfo& info);
-// spliceStart(srcFd, dstFd, pairWith?) -> id (> 0), or 0 when the pipe budget is spent
+// spliceStart(srcFd, dstFd, pairWith?) -> id (> 0), or 0 when the budget can never give a pipe.
+// Uses the fds as they are (no dups): spliceAbort before closing either.
 Napi::Value SpliceStart(const Napi::CallbackInfo& info);
 // spliceAbort(id) -> [bytesIn, bytesOut], or undefined when already finished
 Napi::Value SpliceAbort(const Napi::CallbackInfo& info);
 // spliceProgress(id) -> [bytesIn, bytesOut] of a running relay, or undefined
 Napi::Value SpliceProgress(const Napi::CallbackInfo& info);
-// spliceStats() -> { threads, relays, pipes, pipeBytes, grownBytes, growths, growthFailures, maxThreads,
-//                    maxPipes, maxPipeBytes, pipeSize, maxPipeSize }
+// spliceStats() -> { threads, relays, pipes, pipesInUse, pooledPipes, pipeBytes, grownBytes, growths,
+//                    growthFailures, copiedBytes, descriptors, descriptorsPerConnection: { idle, busy },
+//                    maxThreads, maxPipes, maxPipeBytes, pipeSize, maxPipeSize }
 Napi::Value SpliceStats(const Napi::CallbackInfo& info);
 
 }  // namespace rxredirect

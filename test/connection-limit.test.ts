@@ -21,15 +21,15 @@ test('defaults: idle timeout one hour, connection limit derived', (t) => {
   t.is(DEFAULT_LIMITS.maxConnections, 'auto');
 });
 
-test('the derived limit counts two descriptors per connection and four per spliced direction', (t) => {
-  // 1024 free after 30 in use and 64 of headroom: 930; pipes get at most half (116 × 4), sockets the rest.
+test('the derived limit counts two descriptors per connection and two per pooled pipe', (t) => {
+  // 1024 free after 30 in use and 64 of headroom: 930; pipes get at most half (232 × 2), sockets the rest.
   t.deepEqual(deriveMaxConnections({ nofile: 1024, inUse: 30, zeroCopyPipes: 1024 }), {
     maxConnections: 233,
-    zeroCopyPipes: 116,
+    zeroCopyPipes: 232,
   });
   // A large limit leaves the engine its whole budget.
   t.deepEqual(deriveMaxConnections({ nofile: 1_048_576, inUse: 30, zeroCopyPipes: 1024 }), {
-    maxConnections: (1_048_576 - 30 - 64 - 4096) / 2,
+    maxConnections: (1_048_576 - 30 - 64 - 2048) / 2,
     zeroCopyPipes: 1024,
   });
   t.is(deriveMaxConnections({ nofile: 1024, inUse: 30, zeroCopyPipes: 0 }).maxConnections, 465);
@@ -126,8 +126,9 @@ linux('a flood under a low RLIMIT_NOFILE is refused at accept with max-connectio
   t.true(during.canOpen, 'the process still has descriptors for the rest of its work');
   const zeroCopy = (during as { zeroCopy?: { pipes: number; maxPipes: number } }).zeroCopy;
   if (optionalLinux() !== undefined && zeroCopy) {
-    // The splice engine ran within its share: its pipe budget was lowered to fit the descriptors.
-    t.true(zeroCopy.pipes > 0 && zeroCopy.pipes <= zeroCopy.maxPipes, JSON.stringify(zeroCopy));
+    // The splice engine stays within its share: its pipe budget was lowered to fit the descriptors.
+    // (These one-byte echoes never show bulk, so under 'auto' they stay on the JS path.)
+    t.true(zeroCopy.pipes <= zeroCopy.maxPipes, JSON.stringify(zeroCopy));
     t.true(zeroCopy.maxPipes < 1024, `maxPipes lowered to ${zeroCopy.maxPipes}`);
   }
   t.false(

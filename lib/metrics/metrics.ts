@@ -64,7 +64,7 @@ const COUNTERS: Readonly<Record<string, { help: string; labels: string[] }>> = {
 const GAUGES: Readonly<Record<string, { help: string; read: (w: WorkerFigures) => number | undefined }>> = {
   rxredirect_downstream_cx_active: { help: 'Connections open now', read: (w) => w.live.connections },
   rxredirect_downstream_cx_limit: { help: 'Connection limit in force', read: (w) => w.maxConnections },
-  rxredirect_zero_copy_pipes: { help: 'Splice pipes in use', read: (w) => w.zeroCopy?.pipes },
+  rxredirect_zero_copy_pipes: { help: 'Splice pipes open (in use or pooled)', read: (w) => w.zeroCopy?.pipes },
   rxredirect_zero_copy_pipes_limit: { help: 'Splice pipe budget (maxPipes)', read: (w) => w.zeroCopy?.maxPipes },
   rxredirect_zero_copy_pipe_bytes: { help: 'Pipe buffer bytes reserved', read: (w) => w.zeroCopy?.pipeBytes },
   rxredirect_zero_copy_pipe_bytes_limit: {

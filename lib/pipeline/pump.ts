@@ -255,7 +255,7 @@ export class Pump implements ReadSizer {
     this.phase = 'stopped';
     this.subscription?.unsubscribe();
     this.input = undefined;
-    // Closes the engine's dups now: a reset or destroy that follows must reach the real socket.
+    // Stops the engine now: a reset or destroy that follows closes the fds it was using.
     const moved = this.link?.abort();
     if (moved) this.spliced(moved[0], moved[1]);
   }

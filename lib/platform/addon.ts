@@ -60,11 +60,12 @@ export interface LinuxAddon {
   /** Sets the splice budget; `threads` only applies before the first relay starts. */
   spliceConfigure(budget: SpliceBudget): void;
   /**
-   * dup()s both fds and relays src → dst in the kernel; returns the relay id, or 0 when the budget
-   * is spent. `pairWith`: the relay of the other direction (same thread; an error stops both).
+   * Relays src → dst in the kernel on these very fds (no dups: abort before closing either); returns
+   * the relay id, or 0 when the budget can never give a pipe. `pairWith`: the relay of the other
+   * direction (same thread; an error stops both).
    */
   spliceStart(srcFd: number, dstFd: number, pairWith?: number): number;
-  /** Stops a relay and closes its dups before returning: [bytesIn, bytesOut], or undefined if it already finished. */
+  /** Stops a relay; the engine is done with its fds on return: [bytesIn, bytesOut], or undefined if it already finished. */
   spliceAbort(id: number): [number, number] | undefined;
   spliceStats(): SpliceEngineStats;
   /** Totals of a running relay, read now (reports lag by up to 100 ms): [bytesIn, bytesOut], or undefined. */
@@ -112,19 +113,33 @@ export interface SpliceEngineStats {
   /** Engine threads running (0 until the first relay). */
   readonly threads: number;
   readonly relays: number;
+  /** Pipes open now, held by relays or free in the pool (≤ maxPipes; two descriptors each). */
   readonly pipes: number;
-  /** Pipe bytes reserved now: base pipes plus growth (≤ maxPipeBytes). */
+  /** Pipes held by relays with bytes in flight (an idle spliced connection holds none). */
+  readonly pipesInUse: number;
+  /** Free pipes in the pool (closed after 1 s unused). */
+  readonly pooledPipes: number;
+  /** Pipe bytes reserved now: base pipes plus growth, held or free (≤ maxPipeBytes). */
   readonly pipeBytes: number;
-  /** The part of pipeBytes relays grew beyond their base pipes (≤ maxPipeBytes / 2). */
+  /** The part of pipeBytes pipes grew beyond their base size (≤ maxPipeBytes / 2). */
   readonly grownBytes: number;
   /** Pipe doublings since the process started. */
   readonly growths: number;
   /**
    * Doublings the kernel refused since the process started (F_SETPIPE_SZ: EPERM over
-   * fs.pipe-max-size without CAP_SYS_RESOURCE or over the per-user pipe pages, EBUSY); a relay
-   * keeps its pipe and stops asking after one.
+   * fs.pipe-max-size without CAP_SYS_RESOURCE or over the per-user pipe pages, EBUSY); such a
+   * pipe keeps its size and is not asked again.
    */
   readonly growthFailures: number;
+  /** Bytes relays moved by copying (peek, send, discard) because no pipe was to be had. */
+  readonly copiedBytes: number;
+  /** Descriptors the engine holds now: two per open pipe, two per thread (epoll, eventfd). */
+  readonly descriptors: number;
+  /**
+   * What a spliced connection costs in descriptors: `idle` its two sockets (owned by Node; the
+   * engine holds no dups), `busy` plus a pipe per direction with bytes in flight.
+   */
+  readonly descriptorsPerConnection: { readonly idle: number; readonly busy: number };
   readonly maxThreads: number;
   readonly maxPipes: number;
   readonly maxPipeBytes: number;

@@ -16,6 +16,9 @@ import type { Server, Socket } from 'node:net';
  *  - `socket._readableState.ended`: Node read the FIN but has not emitted 'end' yet.
  *  - `socket._read`: replaced by a no-op while the splice engine owns the descriptor, so that
  *    Readable's read-ahead cannot restart libuv.
+ *  - `socket._destroy`: wrapped while the splice engine uses the socket's own fd, so the engine
+ *    lets go inside destroy(), before Node closes the fd (`_destroy` → `handle.close()`/`reset()`
+ *    → `uv_close` → `close(fd)`, synchronously). Without it the engine is not used at all.
  *  - passing `socket._handle` itself to `child.send(message, handle)`: Node's IPC sends a raw
  *    TCP handle as its 'net.Native' type (SCM_RIGHTS; the sender keeps its copy, the child gets
  *    the handle for `server.listen(handle)`). lib/workers/ passes the listening sockets so.
@@ -146,6 +149,68 @@ export function restoreReadAhead(s: Socket): void {
   delete (s as unknown as { _read?: unknown })._read;
 }
 
+type DestroyFn = (this: Socket, err: Error | null, cb: (err?: Error | null) => void) => void;
+
+interface Guard {
+  readonly hooks: Set<() => void>;
+  readonly wrapper: DestroyFn;
+  /** An own `_destroy` the socket had before the guard (normally none: the prototype's). */
+  readonly own: DestroyFn | undefined;
+}
+
+const guards = new WeakMap<Socket, Guard>();
+
+type WithDestroy = { _destroy: DestroyFn };
+
+/** Whether beforeFdClose() can guard this socket on the running Node. */
+export function canGuardFdClose(socket: Socket): boolean {
+  return typeof (Object.getPrototypeOf(socket) as Partial<WithDestroy>)._destroy === 'function';
+}
+
+/**
+ * Runs `hook` once, synchronously, inside the socket's destroy() before Node closes its fd (the
+ * splice engine uses Node's fds without dups: once the number is free, the next socket or file
+ * gets it; docs/zero-copy.md, "No dups"). Returns its removal; check canGuardFdClose() first.
+ */
+export function beforeFdClose(socket: Socket, hook: () => void): () => void {
+  let guard = guards.get(socket);
+  if (guard === undefined) {
+    const target = socket as unknown as WithDestroy;
+    const own = Object.hasOwn(socket, '_destroy') ? target._destroy : undefined;
+    const hooks = new Set<() => void>();
+    const wrapper: DestroyFn = function (this: Socket, err, cb) {
+      const pending = [...hooks];
+      uninstall(this);
+      try {
+        for (const run of pending) run();
+      } finally {
+        // Whatever a hook did, the socket still closes (else its fd would leak).
+        (own ?? (Object.getPrototypeOf(this) as WithDestroy)._destroy).call(this, err, cb);
+      }
+    };
+    guard = { hooks, wrapper, own };
+    guards.set(socket, guard);
+    target._destroy = wrapper;
+  }
+  const hooks = guard.hooks;
+  hooks.add(hook);
+  return () => {
+    hooks.delete(hook);
+    if (hooks.size === 0 && guards.get(socket)?.hooks === hooks) uninstall(socket);
+  };
+}
+
+function uninstall(socket: Socket): void {
+  const guard = guards.get(socket);
+  if (guard === undefined) return;
+  guards.delete(socket);
+  const target = socket as unknown as Partial<WithDestroy>;
+  // Only undo our own wrapper (someone may have wrapped it again since).
+  if (target._destroy !== guard.wrapper) return;
+  if (guard.own) target._destroy = guard.own;
+  else delete target._destroy;
+}
+
 /**
  * Which of the internals above the running Node lacks, checked on a connected socket (and its
  * server): an empty list means every fast path is available.
@@ -164,6 +229,7 @@ export function checkNodeInternals(s: Socket, server?: Server): string[] {
   const state = (s as unknown as { _readableState?: { ended?: unknown } })._readableState;
   if (typeof state?.ended !== 'boolean') missing.push('socket._readableState.ended');
   if (typeof (s as unknown as { _read?: unknown })._read !== 'function') missing.push('socket._read');
+  if (!canGuardFdClose(s)) missing.push('socket._destroy');
   if (server !== undefined) {
     const listener = handleOf(server);
     if (typeof listener?.fd !== 'number') missing.push('server._handle.fd');

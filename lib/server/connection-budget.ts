@@ -8,14 +8,14 @@ import { configureZeroCopy } from '../zero-copy/engine';
  *
  * Descriptors per connection, by data path:
  *   JS path         2: the client's and the upstream's sockets.
- *   zero-copy path  +4 per spliced direction: the engine dups both sockets and holds a pipe
- *                   (two ends), so a connection spliced both ways holds 10.
- * The engine holds at most `maxPipes` pipes, so the zero-copy share is 4 × maxPipes, at most half
- * of what is free (maxPipes is lowered to fit); a splice over the budget stays on the JS path
- * (native/splice-engine.cc), so the share is a preference, never a failure.
+ *   zero-copy path  +2 per direction with bytes in flight: a pipe (two ends) from the engine's
+ *                   pool; no dups, and an idle spliced connection holds none (docs/zero-copy.md).
+ * The pool holds at most `maxPipes` pipes, held or free, so the zero-copy share is 2 × maxPipes,
+ * at most half of what is free (maxPipes is lowered to fit); a relay that finds no pipe copies
+ * instead (native/splice-pump.cc), so the share is a preference, never a failure.
  */
 const FDS_PER_CONNECTION = 2;
-const FDS_PER_SPLICED_DIRECTION = 4;
+const FDS_PER_PIPE = 2;
 /** Kept free for what is not a connection: logs, metrics scrapes, DNS, a reload's new listener, the acceptor's reserve. */
 const FD_HEADROOM = 64;
 
@@ -41,8 +41,8 @@ export function deriveMaxConnections({ nofile, inUse, zeroCopyPipes }: BudgetInp
     return { maxConnections: Number.POSITIVE_INFINITY, zeroCopyPipes };
   }
   const available = Math.max(0, nofile - inUse - FD_HEADROOM);
-  const pipes = Math.min(zeroCopyPipes, Math.floor(available / 2 / FDS_PER_SPLICED_DIRECTION));
-  const maxConnections = Math.max(1, Math.floor((available - pipes * FDS_PER_SPLICED_DIRECTION) / FDS_PER_CONNECTION));
+  const pipes = Math.min(zeroCopyPipes, Math.floor(available / 2 / FDS_PER_PIPE));
+  const maxConnections = Math.max(1, Math.floor((available - pipes * FDS_PER_PIPE) / FDS_PER_CONNECTION));
   return { maxConnections, zeroCopyPipes: pipes };
 }
 
@@ -58,7 +58,7 @@ class ProcessBudget {
   limit(zeroCopyPipes: number): number {
     if (this.derived === undefined) {
       const derived = deriveMaxConnections({ nofile: openFileLimit(), inUse: openFileCount() ?? 0, zeroCopyPipes });
-      // A splice that finds no pipe in the budget stays on the JS path: fewer pipes is never a failure.
+      // A relay that finds no pipe in the pool copies instead: fewer pipes is never a failure.
       if (derived.zeroCopyPipes < zeroCopyPipes) configureZeroCopy({ maxPipes: derived.zeroCopyPipes });
       this.derived = derived.maxConnections;
     }

@@ -20,7 +20,10 @@ export type ZeroCopyMode = 'auto' | 'always' | 'off';
 export interface ZeroCopyBudget {
   /** Engine threads, each with one epoll over many relays. Only applies before the first relay. Default 2. */
   threads?: number;
-  /** Pipes at once (one per spliced direction). Default 1024. */
+  /**
+   * Pipes open at once, held or free in the pool (two descriptors each; only a direction with
+   * bytes in flight holds one). Default 1024.
+   */
   maxPipes?: number;
   /** Pipe buffer bytes at once. Default 32 MiB (half of the default fs.pipe-user-pages-soft). */
   maxPipeBytes?: number;
@@ -69,7 +72,10 @@ export class SpliceEngine {
     addon.spliceInit(this.onReport);
   }
 
-  /** Starts relaying src → dst in the kernel; undefined when the budget is spent. */
+  /**
+   * Starts relaying src → dst in the kernel on the sockets' own fds (no dups: abort before either
+   * is closed); undefined when the budget can never give a pipe (the engine is off).
+   */
   start(source: Socket, sink: Socket, handlers: RelayHandlers, pairWith = 0): number | undefined {
     const id = this.addon.spliceStart(fdOf(source), fdOf(sink), pairWith);
     if (id === 0) return undefined;
@@ -77,7 +83,7 @@ export class SpliceEngine {
     return id;
   }
 
-  /** Closes the relay's dups before returning; [bytesIn, bytesOut], or undefined if it already ended. */
+  /** The engine is done with the relay's fds when this returns; [bytesIn, bytesOut], or undefined if it already ended. */
   abort(id: number): [number, number] | undefined {
     this.relays.delete(id);
     return this.addon.spliceAbort(id);
@@ -125,7 +131,10 @@ export function zeroCopyEngine(): SpliceEngine | undefined {
   return engine ?? undefined;
 }
 
-/** Sets the process-wide budget. Throws ERR_REDIRECT_INVALID_OPTION on a bad value; a no-op without the addon. */
+/**
+ * Sets the process-wide budget and closes the pool's free pipes (they were sized under the old
+ * one). Throws ERR_REDIRECT_INVALID_OPTION on a bad value; a no-op without the addon.
+ */
 export function configureZeroCopy(budget: ZeroCopyBudget): void {
   if (budget === null || typeof budget !== 'object') throw invalidOption('zeroCopyBudget', 'must be an object');
   const check = (key: keyof ZeroCopyBudget, min: number, max: number): void => {

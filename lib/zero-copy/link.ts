@@ -1,6 +1,13 @@
 import type { Socket } from 'node:net';
 import { stopSocketReading } from '../net/socket-transport';
-import { disableReadAhead, finReadByNode, restartHandle, restoreReadAhead } from '../platform/node-internals';
+import {
+  beforeFdClose,
+  canGuardFdClose,
+  disableReadAhead,
+  finReadByNode,
+  restartHandle,
+  restoreReadAhead,
+} from '../platform/node-internals';
 import type { RelayHandlers, SpliceEngine } from './engine';
 
 /**
@@ -16,6 +23,7 @@ export class ZeroCopyLink {
   private handlers: RelayHandlers | undefined;
   private peer: ZeroCopyLink | undefined;
   private readOverridden = false;
+  private unguard: (() => void)[] = [];
   /** zeroCopy 'always': a direction without a chain is handed over before its first byte, not once it shows bulk. */
   readonly atOnce: boolean;
 
@@ -91,10 +99,12 @@ export class ZeroCopyLink {
     return finReadByNode(this.source);
   }
 
-  /** Hands both fds to the engine; false when it cannot (budget spent, a socket gone): stay on the JS path. */
+  /** Hands both fds to the engine; false when it cannot (engine off, a socket gone): stay on the JS path. */
   start(handlers: RelayHandlers): boolean {
     if (this.id !== undefined) return true;
     if (this.source.destroyed || this.sink.destroyed || this.sink.writableLength > 0) return false;
+    // The engine uses the sockets' own fds: only where a destroy() can stop it first.
+    if (!canGuardFdClose(this.source) || !canGuardFdClose(this.sink)) return false;
     const wrapped: RelayHandlers = {
       progress: (i, o) => handlers.progress(i, o),
       end: (i, o, at) => {
@@ -110,7 +120,8 @@ export class ZeroCopyLink {
     if (id === undefined) return false;
     this.id = id;
     this.handlers = wrapped;
-    // A JS destroy() does not close the engine's dups: abort the relay when either socket closes.
+    // The engine uses these very fds: a destroy() from anywhere must stop it before Node closes one.
+    this.unguard = [beforeFdClose(this.source, this.onDestroying), beforeFdClose(this.sink, this.onDestroying)];
     this.source.once('close', this.onSocketClosed);
     this.sink.once('close', this.onSocketClosed);
     return true;
@@ -131,7 +142,7 @@ export class ZeroCopyLink {
     return this.id === undefined ? undefined : this.engine.progress(this.id);
   }
 
-  /** Stops the relay now; its dups are closed when this returns. [bytesIn, bytesOut] when it was running. */
+  /** Stops the relay now; the engine is done with the fds when this returns. [bytesIn, bytesOut] when it was running. */
   abort(): [number, number] | undefined {
     const id = this.id;
     if (id === undefined) return undefined;
@@ -149,17 +160,33 @@ export class ZeroCopyLink {
     this.handlers = undefined;
     this.source.off('close', this.onSocketClosed);
     this.sink.off('close', this.onSocketClosed);
+    for (const remove of this.unguard) remove();
+    this.unguard = [];
   }
+
+  /** Inside destroy(), before Node closes the fd: stop the engine now, report on 'close' as before. */
+  private readonly onDestroying = (): void => {
+    const handlers = this.handlers;
+    const socket = this.source.destroyed ? this.source : this.sink;
+    const which = socket === this.source ? 'source' : 'sink';
+    const moved = this.abort();
+    if (handlers === undefined || moved === undefined) return;
+    socket.once('close', () => handlers.error(destroyedError(which), which, moved[0], moved[1]));
+  };
 
   private readonly onSocketClosed = (): void => {
     const handlers = this.handlers;
     const which = this.source.destroyed ? 'source' : 'sink';
     const moved = this.abort();
     if (handlers === undefined || moved === undefined) return;
-    const err: NodeJS.ErrnoException = new Error(`the ${which} socket was destroyed during a zero-copy relay`);
-    err.code = 'ERR_SOCKET_CLOSED';
-    handlers.error(err, which, moved[0], moved[1]);
+    handlers.error(destroyedError(which), which, moved[0], moved[1]);
   };
+}
+
+function destroyedError(which: 'source' | 'sink'): NodeJS.ErrnoException {
+  const err: NodeJS.ErrnoException = new Error(`the ${which} socket was destroyed during a zero-copy relay`);
+  err.code = 'ERR_SOCKET_CLOSED';
+  return err;
 }
 
 const EMPTY = Buffer.alloc(0);
