@@ -10,6 +10,7 @@
 
 #include "sockaddr.h"
 #include "sys-error.h"
+#include "unique-fd.h"
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
 #define IP_BIND_ADDRESS_NO_PORT 24
@@ -18,26 +19,6 @@
 namespace rxredirect {
 
 namespace {
-
-// Closes the fd unless released, so every early throw leaks nothing.
-class FdGuard {
- public:
-  explicit FdGuard(int fd) : fd_(fd) {}
-  ~FdGuard() {
-    if (fd_ >= 0) close(fd_);
-  }
-  FdGuard(const FdGuard&) = delete;
-  FdGuard& operator=(const FdGuard&) = delete;
-  int get() const { return fd_; }
-  int release() {
-    int fd = fd_;
-    fd_ = -1;
-    return fd;
-  }
-
- private:
-  int fd_;
-};
 
 struct BindRequest {
   std::string address;
@@ -72,7 +53,7 @@ Napi::Value CreateMarkedSocket(const Napi::CallbackInfo& info) {
   uint32_t mark = info[1].As<Napi::Number>().Uint32Value();
   BindRequest bind = ReadBind(info);
 
-  FdGuard fd(socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP));
+  UniqueFd fd(socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP));
   if (fd.get() < 0) throw SystemError(env, errno, "socket");
 
   if (setsockopt(fd.get(), SOL_SOCKET, SO_MARK, &mark, sizeof mark) != 0) {

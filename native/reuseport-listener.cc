@@ -9,6 +9,7 @@
 
 #include "sockaddr.h"
 #include "sys-error.h"
+#include "unique-fd.h"
 
 #ifndef IP_TRANSPARENT
 #define IP_TRANSPARENT 19
@@ -49,13 +50,11 @@ Napi::Value ListenReusePort(const Napi::CallbackInfo& info) {
   socklen_t len = 0;
   if (!ParseEndpoint(family, address, port, &addr, &len)) throw SystemError(env, EINVAL, "inet_pton");
 
-  const int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  UniqueFd owned(socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  const int fd = owned.get();
   if (fd < 0) throw SystemError(env, errno, "socket");
-  auto fail = [&](const char* syscall) {
-    const int err = errno;
-    close(fd);
-    return SystemError(env, err, syscall);
-  };
+  // errno is read before the throw unwinds and `owned` closes the socket.
+  auto fail = [&](const char* syscall) { return SystemError(env, errno, syscall); };
   const int on = 1;
   if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0) throw fail("setsockopt");
   if (BoolOption(options, "reusePort", true) && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0) {
@@ -72,7 +71,7 @@ Napi::Value ListenReusePort(const Napi::CallbackInfo& info) {
   }
   if (bind(fd, reinterpret_cast<sockaddr*>(&addr), len) != 0) throw fail("bind");
   if (listen(fd, backlog) != 0) throw fail("listen");
-  return Napi::Number::New(env, fd);
+  return Napi::Number::New(env, owned.release());
 }
 
 }  // namespace rxredirect
