@@ -127,7 +127,6 @@ linux('a flood under a low RLIMIT_NOFILE is refused at accept with max-connectio
   const zeroCopy = (during as { zeroCopy?: { pipes: number; maxPipes: number } }).zeroCopy;
   if (optionalLinux() !== undefined && zeroCopy) {
     // The splice engine stays within its share: its pipe budget was lowered to fit the descriptors.
-    // (These one-byte echoes never show bulk, so under 'auto' they stay on the JS path.)
     t.true(zeroCopy.pipes <= zeroCopy.maxPipes, JSON.stringify(zeroCopy));
     t.true(zeroCopy.maxPipes < 1024, `maxPipes lowered to ${zeroCopy.maxPipes}`);
   }

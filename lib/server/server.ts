@@ -306,7 +306,7 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
   private connectionLimit(): number {
     const limit = this.config.limits.maxConnections;
     if (limit !== 'auto') return limit;
-    const engine = this.config.zeroCopy === 'auto' && this.config.transport === 'net' ? zeroCopyEngine() : undefined;
+    const engine = this.config.zeroCopy !== 'off' && this.config.transport === 'net' ? zeroCopyEngine() : undefined;
     return processBudget.limit(engine ? engine.stats().maxPipes : 0);
   }
 
