@@ -1,4 +1,6 @@
+import { readFileSync } from 'node:fs';
 import { networkInterfaces } from 'node:os';
+import { formatIpAddress, isIPv4Mapped, parseIpAddress } from './ip-address';
 import { endpointKey } from './record';
 import type { Endpoint, RedirectRecord, ResolvedTarget } from './types';
 
@@ -62,6 +64,30 @@ function isLocalAddress(address: string): boolean {
     for (const info of list ?? []) {
       if (info.address.toLowerCase() === wanted) return true;
     }
+  }
+  // libuv lists only interfaces that are up and running (a veth without carrier is left out,
+  // yet it may receive a connection): ask the kernel's own tables, which list every local address.
+  return process.platform === 'linux' && kernelHasAddress(address);
+}
+
+/** Linux: the address is in the local routing table (IPv4) or on an interface (IPv6). */
+function kernelHasAddress(address: string): boolean {
+  const parsed = parseIpAddress(address);
+  if (parsed === undefined) return false;
+  try {
+    if (parsed.family === 'IPv6' && !isIPv4Mapped(parsed.bytes)) {
+      const hex = Buffer.from(parsed.bytes).toString('hex');
+      return readFileSync('/proc/net/if_inet6', 'utf8')
+        .split('\n')
+        .some((line) => line.startsWith(hex));
+    }
+    const v4 = formatIpAddress(parsed.bytes.subarray(parsed.bytes.length - 4));
+    const lines = readFileSync('/proc/net/fib_trie', 'utf8').split('\n');
+    for (let i = 0; i + 1 < lines.length; i++) {
+      if (lines[i]?.trimEnd().endsWith(`|-- ${v4}`) && lines[i + 1]?.includes('/32 host LOCAL')) return true;
+    }
+  } catch {
+    // no procfs: the interface list above is all we know
   }
   return false;
 }

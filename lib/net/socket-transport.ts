@@ -132,15 +132,16 @@ export class SocketTransport implements Transport {
     const s = this.socket;
     if (s.destroyed) return;
     const fd = descriptorOf(s);
-    // A socket still connecting has no peer to reset yet (and resetAndDestroy
-    // would wait for a 'connect' that may never come): just close it.
-    if (fd === undefined || s.connecting) {
+    if (fd === undefined) {
       s.destroy();
       return;
     }
     // SO_LINGER {1, 0} then close: an RST in every state. libuv's own reset
     // fails with EINVAL while a FIN is queued (shutdown pending), and then
-    // neither resets nor closes.
+    // neither resets nor closes. This holds while Node still thinks the socket
+    // is connecting too: on loopback the kernel has usually finished the
+    // handshake before Node sees 'connect', and a plain close would send the
+    // peer a FIN, a clean end for a flow that failed.
     const addon = linux();
     if (addon !== undefined) {
       try {
@@ -150,6 +151,12 @@ export class SocketTransport implements Transport {
       } catch {
         // fall through to Node's own reset
       }
+    }
+    // Without the addon: a socket still connecting has no peer to reset yet
+    // (and resetAndDestroy would wait for a 'connect' that may never come).
+    if (s.connecting) {
+      s.destroy();
+      return;
     }
     if (s.writableEnded && !s.writableFinished) s.destroy();
     else s.resetAndDestroy();
