@@ -1,5 +1,5 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -60,21 +60,28 @@ async function serverStats(socketPath: string): Promise<Record<string, Record<st
 }
 
 /**
- * Waits until haproxy's stats satisfy `ok`. haproxy is another process with no event to wait
- * on: its stats socket is asked again shortly after each answer.
+ * Waits until haproxy's stats satisfy `ok`. They are read again each time haproxy logs something
+ * (a health check's result, a server's state change, a connection): listening first, so a line
+ * written while the stats are read is not missed.
  */
 async function statsUntil(
-  socketPath: string,
+  haproxy: Haproxy,
   ok: (rows: Record<string, Record<string, string>>) => boolean,
 ): Promise<Record<string, Record<string, string>>> {
   for (;;) {
-    const rows = await serverStats(socketPath).catch(() => ({}));
+    const logged = once(haproxy.child.stderr as NodeJS.ReadableStream, 'data');
+    const rows = await serverStats(haproxy.socket).catch(() => ({}));
     if (ok(rows)) return rows;
-    await new Promise((r) => setTimeout(r, 50));
+    await logged;
   }
 }
 
-async function startHaproxyIn(t: ExecutionContext, ns: Netns, dir: string): Promise<string> {
+interface Haproxy {
+  readonly socket: string;
+  readonly child: ChildProcess;
+}
+
+async function startHaproxyIn(t: ExecutionContext, ns: Netns, dir: string): Promise<Haproxy> {
   const socket = join(dir, 'stats.sock');
   const cfg = join(dir, 'haproxy.cfg');
   writeFileSync(
@@ -104,6 +111,8 @@ backend be
   balance roundrobin
   # The check goes through rxredirect (a LOCAL header) to the host's service, which greets.
   option tcp-check
+  # Every change of a check's result is logged: the test waits on these lines.
+  option log-health-checks
   tcp-check expect rstring ^h[12]
 ${HOSTS.map((h) => `  server ${h.id} ${h.host}:15001 send-proxy-v2 check check-send-proxy inter 200 fall 2 rise 1`).join('\n')}
 `,
@@ -127,7 +136,7 @@ ${HOSTS.map((h) => `  server ${h.id} ${h.host}:15001 send-proxy-v2 check check-s
   t.teardown(() => {
     if (process.env.DEPLOY_DEBUG) console.log(output);
   });
-  return socket;
+  return { socket, child };
 }
 
 deploy(
@@ -154,10 +163,10 @@ deploy(
       await r.line((l) => l.event === 'listening');
     }
     const [h1, h2] = runners as [RunnerProcess, RunnerProcess];
-    const stats = await startHaproxyIn(t, lb, dir);
+    const haproxy = await startHaproxyIn(t, lb, dir);
 
     // Health checks (LOCAL headers through rxredirect to each host's service) pass.
-    const up = await statsUntil(stats, (rows) => rows.h1?.status === 'UP' && rows.h2?.status === 'UP');
+    const up = await statsUntil(haproxy, (rows) => rows.h1?.status === 'UP' && rows.h2?.status === 'UP');
     for (const h of HOSTS) t.regex(up[h.id]?.check_status ?? '', /L7OK/, up[h.id]?.check_desc);
 
     const client = await cli.agent(t);
@@ -211,7 +220,7 @@ deploy(
       after.every((d) => d.startsWith('h2\n')),
       after.join(' | '),
     );
-    await statsUntil(stats, (rows) => rows.h1?.status === 'DOWN');
+    await statsUntil(haproxy, (rows) => rows.h1?.status === 'DOWN');
 
     // The connections h1 held finish intact during its drain (h2's are still held); then h1 exits cleanly.
     t.is((await h1.exited)[0], 0, h1.stderr());
