@@ -1,7 +1,13 @@
 import type { Socket } from 'node:net';
 import { isMainThread } from 'node:worker_threads';
 import { invalidOption } from '../common/errors';
-import { fdOf, type LinuxAddon, optionalLinux, type SpliceEngineStats } from '../platform/addon';
+import {
+  fdOf,
+  type LinuxAddon,
+  optionalLinux,
+  type SpliceEngineStats,
+  type SpliceReportCallback,
+} from '../platform/addon';
 
 /**
  * The zero-copy path (Linux): a direction with no middleware, or one a
@@ -98,15 +104,7 @@ export class SpliceEngine {
     return this.addon.spliceProgress(id);
   }
 
-  private readonly onReport = (
-    id: number,
-    kind: 0 | 1 | 2,
-    bytesIn: number,
-    bytesOut: number,
-    errno: string | undefined,
-    side: 0 | 1,
-    eofAtNs: number,
-  ): void => {
+  private readonly onReport: SpliceReportCallback = (id, kind, bytesIn, bytesOut, errno, side, eofAtNs) => {
     const handlers = this.relays.get(id);
     if (handlers === undefined) return; // aborted meanwhile
     if (kind === 0) {
