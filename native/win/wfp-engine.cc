@@ -13,8 +13,8 @@ namespace {
 // One read per socket per poll turn, like libuv: fair between connections,
 // and with reading stopped the kernel buffer fills and TCP closes the window.
 constexpr size_t kReadSize = 64 * 1024;
-// Bytes read but not yet handed to JS, per connection, before the engine stops
-// reading by itself: JS's readStop arrives late, this keeps the queue bounded.
+// Bytes read but not yet handed to JS, per connection, at most: JS's readStop
+// arrives late, and this bounds what still reaches JS after it.
 constexpr size_t kMaxInFlight = 4 * kReadSize;
 // Backstop only: commands wake the loop through the wake socket.
 constexpr int kPollTimeoutMs = 1000;
@@ -280,7 +280,11 @@ void WfpEngine::AcceptAll(uint32_t listener_id, SOCKET listener) {
 }
 
 void WfpEngine::ReadSome(uint32_t id, Connection& c) {
-  std::vector<uint8_t> buffer(kReadSize);
+  // Never past the bound: a short read earlier leaves room for less than a whole
+  // read, and taking kReadSize then would overshoot kMaxInFlight by up to one read.
+  size_t room = c.in_flight < kMaxInFlight ? kMaxInFlight - c.in_flight : 0;
+  if (room == 0) return;
+  std::vector<uint8_t> buffer(room < kReadSize ? room : kReadSize);
   int n = recv(c.socket, reinterpret_cast<char*>(buffer.data()), static_cast<int>(buffer.size()), 0);
   if (n > 0) {
     buffer.resize(static_cast<size_t>(n));
