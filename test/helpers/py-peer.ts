@@ -30,9 +30,11 @@ export class PyPeer {
   private nextId = 0;
   private readonly waiting = new Map<number, { resolve(v: Record<string, unknown>): void; reject(e: Error): void }>();
   private readonly ends = new Map<string, PeerEnd>();
-  private readonly endWaiters = new Map<string, (end: PeerEnd) => void>();
-  private readonly acceptWaiters: Array<(name: string) => void> = [];
+  private readonly endWaiters = new Map<string, { resolve(end: PeerEnd): void; reject(e: Error): void }>();
+  private readonly acceptWaiters: Array<{ resolve(name: string): void; reject(e: Error): void }> = [];
   private readonly acceptedNames: string[] = [];
+  /** Set once the peer process is gone: every later wait fails with it instead of hanging. */
+  private exited: Error | undefined;
 
   private constructor(t: ExecutionContext) {
     this.child = spawn('python3', [SCRIPT], { stdio: ['pipe', 'pipe', 'pipe'] });
@@ -41,8 +43,16 @@ export class PyPeer {
       stderr += d.toString();
     });
     this.child.on('exit', (code) => {
-      for (const w of this.waiting.values()) w.reject(new Error(`tcp-peer exited (${code}): ${stderr}`));
-      this.waiting.clear();
+      // stderr may still be arriving: 'close' comes after both the exit and the end of the pipes.
+      this.child.once('close', () => {
+        const err = new Error(`tcp-peer exited (${code}): ${stderr}`);
+        this.exited = err;
+        for (const w of this.waiting.values()) w.reject(err);
+        this.waiting.clear();
+        for (const w of this.acceptWaiters.splice(0)) w.reject(err);
+        for (const w of this.endWaiters.values()) w.reject(err);
+        this.endWaiters.clear();
+      });
     });
     createInterface({ input: this.child.stdout }).on('line', (line) => this.onLine(line));
     t.teardown(() => {
@@ -60,11 +70,11 @@ export class PyPeer {
       const end = { how: msg.how, bytes: msg.bytes, sha256: msg.sha256 } as PeerEnd;
       const name = String(msg.name);
       this.ends.set(name, end);
-      this.endWaiters.get(name)?.(end);
+      this.endWaiters.get(name)?.resolve(end);
     } else if (msg.event === 'accepted') {
       const name = String(msg.name);
       const waiter = this.acceptWaiters.shift();
-      if (waiter) waiter(name);
+      if (waiter) waiter.resolve(name);
       else this.acceptedNames.push(name);
     } else if (typeof msg.id === 'number') {
       const w = this.waiting.get(msg.id);
@@ -75,6 +85,7 @@ export class PyPeer {
   }
 
   private command(cmd: Record<string, unknown>): Promise<Record<string, unknown>> {
+    if (this.exited) return Promise.reject(this.exited);
     const id = ++this.nextId;
     return new Promise((resolve, reject) => {
       this.waiting.set(id, { resolve, reject });
@@ -88,11 +99,26 @@ export class PyPeer {
     return reply.port as number;
   }
 
+  /** Stops the peer process (SIGSTOP): what arrives meanwhile waits in the kernel, as for a slow peer. */
+  freeze(): void {
+    this.child.kill('SIGSTOP');
+  }
+
+  thaw(): void {
+    this.child.kill('SIGCONT');
+  }
+
+  /** Ends the peer process now; pending and later waits on it fail. */
+  kill(): void {
+    this.child.kill('SIGKILL');
+  }
+
   /** The name of the next accepted socket ('a1', 'a2', …). */
   accepted(): Promise<string> {
     const ready = this.acceptedNames.shift();
     if (ready !== undefined) return Promise.resolve(ready);
-    return new Promise((resolve) => this.acceptWaiters.push(resolve));
+    if (this.exited) return Promise.reject(this.exited);
+    return new Promise((resolve, reject) => this.acceptWaiters.push({ resolve, reject }));
   }
 
   async connect(name: string, port: number): Promise<void> {
@@ -119,6 +145,7 @@ export class PyPeer {
   ended(name: string): Promise<PeerEnd> {
     const end = this.ends.get(name);
     if (end) return Promise.resolve(end);
-    return new Promise((resolve) => this.endWaiters.set(name, resolve));
+    if (this.exited) return Promise.reject(this.exited);
+    return new Promise((resolve, reject) => this.endWaiters.set(name, { resolve, reject }));
   }
 }

@@ -23,6 +23,7 @@ tests whose own event loop is busy): {"op": "send", "bytes", "seed"},
 import asyncio
 import hashlib
 import json
+import os
 import random
 import socket
 import struct
@@ -137,11 +138,13 @@ async def handle(cmd, loop):
 
             async def accepted_conn():
                 await conn.connected
-                sock = conn.transport.get_extra_info("socket")
-                emit({"event": "accepted", "name": conn.name, "peer": list(sock.getpeername()[:2])})
+                # The address accept(2) returned: getpeername(2) fails with ENOTCONN on a
+                # socket the other side has already reset, which a slow peer does see.
+                peer = conn.transport.get_extra_info("peername")
+                emit({"event": "accepted", "name": conn.name, "peer": list(peer[:2]) if peer else None})
                 await run_actions(conn, actions)
 
-            asyncio.ensure_future(accepted_conn())
+            asyncio.ensure_future(reported(accepted_conn()))
             return conn
 
         server = await loop.create_server(factory, cmd.get("host", "127.0.0.1"), 0)
@@ -165,6 +168,17 @@ async def main():
             break
         cmd = json.loads(line)
         asyncio.ensure_future(guarded(cmd, loop))
+
+
+async def reported(work):
+    # A task nobody awaits would drop its exception, and the test would wait forever
+    # for an event that never comes: end the peer instead, which fails the test.
+    try:
+        await work
+    except Exception as err:
+        sys.stderr.write("tcp-peer: %s: %s\n" % (err.__class__.__name__, err))
+        sys.stderr.flush()
+        os._exit(2)
 
 
 async def guarded(cmd, loop):
