@@ -139,9 +139,14 @@ zcTest(
       if (writing) stalled.once('drain', fill);
     };
     fill();
-    await eachTurnUntil(() => stats().pipesInUse === 2);
+    // The snapshot is the one that saw both pipes: until every buffer on the way is full, the
+    // client's queued writes still move, and a pipe that empties for a moment goes back to the pool.
+    let busy = stats();
+    await eachTurnUntil(() => {
+      busy = stats();
+      return busy.pipesInUse === 2;
+    });
     writing = false;
-    const busy = stats();
     // the stalled connection holds a pipe per direction, and still only its two sockets
     t.is(socketFds() - sockets0, 4 * n);
     t.is(busy.descriptorsPerConnection.busy, proxySockets + 2 * busy.pipesInUse);
@@ -257,7 +262,7 @@ zcTest(
       await echoing;
       await eachTurnUntil(() => stats().relays >= 2);
       // the proxy's client socket, reached past the core, as user code holding it could
-      const socket = (conn as unknown as { clientSocket: Socket }).clientSocket;
+      const socket = (conn as unknown as { client: { socket: Socket } }).client.socket;
       const handle = (socket as unknown as { _handle: { fd: number; close(...a: unknown[]): unknown } })._handle;
       const fd = handle.fd;
       let relaysWhenClosed = -1;
