@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "sys-error.h"
+#include "unique-fd.h"
 
 namespace rxredirect {
 
@@ -27,10 +28,10 @@ struct Acceptor {
   int64_t id = 0;
   napi_env env = nullptr;
   uv_poll_t poll{};
-  int fd = -1;
+  UniqueFd fd{-1};
   // Held open so that, out of descriptors, one can be freed to accept (and
   // reset) the connection at the head of the queue instead of leaving it there.
-  int reserve = -1;
+  UniqueFd reserve{-1};
   bool closed = false;
   Napi::FunctionReference onAccept;
   Napi::FunctionReference onFault;
@@ -127,19 +128,21 @@ void Pause(Acceptor* a) {
 // the queue, resets it (its client learns at once, instead of waiting on a
 // queue that does not move) and reports it. False when there is no reserve.
 bool DropOne(Acceptor* a, int err) {
-  if (a->reserve < 0) return false;
-  close(a->reserve);
-  a->reserve = -1;
+  if (a->reserve.get() < 0) return false;
+  a->reserve.reset();
   sockaddr_storage addr{};
   socklen_t len = sizeof addr;
-  int fd = accept4(a->fd, reinterpret_cast<sockaddr*>(&addr), &len, SOCK_CLOEXEC);
-  if (fd >= 0) {
-    linger hard{1, 0};
-    setsockopt(fd, SOL_SOCKET, SO_LINGER, &hard, sizeof hard);
-    close(fd);
+  bool dropped = false;
+  {
+    UniqueFd fd(accept4(a->fd.get(), reinterpret_cast<sockaddr*>(&addr), &len, SOCK_CLOEXEC));
+    if (fd.get() >= 0) {
+      linger hard{1, 0};  // the close at the end of this scope sends RST
+      setsockopt(fd.get(), SOL_SOCKET, SO_LINGER, &hard, sizeof hard);
+      dropped = true;
+    }
   }
-  a->reserve = OpenReserve();
-  if (fd >= 0) Fault(a, err, FaultKind::kDropped, &addr);
+  a->reserve.reset(OpenReserve());
+  if (dropped) Fault(a, err, FaultKind::kDropped, &addr);
   return true;
 }
 
@@ -155,7 +158,7 @@ void OnReadable(uv_poll_t* handle, int status, int /*events*/) {
   for (int i = 0; i < kAcceptBatch && !a->closed; i++) {
     sockaddr_storage addr{};
     socklen_t len = sizeof addr;
-    int fd = accept4(a->fd, reinterpret_cast<sockaddr*>(&addr), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd = accept4(a->fd.get(), reinterpret_cast<sockaddr*>(&addr), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
       Deliver(a, fd, addr);
       continue;
@@ -183,10 +186,8 @@ void Close(Acceptor* a) {
   // uv_close stops the poll and takes the fd out of epoll at once; the
   // listener itself is closed before returning, so new connections are refused.
   uv_close(reinterpret_cast<uv_handle_t*>(&a->poll), [](uv_handle_t* h) { delete static_cast<Acceptor*>(h->data); });
-  close(a->fd);
-  a->fd = -1;
-  if (a->reserve >= 0) close(a->reserve);
-  a->reserve = -1;
+  a->fd.reset();
+  a->reserve.reset();
 }
 
 void CloseAll(void*) {
@@ -211,25 +212,19 @@ Napi::Value AcceptorOpen(const Napi::CallbackInfo& info) {
   if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) {
     throw Napi::Error::New(env, "acceptorOpen: no event loop");
   }
-  const int fd = fcntl(listenFd, F_DUPFD_CLOEXEC, 0);
-  if (fd < 0) throw SystemError(env, errno, "fcntl");
-  const int reserve = OpenReserve();
-  if (reserve < 0) {
-    const int err = errno;
-    close(fd);
-    throw SystemError(env, err, "open");
-  }
-  auto* a = new Acceptor();
+  // Owned from the start: a throw on the way out closes both descriptors and frees the acceptor.
+  auto owned = std::make_unique<Acceptor>();
+  Acceptor* a = owned.get();
   a->env = env;
-  a->fd = fd;
-  a->reserve = reserve;
-  int rc = uv_poll_init_socket(loop, &a->poll, fd);  // also makes the fd non-blocking
-  if (rc != 0) {
-    close(fd);
-    close(reserve);
-    delete a;
-    throw SystemError(env, -rc, "uv_poll_init");
-  }
+  a->fd.reset(fcntl(listenFd, F_DUPFD_CLOEXEC, 0));
+  if (a->fd.get() < 0) throw SystemError(env, errno, "fcntl");
+  a->reserve.reset(OpenReserve());
+  if (a->reserve.get() < 0) throw SystemError(env, errno, "open");
+  // Also makes the fd non-blocking. On failure the handle was never registered with the loop.
+  int rc = uv_poll_init_socket(loop, &a->poll, a->fd.get());
+  if (rc != 0) throw SystemError(env, -rc, "uv_poll_init");
+  // From here the loop knows the handle: only uv_close (Close) may free it.
+  owned.release();
   a->poll.data = a;
   a->id = gNextId++;
   a->onAccept = Napi::Persistent(info[1].As<Napi::Function>());
@@ -252,7 +247,7 @@ Napi::Value AcceptorResume(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Acceptor* a = Find(info);
   if (a == nullptr) return env.Undefined();
-  if (a->reserve < 0) a->reserve = OpenReserve();
+  if (a->reserve.get() < 0) a->reserve.reset(OpenReserve());
   const int rc = uv_poll_start(&a->poll, UV_READABLE, OnReadable);
   if (rc != 0) throw SystemError(env, -rc, "uv_poll_start");
   return env.Undefined();

@@ -21,6 +21,11 @@ class UniqueFd {
     fd_ = -1;
     return fd;
   }
+  // Closes the one held now (if any) and holds `fd` instead.
+  void reset(int fd = -1) {
+    if (fd_ >= 0) close(fd_);
+    fd_ = fd;
+  }
 
  private:
   int fd_;
