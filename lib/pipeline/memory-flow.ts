@@ -1,12 +1,12 @@
 import { closeSummary, firstEnd } from './close-summary';
 import { buildChain } from './compose';
 import { ConnectDeferrals, type ContextOwner, createContext } from './context';
-import { type Ending, middlewareFault } from './middleware-ending';
+import { endConnections, type FlowEnding } from './flow-ending';
+import { middlewareFault } from './middleware-ending';
 import { Pump, type PumpHooks } from './pump';
 import { asRedirectError, RedirectError } from '../common/errors';
 import { DeferredSink } from '../net/deferred-sink';
 import { type MemoryTransport, memoryTransportPair } from '../net/memory-transport';
-import type { Transport } from '../net/transport';
 import type {
   BypassDirection,
   CloseReason,
@@ -227,7 +227,7 @@ export class MemoryFlow implements ContextOwner {
   }
 
   /** Ends the flow for a reason; the first reason wins (as Connection.terminate). */
-  private terminate(reason: CloseReason, error: RedirectError | undefined, how: Ending | 'destroy'): void {
+  private terminate(reason: CloseReason, error: RedirectError | undefined, how: FlowEnding): void {
     if (this.reason === undefined) {
       this.reason = reason;
       this.error = error;
@@ -235,17 +235,7 @@ export class MemoryFlow implements ContextOwner {
     this.upPump?.stop();
     this.downPump?.stop();
     clearTimeout(this.connectTimer);
-    const upstream = this.connected ? this.toUpstream : undefined;
-    if (how === 'reset') {
-      this.fromClient.reset();
-      upstream?.reset();
-    } else if (how === 'close') {
-      closeWhenFlushed(this.fromClient);
-      if (upstream) closeWhenFlushed(upstream);
-    } else {
-      this.fromClient.destroy();
-      upstream?.destroy();
-    }
+    endConnections(how, this.fromClient, this.connected ? this.toUpstream : undefined);
     if (!this.abort.signal.aborted) this.abort.abort(error ?? reason);
     this.maybeFinish();
   }
@@ -268,11 +258,4 @@ export class MemoryFlow implements ContextOwner {
     });
     this.resolveClosed(this.summary);
   }
-}
-
-/** close(2) once the peer has taken every byte written (as the server's closeWhenFlushed). */
-function closeWhenFlushed(transport: Transport): void {
-  if (transport.destroyed) return;
-  if (transport.writableLength === 0) transport.destroy();
-  else transport.write(Buffer.alloc(0), () => transport.destroy());
 }
