@@ -14,12 +14,12 @@ import type { ConnectionHost } from './host';
 export function askResolver(
   host: ConnectionHost<unknown>,
   client: Transport,
-  clientSocket: Socket | undefined,
   accepted: unknown,
   flow: { readonly signal: AbortSignal; readonly peer?: Endpoint | undefined },
 ): ResolveResult | Promise<ResolveResult> {
   const { resolver } = host.config;
-  if (clientSocket === undefined && resolver.resolveNative) {
+  const socket = client.socket;
+  if (socket === undefined && resolver.resolveNative) {
     return resolver.resolveNative({
       transport: client,
       accepted,
@@ -30,7 +30,7 @@ export function askResolver(
     });
   }
   return resolver.resolve({
-    socket: clientSocket as Socket,
+    socket: socket as Socket,
     peer: flow.peer,
     listenAddress: host.listenAddress,
     get signal() {

@@ -1,6 +1,5 @@
 // Size: the lifecycle's transitions, one method per step of docs/design.md, stay in one file so
 // the state machine reads top to bottom; everything else a flow needs is in the modules beside it.
-import { Socket } from 'node:net';
 import { EventEmitter } from 'eventemitter3';
 import { RedirectError } from '../common/errors';
 import { recordLoop, selfTargetLoop } from '../common/loop-guard';
@@ -16,12 +15,12 @@ import type {
 import type { ResolveResult } from '../capture/types';
 import { isPromiseLike, literalTarget } from '../egress/target';
 import { DeferredSink } from '../net/deferred-sink';
-import { SocketTransport } from '../net/socket-transport';
 import type { Transport } from '../net/transport';
 import type { ConnectDeferrals } from '../pipeline/context';
 import { Pump } from '../pipeline/pump';
 import { type BuiltFlow, buildFlow, type Chain } from './build-flow';
 import { closeSummary, firstEnd } from '../pipeline/close-summary';
+import { endConnections, type FlowEnding } from '../pipeline/flow-ending';
 import { askResolver } from './ask-resolver';
 import { dialUpstream, EgressRegistration, isFault } from './dial';
 import type { DirectionOwner } from './direction-hooks';
@@ -54,8 +53,6 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Direct
 
   private readonly host: ConnectionHost<Connection>;
   private readonly client: Transport;
-  /** The client's net.Socket, for resolvers and zero-copy; undefined for a native transport. */
-  private readonly clientSocket: Socket | undefined;
   /** What a native listener reported at accept, for `resolver.resolveNative`. */
   private readonly accepted: unknown;
   private upstream: Transport | undefined;
@@ -89,7 +86,7 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Direct
 
   constructor(
     host: ConnectionHost<Connection>,
-    socket: Socket | Transport,
+    client: Transport,
     id: number,
     accepted?: unknown,
     /** The client as accept(2) reported it. */
@@ -98,8 +95,7 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Direct
     super();
     this.host = host;
     this.id = id;
-    this.clientSocket = socket instanceof Socket ? socket : undefined;
-    this.client = socket instanceof Socket ? new SocketTransport(socket) : socket;
+    this.client = client;
     this.accepted = accepted;
     this.client.attach({
       data: (chunk) => this.upPump?.onData(chunk),
@@ -149,7 +145,7 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Direct
     this.phase = 'resolving';
     let answer: ResolveResult | PromiseLike<ResolveResult>;
     try {
-      answer = askResolver(this.host, this.client, this.clientSocket, this.accepted, this);
+      answer = askResolver(this.host, this.client, this.accepted, this);
     } catch (err) {
       this.fail(resolveFault(err));
       return;
@@ -317,7 +313,7 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Direct
     // A deferred connect already runs the upstream pump into a queue: hand it the socket.
     deferred?.connectTo(upstream.transport);
     const { config } = this.host;
-    this.directions = new Directions(this, config, this.client, this.clientSocket, upstream, chain, this.deferredUp);
+    this.directions = new Directions(this, config, this.client, upstream, chain, this.deferredUp);
     this.applyBypass();
     if (config.limits.idleTimeoutMs > 0) {
       this.idle = new IdleTimer(config.limits.idleTimeoutMs, this);
@@ -382,23 +378,14 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Direct
   }
 
   /** Ends the flow for a reason; the first reason wins. */
-  private terminate(reason: CloseReason, error: RedirectError | undefined, how: 'reset' | 'destroy' | 'close'): void {
+  private terminate(reason: CloseReason, error: RedirectError | undefined, how: FlowEnding): void {
     if (this.reason === undefined) {
       this.reason = reason;
       this.error = error;
     }
     this.phase = advance(this.phase, 'closing');
     this.stopAll();
-    if (how === 'reset') {
-      this.client.reset();
-      this.upstream?.reset();
-    } else if (how === 'close') {
-      closeWhenFlushed(this.client);
-      if (this.upstream) closeWhenFlushed(this.upstream);
-    } else {
-      this.client.destroy();
-      this.upstream?.destroy();
-    }
+    endConnections(how, this.client, this.upstream);
     this.abortController?.abort(error ?? reason);
     this.maybeFinish();
   }
@@ -491,15 +478,3 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Direct
     this.terminate(reason, error, 'reset');
   }
 }
-
-/**
- * close(2) once the kernel has taken every byte written: the peer gets them, then FIN (or RST if
- * it sent bytes we never read, as with any close). An empty write's callback runs after the rest.
- */
-function closeWhenFlushed(transport: Transport): void {
-  if (transport.destroyed) return;
-  if (transport.writableLength === 0) transport.destroy();
-  else transport.write(EMPTY, () => transport.destroy());
-}
-
-const EMPTY = Buffer.alloc(0);

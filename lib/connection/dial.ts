@@ -9,8 +9,6 @@ import type { ConnectionHost, NativeUpstream } from './host';
 /** The outbound side of a flow once dialled. */
 export interface Upstream {
   readonly transport: Transport;
-  /** The Node socket under `transport`, when there is one (zero-copy needs it). */
-  readonly socket: Socket | undefined;
   /** An egress preamble failed: the flow ends with this, after the upstream is known. */
   readonly fault?: Fault;
 }
@@ -79,9 +77,9 @@ export function dialUpstream(
       if (preamble && preamble.length > 0) transport.write(preamble, noop);
     }
   } catch (err) {
-    return { transport, socket, fault: egressFault(err) };
+    return { transport, fault: egressFault(err) };
   }
-  return { transport, socket };
+  return { transport };
 }
 
 /** True when dialUpstream could not even make the socket. */

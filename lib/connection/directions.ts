@@ -23,7 +23,6 @@ export class Directions {
     owner: DirectionOwner,
     config: ServerConfig,
     client: Transport,
-    clientSocket: Socket | undefined,
     upstream: Upstream,
     chain: Chain,
     /** The upstream pump of a deferred connect, already running into a queue. */
@@ -33,8 +32,10 @@ export class Directions {
     // 'auto': a direction without a chain goes to the kernel once it shows bulk; 'always': at once.
     const engine = config.zeroCopy !== 'off' ? zeroCopyEngine() : undefined;
     const atOnce = config.zeroCopy === 'always';
-    this.spliceable =
-      engine && upstream.socket && clientSocket ? { client: clientSocket, up: upstream.socket } : undefined;
+    // The only place a flow's sockets are taken from their transports: the engine needs descriptors.
+    const clientSocket = client.socket;
+    const upSocket = upstream.transport.socket;
+    this.spliceable = engine && clientSocket && upSocket ? { client: clientSocket, up: upSocket } : undefined;
     const pair = this.spliceable;
     // A deferred upstream pump started before the upstream existed: it stays on the JS path.
     const upLink = engine && pair && !deferredUp ? new ZeroCopyLink(engine, pair.client, pair.up, atOnce) : undefined;

@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net';
 import type { Endpoint } from '../common/types';
 import type { ReadSizer } from './large-reads';
 
@@ -43,6 +44,13 @@ export interface Transport {
   readsDrained?(): void;
   /** Optional: no read will need a slab again (the kernel took the direction over). */
   endLargeReads?(): void;
+  /**
+   * Optional: the Node socket under this transport, where there is one. Only two parts of the
+   * core take it, and only to hand it on: resolvers are given the client's socket (public API,
+   * they read the kernel's record from it) and the splice engine takes both sockets'
+   * descriptors. Everything else goes through the methods above.
+   */
+  readonly socket?: Socket;
   /** Closes without sending anything more (FIN if the kernel has nothing unread). */
   destroy(): void;
   /**

@@ -1,6 +1,6 @@
 // Size: the listener's whole lifecycle (listen with retry, accept, stats, drain and close) and the
 // host it gives each connection; accepting itself is in acceptor.ts, counting in server-stats.ts.
-import { createServer, type Server, type Socket } from 'node:net';
+import { createServer, type Server, Socket } from 'node:net';
 import { EventEmitter } from 'eventemitter3';
 import { type Acceptor, type AcceptFault, acceptFailure, takeOverAccept } from './acceptor';
 import { Connection } from '../connection/connection';
@@ -13,6 +13,7 @@ import { connectNative, listenNative } from '../capture/wfp';
 import { processBudget } from './connection-budget';
 import { type ServerStats, StatsCounters } from './server-stats';
 import type { Transport } from '../net/transport';
+import { SocketTransport } from '../net/socket-transport';
 import { zeroCopyEngine } from '../zero-copy/engine';
 import { setListenerNoDelay } from '../platform/node-internals';
 import type { CloseSummary, Endpoint } from '../common/types';
@@ -312,7 +313,9 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
 
   private accept(socket: Socket | Transport, accepted?: unknown, peer?: Endpoint): void {
     this.counters.total.accepted++;
-    const conn = new Connection(this.host, socket, this.nextId++, accepted, peer);
+    // From here on the flow reaches its client through the Transport only.
+    const client = socket instanceof Socket ? new SocketTransport(socket) : socket;
+    const conn = new Connection(this.host, client, this.nextId++, accepted, peer);
     this.live.add(conn);
     if (this.state !== 'listening') {
       conn.destroy('server-shutdown', new RedirectError('ERR_REDIRECT_SERVER_SHUTDOWN', 'the server is closing'));
