@@ -70,7 +70,7 @@ export function renderMarkdown(r: BenchResults, svgName: string): string {
     '```sh',
     'npm run bench                 # every scenario, 5 runs each (about 40 minutes)',
     'npm run bench -- --quick      # under 2 minutes with all 8 subjects: shorter runs, fewer idle connections',
-    'npm run bench -- --quick --report docs/benchmarks.md   # regenerate this page',
+    'npm run bench -- --report docs/benchmarks.md --findings benchmarks/findings.md   # regenerate this page',
     'npm run bench -- --subjects plain,rx --scenarios bulk-up,connrate --runs 3',
     'npm run bench -- --subjects plain,rx,rx-zc --scenarios load-1,load-64,load-128 --baseline ../before/dist/lib',
     '```',
