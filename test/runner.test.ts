@@ -10,7 +10,7 @@ import { optionalLinux } from '../lib/platform/addon';
 import { InProcessRun } from '../lib/runner/in-process';
 import { createRunnerLog } from '../lib/runner/log';
 import { serverOptionsFrom } from '../lib/workers/config-module';
-import { listenTcp } from './helpers/net';
+import { clientLoop, listenTcp } from './helpers/net';
 import { type LogLine, startRunner } from './helpers/runner-process';
 import { gatedTest } from './helpers/netns';
 
@@ -77,21 +77,11 @@ sharedListener(
     t.is(first.tag, 'A');
 
     // A client loop opening connections throughout the reload: none may be refused or reset.
-    let stop = false;
-    let loopCount = 0;
-    const failures: string[] = [];
-    const loop = (async () => {
-      while (!stop) {
-        try {
-          const c = await open(port);
-          t.is(await roundTrip(c.socket, 'ping'), 'ping');
-          await finish(c.socket);
-          loopCount++;
-        } catch (err) {
-          failures.push(String(err));
-        }
-      }
-    })();
+    const loop = clientLoop(async () => {
+      const c = await open(port);
+      t.is(await roundTrip(c.socket, 'ping'), 'ping');
+      await finish(c.socket);
+    });
 
     writeFileSync(config, `export default { resolve: { host: '127.0.0.1', port: ${b.port} } };\n`);
     runner.child.kill('SIGHUP');
@@ -99,11 +89,8 @@ sharedListener(
     const second = await open(port);
     t.is(second.tag, 'B', 'new connections use the new config');
     // Wait until the loop has run on the new generation too.
-    const before = loopCount;
-    while (loopCount < before + 3) await new Promise((r) => setImmediate(r));
-    stop = true;
-    await loop;
-    t.deepEqual(failures, [], 'no connection refused or reset during the reload');
+    await loop.more(3);
+    t.deepEqual(await loop.stop(), [], 'no connection refused or reset during the reload');
 
     // The connection from before the reload still works on the old generation.
     t.is(await roundTrip(first.socket, 'still here'), 'still here');
@@ -118,7 +105,7 @@ sharedListener(
     t.is(code, 0, runner.stderr());
 
     const closes = runner.lines.filter((l) => l.event === 'close');
-    t.is(closes.length, loopCount + 2, 'one line per connection');
+    t.is(closes.length, loop.count + 2, 'one line per connection');
     t.true(closes.every((l) => l.reason === 'client-end' && l.level === 30 && typeof l.durationMs === 'number'));
     const byId = (gen: number) => closes.filter((l) => l.generation === gen);
     t.true(byId(1).some((l) => l.target === `127.0.0.1:${a.port}` && (l.bytesUp as number) === 'still here'.length));
@@ -175,29 +162,14 @@ sharedListener(
     t.is(held.tag, 'A');
 
     // SIGHUP under a client loop: nothing refused or reset.
-    let stop = false;
-    let loopCount = 0;
-    const failures: string[] = [];
-    const loop = (async () => {
-      while (!stop) {
-        try {
-          await oneConnection();
-          loopCount++;
-        } catch (err) {
-          failures.push(String(err));
-        }
-      }
-    })();
+    const loop = clientLoop(oneConnection);
     writeFileSync(config, `module.exports = { resolve: { host: '127.0.0.1', port: ${b.port} } };\n`);
     runner.child.kill('SIGHUP');
     const reload = await runner.line((l) => l.event === 'reload');
     t.is(reload.generation, 2);
-    const before = loopCount;
-    while (loopCount < before + 5) await new Promise((r) => setImmediate(r));
-    stop = true;
-    await loop;
-    t.deepEqual(failures, [], 'no connection refused or reset during the reload');
-    t.log(`${loopCount} connections in the client loop around the reload`);
+    await loop.more(5);
+    t.deepEqual(await loop.stop(), [], 'no connection refused or reset during the reload');
+    t.log(`${loop.count} connections in the client loop around the reload`);
     const fresh = await open(port);
     opened++;
     t.is(fresh.tag, 'B', 'the new generation serves the new config');

@@ -88,6 +88,46 @@ export function closedAtLeast(server: RedirectServer, n: number): Promise<void> 
 }
 
 /**
+ * Runs `one` again and again until stopped, as clients do across a reload: a failure is
+ * collected, not thrown, so the test can assert there were none.
+ */
+export function clientLoop(one: () => Promise<void>): {
+  readonly count: number;
+  /** Resolves once `n` more runs than now have succeeded. */
+  more(n: number): Promise<void>;
+  /** Stops after the run in progress; resolves with the failures seen. */
+  stop(): Promise<string[]>;
+} {
+  let running = true;
+  let count = 0;
+  const failures: string[] = [];
+  const done = (async () => {
+    while (running) {
+      try {
+        await one();
+        count++;
+      } catch (err) {
+        failures.push(String(err));
+      }
+    }
+  })();
+  return {
+    get count() {
+      return count;
+    },
+    more: (n) => {
+      const target = count + n;
+      return eachTurnUntil(() => count >= target);
+    },
+    stop: async () => {
+      running = false;
+      await done;
+      return failures;
+    },
+  };
+}
+
+/**
  * For state that has no event of its own (the splice engine's counters, which
  * change on its threads or at a handoff deep in a pump): checks on every turn
  * of the event loop, with no fixed delay, until the condition holds.
