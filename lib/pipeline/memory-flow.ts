@@ -70,8 +70,7 @@ export class MemoryFlow implements ContextOwner {
   private downPump: Pump | undefined;
   private reason: CloseReason | undefined;
   private error: RedirectError | undefined;
-  /** Who sent FIN first: here the order of arrival is the truth, so a counter is the clock. */
-  /** When each side's FIN was seen, as a sequence number (0: not yet): see firstEnd(). */
+  /** When each side's FIN was seen, as a sequence number (0: not yet; see firstEnd()): here the order of arrival is the truth, so a counter is the clock. */
   private clientEndAt = 0;
   private upstreamEndAt = 0;
   private ends = 0;
@@ -103,27 +102,23 @@ export class MemoryFlow implements ContextOwner {
       this.resolveClosed = resolve;
     });
     this.ctx = createContext(this, options.proxyId, (direction) => this.requestBypass(direction), this.deferrals);
-    this.fromClient.attach({
-      data: (chunk) => this.upPump?.onData(chunk),
+    this.attachSide('client', this.fromClient, () => this.upPump);
+    this.attachSide('upstream', this.toUpstream, () => this.downPump);
+  }
+
+  /** The proxy's end of one side: its bytes feed the pump that reads it (made later). */
+  private attachSide(side: 'client' | 'upstream', transport: MemoryTransport, reader: () => Pump | undefined): void {
+    transport.attach({
+      data: (chunk) => reader()?.onData(chunk),
       end: () => {
-        if (this.clientEndAt === 0) this.clientEndAt = ++this.ends;
-        this.upPump?.onSourceEnd();
+        if (side === 'client' && this.clientEndAt === 0) this.clientEndAt = ++this.ends;
+        if (side === 'upstream' && this.upstreamEndAt === 0) this.upstreamEndAt = ++this.ends;
+        reader()?.onSourceEnd();
       },
-      error: (err) => this.fault('client', err),
+      error: (err) => this.fault(side, err),
       close: () => {
-        this.clientClosed = true;
-        this.maybeFinish();
-      },
-    });
-    this.toUpstream.attach({
-      data: (chunk) => this.downPump?.onData(chunk),
-      end: () => {
-        if (this.upstreamEndAt === 0) this.upstreamEndAt = ++this.ends;
-        this.downPump?.onSourceEnd();
-      },
-      error: (err) => this.fault('upstream', err),
-      close: () => {
-        this.upstreamClosed = true;
+        if (side === 'client') this.clientClosed = true;
+        else this.upstreamClosed = true;
         this.maybeFinish();
       },
     });
