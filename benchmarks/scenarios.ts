@@ -131,6 +131,28 @@ export class Peers {
     return (await this.server.request<{ port: number }>('listen', { mode, rate })).port;
   }
 
+  /**
+   * Opens `count` idle connections to `port` and waits until the relay has opened its side to
+   * the server peer for every one, or stopped making progress for `patience` polls 100 ms apart
+   * (a relay may refuse some), at most `maxPolls`. Returns what the client opened and its errors.
+   */
+  async holdIdle(
+    port: number,
+    count: number,
+    wait: { patience: number; maxPolls: number; timeoutMs?: number },
+  ): Promise<{ opened: number; errors: number }> {
+    const held = await this.client.request<{ opened: number; errors: number }>('hold', { port, count }, wait.timeoutMs);
+    let last = -1;
+    for (let i = 0, still = 0; i < wait.maxPolls && still < wait.patience; i++) {
+      const c = await this.server.request<{ accepted: number }>('count');
+      if (c.accepted >= held.opened) break;
+      still = c.accepted === last ? still + 1 : 0;
+      last = c.accepted;
+      await sleep(100);
+    }
+    return held;
+  }
+
   async startIperf(port: number): Promise<void> {
     this.iperfPort = port;
     this.iperf = spawn('iperf3', ['-s', '-p', String(port), '-B', '127.0.0.1'], { stdio: 'ignore' });
@@ -275,20 +297,7 @@ export async function measure(
     await sleep(300);
     const before = rssBytes(pid);
     const n = settings.idleConnections;
-    const held = await peers.client.request<{ opened: number; errors: number }>('hold', {
-      port: subject.port,
-      count: n,
-    });
-    // Wait until the relay has opened its side to the peer for every connection
-    // (or stopped making progress: a relay may refuse some).
-    let last = -1;
-    for (let i = 0, still = 0; i < 200 && still < 5; i++) {
-      const c = await peers.server.request<{ accepted: number }>('count');
-      if (c.accepted >= held.opened) break;
-      still = c.accepted === last ? still + 1 : 0;
-      last = c.accepted;
-      await sleep(100);
-    }
+    const held = await peers.holdIdle(subject.port, n, { patience: 5, maxPolls: 200 });
     await sleep(500);
     // Memory per idle connection is what stays: the Node relays (plain and rxredirect
     // alike) first collect the garbage their accept burst left; HAProxy and socat have
@@ -421,19 +430,7 @@ async function measurePoint(
   await peers.server.request('reset');
   const before = rssBytes(pid);
   const fdsBefore = treeFds(pid);
-  const held = await peers.client.request<{ opened: number; errors: number }>(
-    'hold',
-    { port: subject.port, count: point.count },
-    300_000,
-  );
-  let last = -1;
-  for (let i = 0, still = 0; i < 600 && still < 10; i++) {
-    const c = await peers.server.request<{ accepted: number }>('count');
-    if (c.accepted >= held.opened) break;
-    still = c.accepted === last ? still + 1 : 0;
-    last = c.accepted;
-    await sleep(100);
-  }
+  const held = await peers.holdIdle(subject.port, point.count, { patience: 10, maxPolls: 600, timeoutMs: 300_000 });
   await sleep(300);
   await subject.collectGarbage?.();
   await sleep(200);
