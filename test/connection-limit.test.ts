@@ -1,11 +1,10 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
-import { join } from 'node:path';
 import test from 'ava';
 import { DEFAULT_LIMITS, type ServerStats } from '../lib/index';
 import { optionalLinux } from '../lib/platform/addon';
 import { deriveMaxConnections } from '../lib/server/connection-budget';
 import { echoUpstream, startRedirect } from './helpers/net';
+import { messagesOf, spawnWithNofile } from './helpers/limited-child';
 import { gatedTest } from './helpers/netns';
 
 /**
@@ -64,38 +63,10 @@ const EXTRA = 40;
 
 linux('a flood under a low RLIMIT_NOFILE is refused at accept with max-connections, never EMFILE', async (t) => {
   const echo = await echoUpstream(t);
-  const child: ChildProcess = spawn(
-    'prlimit',
-    [
-      `--nofile=${NOFILE}:${NOFILE}`,
-      process.execPath,
-      join(__dirname, 'fixtures', 'flood-child.js'),
-      String(echo.port),
-    ],
-    { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] },
-  );
-  t.teardown(() => child.kill('SIGKILL'));
-  const seen: FloodMessage[] = [];
-  const waiters: Array<(m: FloodMessage) => void> = [];
-  child.on('message', (m: FloodMessage) => {
-    seen.push(m);
-    for (const w of waiters.splice(0)) w(m);
-  });
-  const next = async (type: string): Promise<FloodMessage> => {
-    for (;;) {
-      const found = seen.find((m) => m.type === type);
-      if (found) {
-        seen.splice(seen.indexOf(found), 1);
-        return found;
-      }
-      await new Promise<FloodMessage>((resolve) => waiters.push(resolve));
-    }
-  };
-  const stats = async (): Promise<FloodMessage> => {
-    child.send('stats');
-    return next('stats');
-  };
-  const port = (await next('listening')).port ?? 0;
+  const child = spawnWithNofile(t, NOFILE, 'flood-child.js', [String(echo.port)]);
+  const messages = messagesOf<FloodMessage>(child);
+  const stats = (): Promise<FloodMessage> => messages.ask('stats', 'stats');
+  const port = (await messages.next((m) => m.type === 'listening')).port ?? 0;
   const limit = (await stats()).stats?.maxConnections ?? 0;
   t.true(limit > 10 && limit < NOFILE / 2, `derived limit ${limit} under nofile ${NOFILE}`);
 
@@ -131,8 +102,8 @@ linux('a flood under a low RLIMIT_NOFILE is refused at accept with max-connectio
     t.true(zeroCopy.maxPipes < 1024, `maxPipes lowered to ${zeroCopy.maxPipes}`);
   }
   t.false(
-    seen.some((m) => m.type === 'error'),
-    JSON.stringify(seen.filter((m) => m.type === 'error')),
+    messages.seen.some((m) => m.type === 'error'),
+    JSON.stringify(messages.seen.filter((m) => m.type === 'error')),
   );
 
   // The clients leave; the server serves again.

@@ -1,11 +1,11 @@
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
-import { join } from 'node:path';
 import test from 'ava';
 import type { ServerStats } from '../lib/index';
 import { optionalLinux } from '../lib/platform/addon';
 import { collect, dial, drain, echoUpstream, nextClose, startRedirect } from './helpers/net';
+import { messagesOf, spawnWithNofile } from './helpers/limited-child';
 import { gatedTest } from './helpers/netns';
 
 /**
@@ -39,51 +39,14 @@ interface ChildMessage {
   stats?: ServerStats;
 }
 
-/** The child's messages, as a queue the test waits on. */
-function messagesOf(child: ChildProcess) {
-  const seen: ChildMessage[] = [];
-  const waiters: Array<{ match(m: ChildMessage): boolean; resolve(m: ChildMessage): void }> = [];
-  child.on('message', (m: ChildMessage) => {
-    seen.push(m);
-    for (const w of waiters.splice(0)) {
-      if (w.match(m)) w.resolve(m);
-      else waiters.push(w);
-    }
-  });
-  return {
-    seen,
-    /** The first message (already seen or still to come) that matches. */
-    next(match: (m: ChildMessage) => boolean): Promise<ChildMessage> {
-      const found = seen.find(match);
-      if (found) return Promise.resolve(found);
-      return new Promise((resolve) => waiters.push({ match, resolve }));
-    },
-  };
-}
-
 linuxAddon(
   'out of descriptors: each failed accept is counted, reported and reset; the server serves again once they are freed',
   async (t) => {
     const echo = await echoUpstream(t);
-    const child = spawn(
-      'prlimit',
-      [
-        `--nofile=${LIMIT}:${LIMIT}`,
-        process.execPath,
-        join(__dirname, 'fixtures', 'accept-child.js'),
-        String(echo.port),
-      ],
-      { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] },
-    );
-    t.teardown(() => child.kill('SIGKILL'));
-    const messages = messagesOf(child);
+    const child = spawnWithNofile(t, LIMIT, 'accept-child.js', [String(echo.port)]);
+    const messages = messagesOf<ChildMessage>(child);
     const port = (await messages.next((m) => m.type === 'listening')).port ?? 0;
-    const stats = async (): Promise<ServerStats> => {
-      const before = messages.seen.length;
-      child.send('stats');
-      const m = await messages.next((x) => x.type === 'stats' && messages.seen.indexOf(x) >= before);
-      return m.stats as ServerStats;
-    };
+    const stats = async (): Promise<ServerStats> => (await messages.ask('stats', 'stats')).stats as ServerStats;
 
     // One client at a time, each held by the server, until one is turned away. Each comes from
     // its own loopback address, which names it even if it is reset before its 'connect'.
