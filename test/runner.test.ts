@@ -228,6 +228,12 @@ sharedListener('--workers 2: a second SIGTERM ends the drain at once, each reset
   runner.child.kill('SIGTERM');
   const [code] = await runner.exited;
   t.is(code, 0, runner.stderr());
+  // The workers' stderr is the runner's: a worker that failed on the second drain would show here.
+  t.is(runner.stderr(), '', 'no worker failed');
+  t.false(
+    runner.lines.some((l) => l.event === 'worker-exit' && l.code !== 0),
+    JSON.stringify(runner.lines.filter((l) => l.event === 'worker-exit')),
+  );
   await Promise.all(held.map((h) => (h.socket.closed ? undefined : once(h.socket, 'close'))));
   const closes = runner.closes();
   t.is(closes.length, 3, 'one line per connection');

@@ -61,6 +61,15 @@ async function answer(id: number, payload: unknown): Promise<void> {
   }
 }
 
+/** The drain in progress: a second 'drain' (the primary hastening it) only brings its deadline forward. */
+let draining: Promise<void> | undefined;
+
+function drainOnce(timeoutMs: number): void {
+  if (draining === undefined) draining = drain(timeoutMs);
+  // close() again with a shorter timeoutMs moves the deadline forward; the first drain goes on.
+  else void Promise.resolve(starting).then(() => server?.close({ timeoutMs }));
+}
+
 async function drain(timeoutMs: number): Promise<void> {
   await starting;
   // close() shuts the listener before its first await: the primary hears that it accepts no more.
@@ -102,7 +111,7 @@ process.on('message', (message: unknown, handle: unknown) => {
       configureZeroCopy({ maxPipes: message.maxPipes, maxPipeBytes: message.maxPipeBytes });
       break;
     case 'drain':
-      void drain(message.timeoutMs);
+      drainOnce(message.timeoutMs);
       break;
     case 'request':
       void answer(message.id, message.payload);
