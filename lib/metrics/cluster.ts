@@ -1,7 +1,7 @@
 import type { SpliceEngineStats } from '../platform/addon';
 import type { ServerStats } from '../server/server-stats';
 import type { MetricsSource } from './http';
-import { MetricSet, type WorkerFigures } from './metrics';
+import { MetricSet, type WorkerFigures } from './metric-set';
 import { promClient } from './prom-client';
 import { counterSamples, type Sample, SampleSums } from './samples';
 
