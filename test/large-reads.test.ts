@@ -3,7 +3,16 @@ import type { Socket } from 'node:net';
 import test, { type ExecutionContext } from 'ava';
 import { bufferCount, concatMap, map } from 'rxjs';
 import { both, createRedirectServer, RedirectError, type RedirectServerOptions } from '../lib/index';
-import { dial, drain, echoUpstream, listenTcp, nextClose, sendRandom, startRedirect } from './helpers/net';
+import {
+  dial,
+  drain,
+  eachTurnUntil,
+  echoUpstream,
+  listenTcp,
+  nextClose,
+  sendRandom,
+  startRedirect,
+} from './helpers/net';
 
 const MiB = 1024 * 1024;
 const NODE_READ = 64 * 1024;
@@ -163,4 +172,45 @@ test('limits.maxReadBytes is validated with a coded error', (t) => {
   t.notThrows(() =>
     createRedirectServer({ resolve: { host: '127.0.0.1', port: 1 }, limits: { maxReadBytes: NODE_READ } }),
   );
+});
+
+test('after bulk, a quiet direction hands short reads on at their own size, not as views of a 64 KiB buffer', async (t) => {
+  // Flow control counts bytes: a view would keep a whole read buffer alive for each few-byte
+  // chunk a stalled sink holds. The chain sees each chunk and the buffer under it.
+  const chunks: Array<{ length: number; buffer: number }> = [];
+  let seen = 0;
+  const up = await listenTcp(t, (s) => s.resume());
+  const { port } = await startRedirect(t, {
+    resolve: { host: '127.0.0.1', port: up.port },
+    zeroCopy: 'off',
+    middleware: [
+      both(
+        map((c: Buffer) => {
+          chunks.push({ length: c.length, buffer: c.buffer.byteLength });
+          seen += c.length;
+          return c;
+        }),
+      ),
+    ],
+  });
+  const client = await dial(port);
+  t.teardown(() => client.destroy());
+  await sendRandom(client, 8 * MiB, 256 * 1024, false);
+  await eachTurnUntil(() => seen === 8 * MiB);
+  t.true(
+    chunks.some((c) => c.length > NODE_READ),
+    'the bulk went through large reads (a chunk above 64 KiB)',
+  );
+  const bulkChunks = chunks.length;
+  for (let i = 0; i < 20; i++) {
+    const before = seen;
+    client.write(Buffer.alloc(100, i));
+    await eachTurnUntil(() => seen === before + 100);
+  }
+  const quiet = chunks.slice(bulkChunks);
+  t.is(quiet.length, 20);
+  for (const c of quiet) {
+    t.is(c.length, 100);
+    t.true(c.buffer <= 16 * 1024, `a 100-byte chunk keeps a ${c.buffer}-byte buffer alive`);
+  }
 });

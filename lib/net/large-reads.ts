@@ -25,6 +25,8 @@ export interface ReadSizer {
 
 /** Node's own read size: a read that fills it means the flow has more waiting (bulk). */
 export const NODE_READ_SIZE = 64 * 1024;
+/** Reads into a direction's own buffer up to this size are handed on as copies (see onRead). */
+const COPY_AT_MOST = 16 * 1024;
 
 /** One socket's large reads. */
 export class LargeReader {
@@ -51,8 +53,10 @@ export class LargeReader {
   private readonly starts: number[] = [];
   private readonly lengths: number[] = [];
   private recorded = 0;
-  /** A raw direction's own 64 KiB buffer, reused once its last chunk was flushed. */
+  /** The direction's own 64 KiB buffer for reads outside a slab. */
   private small: Buffer | undefined;
+  /** A chunk handed on is a view of `small`: the next read needs another buffer, unless reusable. */
+  private smallLent = false;
 
   constructor(socket: Socket, largest: number, sizer: ReadSizer, deliver: (chunk: Buffer) => void) {
     this.socket = socket;
@@ -88,13 +92,23 @@ export class LargeReader {
   }
 
   private readonly onRead = (n: number, region: Buffer): void => {
+    this.lastRead = n;
     if (this.regionStart >= 0) {
       this.starts.push(this.regionStart);
       this.lengths.push(n);
       this.recorded += n;
       this.head = this.regionStart + n;
+    } else if (n <= COPY_AT_MOST) {
+      // A short read into our own buffer goes on as a copy of its size: a view would keep the
+      // whole 64 KiB alive for a few bytes while the sink holds it (flow control counts bytes,
+      // not buffers), and `small` serves the next read. Node's own reads shrink likewise.
+      const copy = Buffer.allocUnsafeSlow(n);
+      region.copy(copy, 0, 0, n);
+      this.deliver(copy);
+      return;
+    } else {
+      this.smallLent = true;
     }
-    this.lastRead = n;
     this.deliver(region.subarray(0, n));
   };
 
@@ -112,10 +126,11 @@ export class LargeReader {
       if (region !== undefined) return region;
     }
     this.regionStart = -1;
-    // A raw direction's own buffer is reused once its last chunk left; otherwise a fresh one.
-    if (this.small === undefined || !this.sizer.reusable || this.sizer.inUse > 0) {
+    // Lent out: a raw direction takes it back once its last chunk left; otherwise a fresh one.
+    if (this.small === undefined || (this.smallLent && (!this.sizer.reusable || this.sizer.inUse > 0))) {
       this.small = Buffer.allocUnsafeSlow(NODE_READ_SIZE);
     }
+    this.smallLent = false;
     return this.small;
   }
 
