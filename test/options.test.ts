@@ -26,6 +26,8 @@ const bad: Array<[string, unknown, RegExp]> = [
   ['middleware not an array', { ...ok, middleware: () => {} }, /middleware: must be an array/],
   ['middleware entry not a function', { ...ok, middleware: [42] }, /middleware\[0\]: must be a function/],
   ['negative timeout', { ...ok, limits: { connectTimeoutMs: -1 } }, /limits\.connectTimeoutMs/],
+  // Past 2^31 - 1 ms Node runs a timer after 1 ms: a one-month idle timeout would end flows at once.
+  ['timeout past a timer', { ...ok, limits: { idleTimeoutMs: 2 ** 31 } }, /limits\.idleTimeoutMs: must be at most/],
   ['tiny highWaterMark', { ...ok, limits: { highWaterMark: 10 } }, /limits\.highWaterMark/],
   ['unknown limit', { ...ok, limits: { foo: 1 } }, /limits\.foo: unknown limit/],
   ['bad id', { ...ok, id: 'has spaces' }, /options\.id/],
@@ -56,6 +58,8 @@ for (const [name, options, message] of bad) {
 test('listen() rejects bad arguments and a second call with coded errors', async (t) => {
   const server = createRedirectServer(ok);
   await throwsCodeAsync(t, server.listen({ port: -1 }), 'ERR_REDIRECT_INVALID_OPTION');
+  throwsCode(t, () => server.close({ timeoutMs: 2 ** 31 }), 'ERR_REDIRECT_INVALID_OPTION');
+  throwsCode(t, () => server.close({ timeoutMs: -1 }), 'ERR_REDIRECT_INVALID_OPTION');
   await server.listen({ port: 0 });
   await throwsCodeAsync(t, server.listen({ port: 0 }), 'ERR_REDIRECT_SERVER_STATE');
   await server.close();

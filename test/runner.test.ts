@@ -342,6 +342,14 @@ test('bad usage and a config that does not load are reported with their codes', 
   const noListen = startRunner(t, [join(dir, 'nope.js')]);
   t.is((await noListen.exited)[0], 2);
   t.regex(noListen.stderr(), /--listen host:port is required/);
+  for (const [flag, value, message] of [
+    ['--log-sample', '', /--log-sample must be a number from 0 to 1/],
+    ['--close-timeout', String(2 ** 31), /--close-timeout must be an integer from 0 to 2147483647/],
+  ] as const) {
+    const bad = startRunner(t, [join(dir, 'nope.js'), '--listen', '127.0.0.1:0', `${flag}=${value}`]);
+    t.is((await bad.exited)[0], 2, flag);
+    t.regex(bad.stderr(), message);
+  }
 });
 
 test('a config may export a function of { worker, generation }', async (t) => {

@@ -11,6 +11,9 @@ import type { Resolver } from '../capture/types';
 import { checkTargetAddress } from '../common/target-address';
 import type { ZeroCopyMode } from '../zero-copy/engine';
 
+/** The longest delay Node's timers take (2^31 - 1 ms). */
+export const MAX_TIMER_MS = 2_147_483_647;
+
 export interface ServerConfig {
   readonly id: string;
   readonly resolver: Resolver;
@@ -195,6 +198,16 @@ function normaliseLimits(limits: Limits | undefined): Required<Limits> {
   positive('highWaterMark', false, false);
   positive('resolveTimeoutMs', false, false);
   positive('closeTimeoutMs', true, false);
+  // Node runs a longer timer after 1 ms (and warns): a deadline past that would fire at once, and a
+  // re-armed idle check would spin. 2^31 - 1 ms is about 24.8 days.
+  for (const key of ['connectTimeoutMs', 'idleTimeoutMs', 'resolveTimeoutMs', 'closeTimeoutMs'] as const) {
+    if (out[key] > MAX_TIMER_MS) {
+      throw invalidOption(
+        `limits.${key}`,
+        `must be at most ${MAX_TIMER_MS} ms (about 24.8 days; 0 turns a timeout off where allowed), got ${out[key]}`,
+      );
+    }
+  }
   if (out.highWaterMark < 1024) throw invalidOption('limits.highWaterMark', 'must be at least 1024 bytes');
   positive('maxReadBytes', false, false);
   if (out.maxReadBytes < NODE_READ_SIZE || out.maxReadBytes > MAX_READ_BYTES) {

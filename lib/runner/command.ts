@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { MAX_TIMER_MS } from '../config/options';
 import type { LogLevel } from './log';
 import { Runner } from './runner';
 
@@ -12,7 +13,8 @@ export const RUN_USAGE = `rxredirect run CONFIG --listen host:port [--workers N]
   --metrics host:port serve Prometheus metrics at /metrics (needs prom-client)
   --log-level L       info (every close), warn (faults only), error, silent; debug adds health checks (default info)
   --log-sample R      share 0-1 of graceful closes logged; faults always are (default 1)
-  --close-timeout MS  how long a drain lets connections finish (default limits.closeTimeoutMs)
+  --close-timeout MS  how long a drain lets connections finish (default 30000 with workers,
+                      the config's limits.closeTimeoutMs in one process)
 
   SIGHUP reloads CONFIG (no connection refused); SIGTERM/SIGINT drain and exit (twice: at once).`;
 
@@ -37,8 +39,10 @@ export async function runCommand(args: string[], usage: (message: string) => Err
   if (values.listen === undefined) throw usage('--listen host:port is required');
   const level = (values['log-level'] ?? 'info') as LogLevel;
   if (!LEVELS.includes(level)) throw usage(`--log-level must be one of ${LEVELS.join(', ')}`);
-  const sample = values['log-sample'] === undefined ? 1 : Number(values['log-sample']);
-  if (!(sample >= 0 && sample <= 1)) throw usage('--log-sample must be a number from 0 to 1');
+  const sampleText = values['log-sample'];
+  // Number('') is 0: an empty value would silently log no graceful close at all.
+  const sample = sampleText === undefined ? 1 : sampleText.trim() === '' ? Number.NaN : Number(sampleText);
+  if (!(sample >= 0 && sample <= 1)) throw usage(`--log-sample must be a number from 0 to 1, got "${sampleText}"`);
   const runner = new Runner({
     config,
     listen: hostPort(values.listen, '--listen', usage),
@@ -46,7 +50,7 @@ export async function runCommand(args: string[], usage: (message: string) => Err
     ...(values.metrics === undefined ? {} : { metrics: hostPort(values.metrics, '--metrics', usage) }),
     ...(values['close-timeout'] === undefined
       ? {}
-      : { closeTimeoutMs: count(values['close-timeout'], '--close-timeout', usage, 0) }),
+      : { closeTimeoutMs: count(values['close-timeout'], '--close-timeout', usage, 0, MAX_TIMER_MS) }),
     log: { level, sample },
   });
   await runner.start();
@@ -76,8 +80,16 @@ function hostPort(text: string, flag: string, usage: (m: string) => Error): { ho
   return { host: m[1] ?? m[2] ?? '', port };
 }
 
-function count(text: string, flag: string, usage: (m: string) => Error, min = 1): number {
+function count(
+  text: string,
+  flag: string,
+  usage: (m: string) => Error,
+  min = 1,
+  max = Number.MAX_SAFE_INTEGER,
+): number {
   const n = Number(text);
-  if (!/^\d+$/.test(text) || n < min) throw usage(`${flag} must be an integer ≥ ${min}, got "${text}"`);
+  if (!/^\d+$/.test(text) || n < min || n > max) {
+    throw usage(`${flag} must be an integer from ${min} to ${max}, got "${text}"`);
+  }
   return n;
 }

@@ -5,8 +5,8 @@ import { EventEmitter } from 'eventemitter3';
 import { type Acceptor, type AcceptFault, acceptFailure, takeOverAccept } from './acceptor';
 import { Connection } from '../connection/connection';
 import type { ConnectionHost } from '../connection/host';
-import { RedirectError } from '../common/errors';
-import { normaliseOptions, type ServerConfig } from '../config/options';
+import { invalidOption, RedirectError } from '../common/errors';
+import { MAX_TIMER_MS, normaliseOptions, type ServerConfig } from '../config/options';
 import { normaliseAddress } from '../common/record';
 import { peerOf } from '../capture/resolvers';
 import { connectNative, listenNative } from '../capture/wfp';
@@ -226,6 +226,12 @@ export class RedirectServer extends EventEmitter<RedirectServerEvents> {
    */
   close(options: { timeoutMs?: number } = {}): Promise<void> {
     const timeoutMs = options.timeoutMs ?? this.config.limits.closeTimeoutMs;
+    if (!Number.isInteger(timeoutMs) || timeoutMs < 0 || timeoutMs > MAX_TIMER_MS) {
+      throw invalidOption(
+        'close({ timeoutMs })',
+        `must be an integer from 0 to ${MAX_TIMER_MS} ms, got ${String(timeoutMs)}`,
+      );
+    }
     if (this.closing) {
       if (options.timeoutMs !== undefined) this.hastenDeadline?.(timeoutMs);
       return this.closing;
