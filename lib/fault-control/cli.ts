@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { createFaultControl, DEFAULT_API_PORT } from './control-server';
-import { joinHostPort, splitHostPort } from './proxy';
+import { joinHostPort, splitHostPort } from '../common/host-port';
 
 interface Io {
   stdout: { write(text: string): unknown };

@@ -1,4 +1,4 @@
-import { RedirectError } from '../common/errors';
+import { joinHostPort, splitHostPort } from '../common/host-port';
 import type { RedirectServerOptions } from '../config/types';
 import { createRedirectServer, type RedirectServer } from '../server/server';
 import { sniff, type ToxicSet, type ToxicInfo } from '../../middleware/index';
@@ -84,19 +84,4 @@ export class ControlledProxy {
     this.server = undefined;
     await server?.close({ timeoutMs: 0 });
   }
-}
-
-/** "host:port", "[v6]:port" or ":port" (every address). Bad forms throw ERR_REDIRECT_INVALID_OPTION. */
-export function splitHostPort(text: string, field: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(text);
-  const port = m ? Number(m[3]) : Number.NaN;
-  if (!m || port > 65535) {
-    throw new RedirectError('ERR_REDIRECT_INVALID_OPTION', `${field}: expected host:port, got "${text}"`);
-  }
-  const host = m[1] ?? m[2] ?? '';
-  return { host: host === 'localhost' ? '127.0.0.1' : host, port };
-}
-
-export function joinHostPort(host: string, port: number): string {
-  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }

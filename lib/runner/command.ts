@@ -1,9 +1,10 @@
 import { parseArgs } from 'node:util';
+import { splitHostPort } from '../common/host-port';
 import { MAX_TIMER_MS } from '../config/options';
 import type { LogLevel } from './log';
 import { Runner } from './runner';
 
-/** `rxredirect run`: the Subcommand lib/cli.ts registers (docs/runner.md). */
+/** `rxredirect run`: the Subcommand lib/tools/cli.ts registers (docs/runner.md). */
 
 export const RUN_USAGE = `rxredirect run CONFIG --listen host:port [--workers N] [--metrics host:port] [options]
 
@@ -74,10 +75,13 @@ export async function runCommand(args: string[], usage: (message: string) => Err
 }
 
 function hostPort(text: string, flag: string, usage: (m: string) => Error): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(text);
-  const port = Number(m?.[3]);
-  if (!m || port > 65535) throw usage(`${flag} must be host:port ([::1]:port for IPv6), got "${text}"`);
-  return { host: m[1] ?? m[2] ?? '', port };
+  try {
+    const parsed = splitHostPort(text, flag);
+    if (parsed.host !== '') return parsed;
+  } catch {
+    // reported below, as a usage error (exit code 2)
+  }
+  throw usage(`${flag} must be host:port ([::1]:port for IPv6), got "${text}"`);
 }
 
 function count(

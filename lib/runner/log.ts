@@ -1,5 +1,7 @@
 import pino, { type Logger } from 'pino';
+import { joinHostPort } from '../common/host-port';
 import type { CloseSummary, Endpoint, TargetAddress } from '../common/types';
+import { isGraceful } from '../server/server-stats';
 
 /** The runner's JSON line log (docs/runner.md, "The log"). */
 
@@ -15,13 +17,8 @@ export interface LogOptions {
   random?: () => number;
 }
 
-const GRACEFUL = new Set(['client-end', 'upstream-end']);
-
-const hostPort = (e: Endpoint | TargetAddress | undefined): string | undefined => {
-  if (e === undefined) return undefined;
-  const host = 'address' in e ? e.address : e.host;
-  return host.includes(':') ? `[${host}]:${e.port}` : `${host}:${e.port}`;
-};
+const hostPort = (e: Endpoint | TargetAddress | undefined): string | undefined =>
+  e === undefined ? undefined : joinHostPort('address' in e ? e.address : e.host, e.port);
 
 export interface RunnerLog {
   readonly logger: Logger;
@@ -42,7 +39,7 @@ export function createRunnerLog(options: LogOptions = {}): RunnerLog {
     closed(summary, fields) {
       // A balancer's health check (a PROXY v2 LOCAL header) every few hundred ms is noise at info.
       if (isHealthCheck(summary) && !logger.isLevelEnabled('debug')) return;
-      const graceful = GRACEFUL.has(summary.reason);
+      const graceful = isGraceful(summary.reason);
       if (
         graceful ? !logger.isLevelEnabled('info') || (sample < 1 && random() >= sample) : !logger.isLevelEnabled('warn')
       ) {

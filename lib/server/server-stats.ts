@@ -51,6 +51,11 @@ export interface ServerStats {
 
 const GRACEFUL = new Set<CloseReason>(['client-end', 'upstream-end']);
 
+/** A flow that ended by a FIN from either side, not by a fault. */
+export function isGraceful(reason: CloseReason): boolean {
+  return GRACEFUL.has(reason);
+}
+
 /** A server's running totals; `snapshot()` adds the live figures the server passes in. */
 export class StatsCounters {
   readonly total = { accepted: 0, connections: 0, closed: 0, bytesUpstream: 0, bytesDownstream: 0 };
