@@ -408,7 +408,6 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Direct
     // A side that closed without a fault and without both ends seen was destroyed under us.
     if (this.reason === undefined) {
       this.reason = firstEnd(this.clientEndAt, this.upstreamEndAt) ?? 'destroyed';
-      this.stopAll();
       this.upstream?.destroy();
     }
     this.phase = 'closed';
