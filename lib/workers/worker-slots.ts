@@ -178,7 +178,7 @@ export class WorkerStarter {
     w.on('closed', (summary) => this.events.emit('closed', summary, w.info));
     w.once('exit', () => {
       if (w.lastStats === undefined) return;
-      const gone = { ...w.lastStats, live: { connections: 0, bytesUpstream: 0, bytesDownstream: 0 } };
+      const gone = countersOf(w.lastStats);
       this.retired = sumStats(this.retired ? [this.retired, gone] : [gone]);
       const slot = this.retiredBySlot.get(w.slot);
       this.retiredBySlot.set(w.slot, sumStats(slot ? [slot, gone] : [gone]) ?? gone);
@@ -260,4 +260,18 @@ export class WorkerStarter {
   private execArgv(): readonly string[] {
     return this.options.execArgv ?? [];
   }
+}
+
+/**
+ * What a worker that is gone leaves in the totals: its counters. Its gauges (live flows, its
+ * connection limit, its slab pool's state) went with it, or the cluster's would grow each reload.
+ */
+function countersOf(stats: ServerStats): ServerStats {
+  const { largeReads } = stats;
+  return {
+    ...stats,
+    live: { connections: 0, bytesUpstream: 0, bytesDownstream: 0 },
+    maxConnections: 0,
+    largeReads: { ...largeReads, maxBytes: 0, leasedBytes: 0, slabs: 0, pooledBytes: 0 },
+  };
 }
