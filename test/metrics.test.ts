@@ -32,7 +32,7 @@ function value(text: string, name: string, labels: Record<string, string> = {}, 
     if (!m || m[1] !== name) continue;
     const got = Object.fromEntries([...(m[2] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
     if (Object.keys(got).length === Object.keys(want).length && Object.entries(want).every(([k, v]) => got[k] === v)) {
-      return Number(m[3]);
+      return m[3] === '+Inf' ? Number.POSITIVE_INFINITY : m[3] === '-Inf' ? Number.NEGATIVE_INFINITY : Number(m[3]);
     }
   }
   return undefined;
@@ -220,4 +220,21 @@ test('cluster metrics: per-worker series from the host stats, a replaced worker 
   t.is(value(text, 'rxredirect_downstream_cx_total', {}, '1'), 4);
   t.is(value(text, 'rxredirect_downstream_cx_closed_total', { reason: 'client-end' }, '1'), 4);
   t.is(value(text, 'rxredirect_downstream_cx_active', {}, '1'), 0);
+});
+
+test('cluster metrics: a worker without a connection limit reports +Inf, as one process does, though Infinity crosses IPC as null', async (t) => {
+  const upstream = await echoUpstream(t);
+  const { server } = await startRedirect(t, {
+    resolve: { host: '127.0.0.1', port: upstream.port },
+    limits: { maxConnections: Number.POSITIVE_INFINITY },
+  });
+  const source = {
+    // As over IPC: JSON turns Infinity into null.
+    stats: async () => ({
+      perWorker: [{ slot: 0, pid: 100, server: JSON.parse(JSON.stringify(server.stats())), zeroCopy: null }],
+    }),
+    on: () => undefined,
+  };
+  const text = await createClusterMetrics(source, { processMetrics: false }).text();
+  t.is(value(text, 'rxredirect_downstream_cx_limit'), Number.POSITIVE_INFINITY);
 });

@@ -74,7 +74,11 @@ export function createClusterMetrics(
           bytesUpstream: live.reduce((n, w) => n + w.server.live.bytesUpstream, 0),
           bytesDownstream: live.reduce((n, w) => n + w.server.live.bytesDownstream, 0),
         },
-        maxConnections: live.length > 0 ? Math.max(...live.map((w) => w.server.maxConnections ?? 0)) : undefined,
+        // Infinity (no limit) crosses the IPC channel as JSON's null.
+        maxConnections:
+          live.length > 0
+            ? Math.max(...live.map((w) => w.server.maxConnections ?? Number.POSITIVE_INFINITY))
+            : undefined,
         zeroCopy: live.find((w) => w.zeroCopy !== null)?.zeroCopy ?? undefined,
       });
     }
