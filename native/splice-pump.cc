@@ -88,11 +88,15 @@ bool CopyRound(Relay& r, std::vector<char>& bounce, bool* progress, int* err, Si
 }
 
 Outcome PumpRounds(Relay& r, std::vector<char>& bounce, int* err, Side* side) {
+  // Once the pool refused this turn, the rest of the turn copies: asking again every round
+  // would take the pool's lock (and, out of descriptors, fail a pipe2) up to kRoundsPerTurn times.
+  bool poolRefused = false;
   for (int round = 0; round < kRoundsPerTurn; ++round) {
     bool progress = false;
     bool filled = false;  // this round's read left the pipe full: the source had more
     r.copyRefused = false;  // about this round only: the last one decides sinkBlocked
-    if (!r.srcEof && !r.pipe.held() && !Acquire(&r.pipe)) {
+    if (!r.srcEof && !r.pipe.held() && (poolRefused || !Acquire(&r.pipe))) {
+      poolRefused = true;
       // No pipe to be had (budget spent, or out of descriptors): copy this
       // round instead of waiting (docs/zero-copy.md says why).
       if (!CopyRound(r, bounce, &progress, err, side)) return Outcome::kError;
