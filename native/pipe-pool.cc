@@ -133,6 +133,14 @@ bool Acquire(Pipe* out) {
 
 void Return(Pipe* p) {
   if (!p->held()) return;
+  // The budget was lowered while this pipe was out (configure only closes free pipes): it goes,
+  // rather than back to the pool, so the new limits hold once the busy pipes come back.
+  if (gPipes.load() > gMaxPipes.load() || gPipeBytes.load() > gMaxPipeBytes.load() ||
+      static_cast<int64_t>(p->cap) > gMaxPipeSize.load()) {
+    Discard(p);
+    gHeld.fetch_sub(1);
+    return;
+  }
   Pipe copy = *p;
   copy.freedAtMs = NowMs();
   p->readFd = -1;

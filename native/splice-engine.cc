@@ -313,8 +313,8 @@ void Configure(const Budget& budget) {
   gBudget = budget;
   gBudget.threads = threads;
   ConfigurePool(PoolLimits{budget.maxPipes, budget.maxPipeBytes, budget.pipeSize, budget.maxPipeSize});
-  // Free pipes were sized and counted under the old budget: close them, so the
-  // new one applies to every pipe from now on (held pipes keep their size).
+  // Free pipes were sized and counted under the old budget: close them. Held pipes
+  // are closed when given back if they do not fit the new budget (pipe-pool.cc, Return).
   DrainPool();
 }
 

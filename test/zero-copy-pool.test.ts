@@ -294,3 +294,38 @@ zcTest(
     t.true(reused > 0);
   },
 );
+
+zcTest(
+  'a budget lowered while a pipe is held applies when it is given back: a grown pipe is closed, not pooled',
+  async (t) => {
+    t.timeout(60_000);
+    configureZeroCopy({});
+    let sent: Promise<string> = Promise.resolve('');
+    let upstream: Socket | undefined;
+    const source = await listenTcp(t, (s) => {
+      upstream = s;
+      sent = sendRandom(s, 64 * MiB, 256 * KiB);
+    });
+    const proxy = await startRedirect(t, { resolve: { host: '127.0.0.1', port: source.port }, zeroCopy: 'always' });
+    const client = await dial(proxy.port);
+    let got = 0;
+    client.on('data', (d: Buffer) => {
+      got += d.length;
+    });
+    const all = drain(client);
+    // A bulk download grows its pipe; then the client stops reading and the relay holds it full.
+    await eachTurnUntil(() => stats().grownBytes > 0 && got >= 8 * MiB);
+    client.pause();
+    await eachTurnUntil(() => (upstream?.writableLength ?? 0) > 0 && stats().pipesInUse >= 1);
+    configureZeroCopy({ pipeSize: 64 * KiB, maxPipeSize: 64 * KiB });
+    client.resume();
+    const result = await all;
+    t.is(result.sha256, await sent);
+    client.end();
+    await closedAtLeast(proxy.server, 1);
+    await eachTurnUntil(() => stats().pipesInUse === 0);
+    const after = stats();
+    t.is(after.grownBytes, 0, 'the grown pipe was closed when its relay gave it back');
+    t.true(after.pipeBytes <= after.pipes * 64 * KiB, JSON.stringify(after));
+  },
+);
