@@ -80,8 +80,14 @@ test.serial(
     );
     // Gauges are the live workers' only: the old generation's limits and pool state went with it.
     const live = stats.perWorker.map((w) => w.server);
-    t.is(stats.server?.maxConnections, live.reduce((n, s) => n + s.maxConnections, 0));
-    t.is(stats.server?.largeReads.maxBytes, live.reduce((n, s) => n + s.largeReads.maxBytes, 0));
+    t.is(
+      stats.server?.maxConnections,
+      live.reduce((n, s) => n + s.maxConnections, 0),
+    );
+    t.is(
+      stats.server?.largeReads.maxBytes,
+      live.reduce((n, s) => n + s.largeReads.maxBytes, 0),
+    );
     return undefined;
   },
 );
