@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { createServer, type Socket, connect } from 'node:net';
+import { createServer, Socket, connect } from 'node:net';
 import test from 'ava';
 import {
   boundAddressOf,
@@ -11,7 +11,9 @@ import {
   restartHandle,
   restoreReadAhead,
   stopHandle,
+  tcpHandleMaker,
 } from '../lib/platform/node-internals';
+import { optionalLinux } from '../lib/platform/addon';
 
 // Every Node internal the library uses (lib/platform/node-internals.ts) still exists on the
 // running Node and still does what we rely on. A Node upgrade that moves one fails here by name.
@@ -102,4 +104,26 @@ test('_readableState.ended shows a FIN Node read but did not emit; _read can be 
   accepted.read(0);
   await readable;
   t.true(finReadByNode(accepted), 'the FIN is read, and no end event was emitted');
+});
+
+test("a TCP handle made from the listener's class carries a descriptor as Node's server would", async (t) => {
+  const { client, accepted, server } = await pair(t);
+  const make = tcpHandleMaker(server);
+  if (make === undefined) return t.fail(`Node ${process.version} has no TCP class on server._handle`);
+  // A descriptor that is not open: the maker says so (the acceptor then falls back to
+  // new Socket({ fd }), which reports the error).
+  t.is(make(1_000_000), undefined);
+  const addon = optionalLinux();
+  if (addon === undefined) return t.pass('without the addon there is no second descriptor to wrap');
+  // A dup is a fresh descriptor of the same connection, as accept(2) gives the acceptor.
+  const handle = make(addon.dupFd(descriptorOf(accepted) as number));
+  t.truthy(handle);
+  const wrapped = new Socket({ handle, allowHalfOpen: true, readable: true, writable: true } as object);
+  t.teardown(() => wrapped.destroy());
+  const echoed = once(client, 'data');
+  wrapped.write('through the made handle');
+  t.is(String((await echoed)[0]), 'through the made handle');
+  const read = once(wrapped, 'data');
+  client.write('and back');
+  t.is(String((await read)[0]), 'and back');
 });
