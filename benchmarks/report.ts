@@ -68,7 +68,7 @@ export function renderMarkdown(r: BenchResults, svgName: string): string {
     '## Running it',
     '',
     '```sh',
-    'npm run bench                 # every scenario, 5 runs each (about 40 minutes)',
+    'npm run bench                 # every scenario, 5 runs each (about 40 minutes), then the fault toxics (docs/faults.md)',
     'npm run bench -- --quick      # under 2 minutes with all 8 subjects: shorter runs, fewer idle connections',
     'npm run bench -- --report docs/benchmarks.md --findings benchmarks/findings.md   # regenerate this page',
     'npm run bench -- --subjects plain,rx --scenarios bulk-up,connrate --runs 3',

@@ -8,6 +8,7 @@ import { curvePoint, idleRoomMissing, raiseFdLimit } from './load';
 import { hasLoadPoints, renderLoadSvg } from './load-report';
 import { machineInfo } from './proc';
 import { renderSvg } from './chart';
+import { FAULTS_QUICK, runFaultsBench } from './faults';
 import { evaluateGoals } from './goals';
 import { chartTitle, loadSvgName, renderMarkdown, summarise } from './report';
 import type { BenchResults, SubjectSummary } from './results';
@@ -416,11 +417,21 @@ if (require.main === module) {
     process.stderr.write(`bench: ${(err as Error).message}\nusage: ${BENCH_USAGE}\n`);
     process.exit(2);
   }
-  runBench(options).then(
-    () => process.exit(0),
-    (err: unknown) => {
-      process.stderr.write(`bench: ${err instanceof Error ? err.stack : String(err)}\n`);
-      process.exit(1);
-    },
-  );
+  // Every scenario (no --scenarios) also measures the fault toxics' own costs (docs/faults.md).
+  const withFaults =
+    options.scenarios === undefined && options.middleware === undefined && options.render === undefined;
+  runBench(options)
+    .then(async () => {
+      if (!withFaults) return;
+      const log = (line: string): void => void process.stderr.write(`${line}\n`);
+      const { reportPath } = await runFaultsBench(FAULTS_QUICK, resolve('benchmarks', 'results'), log);
+      process.stdout.write(`${reportPath}\n`);
+    })
+    .then(
+      () => process.exit(0),
+      (err: unknown) => {
+        process.stderr.write(`bench: ${err instanceof Error ? err.stack : String(err)}\n`);
+        process.exit(1);
+      },
+    );
 }
