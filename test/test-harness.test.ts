@@ -367,6 +367,41 @@ test('bad harness options are coded errors', async (t) => {
     'ERR_REDIRECT_INVALID_OPTION',
   );
   await throwsCodeAsync(t, testMiddleware(identity, { connectTimeoutMs: 1.5 }), 'ERR_REDIRECT_INVALID_OPTION');
+  // Each of these used to run anyway: a NaN or negative wait, a state that threw a TypeError, an id
+  // or proxy id no server would accept, an end flag read as truthy, a chunk that was not bytes.
+  const bad: Record<string, unknown>[] = [
+    { timeoutMs: -1 },
+    { timeoutMs: Number.NaN },
+    { timeoutMs: 2 ** 31 },
+    { gapMs: 0.5 },
+    { gapMs: '10' },
+    { state: 42 },
+    { state: 'ab' },
+    {
+      state: [
+        ['ok', 1],
+        [7, 2],
+      ],
+    },
+    { id: -1 },
+    { id: 1.5 },
+    { proxyId: '' },
+    { proxyId: 'has space' },
+    { endUpstream: 'no' },
+    { upstream: 'abc' },
+    { downstream: [1, 2] },
+  ];
+  for (const options of bad) {
+    await throwsCodeAsync(t, testMiddleware(identity, options as never), 'ERR_REDIRECT_INVALID_OPTION');
+  }
+  const fine = await testMiddleware(identity, {
+    state: new Map([['k', 1]]),
+    id: 0,
+    proxyId: 'edge-1',
+    upstream: ['x'],
+  });
+  t.is(fine.state.get('k'), 1);
+  t.is(fine.ctx.id, 0);
 });
 
 test('two drivers: one chain over real sockets and in the harness gives the same bytes and summary', async (t) => {

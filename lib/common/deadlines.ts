@@ -1,3 +1,6 @@
+/** The longest delay Node's timers take (2^31 - 1 ms); a longer one fires after 1 ms. */
+export const MAX_TIMER_MS = 2_147_483_647;
+
 /** Something with a deadline: `deadlineExpired()` runs once it passes. */
 export interface DeadlineOwner {
   deadlineExpired(): void;

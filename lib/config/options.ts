@@ -9,10 +9,8 @@ import type { Limits, Middleware, RedirectRecord, TargetAddress } from '../commo
 import type { RedirectServerOptions, TargetOption } from './types';
 import type { Resolver } from '../capture/types';
 import { checkTargetAddress } from '../common/target-address';
+import { MAX_TIMER_MS } from '../common/deadlines';
 import type { ZeroCopyMode } from '../zero-copy/engine';
-
-/** The longest delay Node's timers take (2^31 - 1 ms). */
-export const MAX_TIMER_MS = 2_147_483_647;
 
 export interface ServerConfig {
   readonly id: string;

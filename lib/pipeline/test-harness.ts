@@ -1,6 +1,7 @@
 import { MemoryFlow } from './memory-flow';
 import { invalidOption, type RedirectError } from '../common/errors';
-import { createRecord } from '../common/record';
+import { createRecord, PROXY_ID_PATTERN } from '../common/record';
+import { MAX_TIMER_MS } from '../common/deadlines';
 import type { MemoryTransport, ReadPace } from '../net/memory-transport';
 import type {
   CloseSummary,
@@ -115,35 +116,43 @@ export async function testMiddleware(
   options: TestMiddlewareOptions = {},
 ): Promise<TestMiddlewareResult> {
   const list = typeof middleware === 'function' ? [middleware] : [...middleware];
+  // Every option is checked before anything runs: a bad one is a coded error, not a hang.
+  const proxyId = options.proxyId ?? 'rxredirect';
+  if (typeof proxyId !== 'string' || !PROXY_ID_PATTERN.test(proxyId)) {
+    throw harnessError(`proxyId must be 1–64 characters of A–Z a–z 0–9 . _ : -, got ${String(proxyId)}`);
+  }
+  const upChunks = chunks('upstream', options.upstream);
+  const downChunks = chunks('downstream', options.downstream);
+  const endUp = flag('endUpstream', options.endUpstream);
+  const endDown = flag('endDownstream', options.endDownstream);
+  const gap = count('gapMs', options.gapMs, 0, 0, MAX_TIMER_MS);
+  const wait = count('timeoutMs', options.timeoutMs, endUp && endDown ? 2000 : 0, 0, MAX_TIMER_MS);
+  const state = stateEntries(options.state);
   const flow = new MemoryFlow({
-    id: options.id ?? 1,
+    id: count('id', options.id, 1, 0, Number.MAX_SAFE_INTEGER),
     record: createRecord(options.record ?? DEFAULT_RECORD),
-    proxyId: options.proxyId ?? 'rxredirect',
+    proxyId,
     highWaterMark: count('highWaterMark', options.highWaterMark, DEFAULT_HIGH_WATER_MARK, 1024),
-    connectTimeoutMs: count('connectTimeoutMs', options.connectTimeoutMs, 0, 0),
+    connectTimeoutMs: count('connectTimeoutMs', options.connectTimeoutMs, 0, 0, MAX_TIMER_MS),
   });
   const upOut: Buffer[] = [];
   const downOut: Buffer[] = [];
   play(flow.destination, upOut, checkPace('readPace.upstream', options.readPace?.upstream));
   play(flow.client, downOut, checkPace('readPace.downstream', options.readPace?.downstream));
-  for (const [key, value] of options.state ?? []) flow.ctx.state.set(key, value);
+  for (const [key, value] of state) flow.ctx.state.set(key, value);
   flow.run(list);
 
-  const endUp = options.endUpstream ?? true;
-  const endDown = options.endDownstream ?? true;
-  const gap = options.gapMs ?? 0;
-  const send = async (end: MemoryTransport, chunks: readonly (Buffer | string)[] | undefined, fin: boolean) => {
-    for (const chunk of chunks ?? []) {
+  const send = async (end: MemoryTransport, chunks: readonly (Buffer | string)[], fin: boolean) => {
+    for (const chunk of chunks) {
       if (gap > 0) await new Promise((r) => setTimeout(r, gap));
       if (end.destroyed) return;
       end.write(typeof chunk === 'string' ? Buffer.from(chunk) : chunk, ignore);
     }
     if (fin) end.end();
   };
-  await send(flow.client, options.upstream, endUp);
-  await send(flow.destination, options.downstream, endDown);
+  await send(flow.client, upChunks, endUp);
+  await send(flow.destination, downChunks, endDown);
 
-  const wait = options.timeoutMs ?? (endUp && endDown ? 2000 : 0);
   let timer: NodeJS.Timeout | undefined;
   await Promise.race([
     flow.closed,
@@ -192,12 +201,47 @@ async function quiet(flow: MemoryFlow): Promise<void> {
 
 function ignore(): void {}
 
-function count(name: string, value: unknown, fallback: number, min: number): number {
+function harnessError(message: string): RedirectError {
+  return invalidOption('', `testMiddleware(): ${message}`);
+}
+
+function count(name: string, value: unknown, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
   if (value === undefined) return fallback;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
-    throw invalidOption('', `testMiddleware(): ${name} must be an integer of at least ${min}, got ${String(value)}`);
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw harnessError(`${name} must be an integer from ${min} to ${max}, got ${String(value)}`);
   }
   return value;
+}
+
+function flag(name: string, value: unknown): boolean {
+  if (value === undefined) return true;
+  if (typeof value !== 'boolean') throw harnessError(`${name} must be true or false, got ${String(value)}`);
+  return value;
+}
+
+function chunks(name: string, value: unknown): readonly (Buffer | string)[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value) || !value.every((c) => typeof c === 'string' || Buffer.isBuffer(c))) {
+    throw harnessError(`${name} must be an array of Buffers and strings`);
+  }
+  return value;
+}
+
+function stateEntries(value: unknown): (readonly [string | symbol, unknown])[] {
+  if (value === undefined) return [];
+  const iterable = value as Partial<Iterable<unknown>> | null;
+  if (typeof iterable?.[Symbol.iterator] !== 'function' || typeof value === 'string') {
+    throw harnessError('state must be an iterable of [key, value] pairs (a Map, or an array of pairs)');
+  }
+  const out: (readonly [string | symbol, unknown])[] = [];
+  for (const entry of iterable as Iterable<unknown>) {
+    const key = Array.isArray(entry) && entry.length === 2 ? (entry[0] as unknown) : undefined;
+    if (typeof key !== 'string' && typeof key !== 'symbol') {
+      throw harnessError(`state entries must be [key, value] pairs with a string or symbol key, got ${String(entry)}`);
+    }
+    out.push([key, (entry as unknown[])[1]]);
+  }
+  return out;
 }
 
 function checkPace(name: string, pace: ReadPace | undefined): ReadPace | undefined {

@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { splitHostPort } from '../common/host-port';
-import { MAX_TIMER_MS } from '../config/options';
+import { MAX_TIMER_MS } from '../common/deadlines';
 import type { LogLevel } from './log';
 import { Runner } from './runner';
 

@@ -6,7 +6,8 @@ import { type Acceptor, type AcceptFault, acceptFailure, takeOverAccept } from '
 import { Connection } from '../connection/connection';
 import type { ConnectionHost } from '../connection/host';
 import { invalidOption, RedirectError } from '../common/errors';
-import { MAX_TIMER_MS, normaliseOptions, type ServerConfig } from '../config/options';
+import { normaliseOptions, type ServerConfig } from '../config/options';
+import { MAX_TIMER_MS } from '../common/deadlines';
 import { normaliseAddress } from '../common/record';
 import { peerOf } from '../capture/resolvers';
 import { connectNative, listenNative } from '../capture/wfp';
