@@ -165,14 +165,23 @@ export class MemoryFlow implements ContextOwner {
       }, ms);
     }
     this.upPump.start();
-    void wait.then((failure) => {
-      clearTimeout(this.connectTimer);
-      if (this.reason !== undefined) return;
-      // A release named a bad target: end now rather than at the deadline.
-      if (failure) return this.terminate('middleware-error', failure, 'reset');
-      this.target = deferrals.routed;
-      this.connectUpstream(chain, sink);
-    });
+    wait
+      .then((failure) => {
+        clearTimeout(this.connectTimer);
+        if (this.reason !== undefined) return;
+        // A release named a bad target: end now rather than at the deadline.
+        if (failure) return this.terminate('middleware-error', failure, 'reset');
+        this.target = deferrals.routed;
+        this.connectUpstream(chain, sink);
+      })
+      // As Connection.internalError: a throw past this point is our bug; the flow ends, the test sees it.
+      .catch((err: unknown) =>
+        this.terminate(
+          'destroyed',
+          new RedirectError('ERR_REDIRECT_INTERNAL', `internal error: ${String(err)}`, { cause: err }),
+          'reset',
+        ),
+      );
   }
 
   /** Ends the flow now: RST on both sides, with this reason. */
