@@ -11,7 +11,8 @@ import {
   restartHandle,
   restoreReadAhead,
   stopHandle,
-  tcpHandleMaker,
+  learnTcpHandleClass,
+  openTcpHandle,
 } from '../lib/platform/node-internals';
 import { optionalLinux } from '../lib/platform/addon';
 
@@ -106,17 +107,16 @@ test('_readableState.ended shows a FIN Node read but did not emit; _read can be 
   t.true(finReadByNode(accepted), 'the FIN is read, and no end event was emitted');
 });
 
-test("a TCP handle made from the listener's class carries a descriptor as Node's server would", async (t) => {
+test("a TCP handle of the listener's class carries a descriptor as Node's server would", async (t) => {
   const { client, accepted, server } = await pair(t);
-  const make = tcpHandleMaker(server);
-  if (make === undefined) return t.fail(`Node ${process.version} has no TCP class on server._handle`);
-  // A descriptor that is not open: the maker says so (the acceptor then falls back to
-  // new Socket({ fd }), which reports the error).
-  t.is(make(1_000_000), undefined);
+  if (!learnTcpHandleClass(server)) return t.fail(`Node ${process.version} has no TCP class on server._handle`);
+  // A descriptor that is not open: no handle (the callers then fall back to new Socket({ fd }),
+  // which reports the error).
+  t.is(openTcpHandle(1_000_000), undefined);
   const addon = optionalLinux();
   if (addon === undefined) return t.pass('without the addon there is no second descriptor to wrap');
   // A dup is a fresh descriptor of the same connection, as accept(2) gives the acceptor.
-  const handle = make(addon.dupFd(descriptorOf(accepted) as number));
+  const handle = openTcpHandle(addon.dupFd(descriptorOf(accepted) as number));
   t.truthy(handle);
   const wrapped = new Socket({ handle, allowHalfOpen: true, readable: true, writable: true } as object);
   t.teardown(() => wrapped.destroy());

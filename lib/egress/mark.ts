@@ -2,6 +2,7 @@ import { closeSync } from 'node:fs';
 import { isIP, Socket, type SocketConstructorOpts } from 'node:net';
 import { invalidOption, RedirectError } from '../common/errors';
 import { nativeError, requireLinux } from '../platform/addon';
+import { openTcpHandle } from '../platform/node-internals';
 import type { EgressPlugin } from './types';
 import type { RedirectRecord, ResolvedTarget } from '../common/types';
 import {
@@ -76,8 +77,10 @@ export function markEgress(options: MarkEgressOptions): EgressPlugin {
  * connect() would then silently open a new, unmarked socket.
  */
 function wrapUnconnected(fd: number): Socket {
-  const options: SocketConstructorOpts & { manualStart: boolean } = {
-    fd,
+  // As the acceptor does: a TCP handle of Node's own class spares the fd's type guess (4 syscalls).
+  const handle = openTcpHandle(fd) as { close?(): void } | undefined;
+  const options: SocketConstructorOpts & { manualStart: boolean; handle?: object } = {
+    ...(handle ? { handle } : { fd }),
     allowHalfOpen: true,
     readable: true,
     writable: true,
@@ -86,7 +89,9 @@ function wrapUnconnected(fd: number): Socket {
   try {
     return new Socket(options);
   } catch (err) {
-    closeSync(fd);
+    // The handle owns the fd once opened: closing it closes the fd.
+    if (handle) handle.close?.();
+    else closeSync(fd);
     throw nativeError(err, 'cannot wrap the outbound socket');
   }
 }

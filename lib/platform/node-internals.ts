@@ -19,10 +19,11 @@ import type { Server, Socket } from 'node:net';
  *  - `socket._destroy`: wrapped while the splice engine uses the socket's own fd, so the engine
  *    lets go inside destroy(), before Node closes the fd (`_destroy` → `handle.close()`/`reset()`
  *    → `uv_close` → `close(fd)`, synchronously). Without it the engine is not used at all.
- *  - `server._handle.constructor`: Node's TCP handle class, to wrap a descriptor the addon accepted
- *    the way Node's own server wraps one (`new TCP(SOCKET)`, `open(fd)`, `new Socket({ handle })`);
- *    `new Socket({ fd })` would first ask libuv what the fd is (isatty, fstat, getsockname,
- *    SO_TYPE: four syscalls per connection for a fact the acceptor already knows).
+ *  - `server._handle.constructor`: Node's TCP handle class, to wrap a descriptor the addon made
+ *    (an accepted connection, a marked egress socket) the way Node's own server wraps one
+ *    (`new TCP(SOCKET)`, `open(fd)`, `new Socket({ handle })`); `new Socket({ fd })` would first
+ *    ask libuv what the fd is (isatty, fstat, getsockname, SO_TYPE: four syscalls per
+ *    connection for a fact we already know).
  *  - passing `socket._handle` itself to `child.send(message, handle)`: Node's IPC sends a raw
  *    TCP handle as its 'net.Native' type (SCM_RIGHTS; the sender keeps its copy, the child gets
  *    the handle for `server.listen(handle)`). lib/workers/ passes the listening sockets so.
@@ -45,25 +46,34 @@ const TCP_SOCKET = 0;
 /** A TCP handle class as `server._handle.constructor` has it. */
 type TcpHandleClass = new (type: number) => { open?(fd: number): number; close?(): void };
 
+/** Node's TCP handle class once a listening server showed it (null: this Node has none we can use). */
+let tcpHandleClass: TcpHandleClass | null | undefined;
+
 /**
- * Makes the TCP handle for an accepted descriptor, like Node's own server does, from the class of
- * a listening server's handle (read it before the server closes). undefined when the running Node
- * has no such class; the maker returns undefined when a handle cannot open the fd (use
- * `new Socket({ fd })` then, which reports why).
+ * Learns Node's TCP handle class from a listening server (the class is the process's: any one
+ * server teaches it). True when openTcpHandle() can now be used.
  */
-export function tcpHandleMaker(server: Server): ((fd: number) => object | undefined) | undefined {
+export function learnTcpHandleClass(server: Server): boolean {
+  if (tcpHandleClass) return true;
   const Handle = (handleOf(server) as { constructor?: unknown } | null | undefined)?.constructor as
     | TcpHandleClass
     | undefined;
-  if (typeof Handle !== 'function' || Handle.name !== 'TCP' || typeof Handle.prototype?.open !== 'function') {
-    return undefined;
-  }
-  return (fd) => {
-    const handle = new Handle(TCP_SOCKET);
-    if (handle.open?.(fd) === 0) return handle;
-    handle.close?.();
-    return undefined;
-  };
+  const usable = typeof Handle === 'function' && Handle.name === 'TCP' && typeof Handle.prototype?.open === 'function';
+  tcpHandleClass = usable ? Handle : null;
+  return usable;
+}
+
+/**
+ * A TCP handle over `fd`, made as Node's own server makes one for `new Socket({ handle })`.
+ * undefined before learnTcpHandleClass() or when the handle cannot open the fd: use
+ * `new Socket({ fd })` then (which reports why).
+ */
+export function openTcpHandle(fd: number): object | undefined {
+  if (!tcpHandleClass) return undefined;
+  const handle = new tcpHandleClass(TCP_SOCKET);
+  if (handle.open?.(fd) === 0) return handle;
+  handle.close?.();
+  return undefined;
 }
 
 /** The libuv handle under a socket or server (null once closed). */
@@ -266,7 +276,7 @@ export function checkNodeInternals(s: Socket, server?: Server): string[] {
     if (typeof listener?.fd !== 'number') missing.push('server._handle.fd');
     if (process.platform === 'linux' && typeof listener?.setNoDelay !== 'function')
       missing.push('server._handle.setNoDelay');
-    if (tcpHandleMaker(server) === undefined) missing.push('server._handle.constructor (TCP)');
+    if (!learnTcpHandleClass(server)) missing.push('server._handle.constructor (TCP)');
   }
   return missing;
 }

@@ -3,7 +3,7 @@ import { type Server, Socket, type SocketConstructorOpts } from 'node:net';
 import { EMPTY_DIRECTION } from '../pipeline/close-summary';
 import { errnoOf, RedirectError } from '../common/errors';
 import { fdOf, optionalLinux } from '../platform/addon';
-import { tcpHandleMaker } from '../platform/node-internals';
+import { learnTcpHandleClass, openTcpHandle } from '../platform/node-internals';
 import { endpointKey, makeEndpoint } from '../common/record';
 import type { CloseSummary, Endpoint } from '../common/types';
 
@@ -53,14 +53,14 @@ export function takeOverAccept(server: Server, hooks: AcceptorHooks): Acceptor |
   let retry: NodeJS.Timeout | undefined;
   let closed = false;
   // Read while the server still has its handle (closed below).
-  const makeHandle = tcpHandleMaker(server);
+  learnTcpHandleClass(server);
   const id = addon.acceptorOpen(
     fdOf(server),
     (fd, address, port, family) => {
       const peer = peerEndpoint(address, port, family);
       let socket: Socket;
       try {
-        socket = wrapAccepted(fd, makeHandle);
+        socket = wrapAccepted(fd);
       } catch (err) {
         closeSync(fd);
         hooks.failed(errnoOf(err) ?? 'EUNKNOWN', 'dropped', peer);
@@ -95,8 +95,8 @@ export function takeOverAccept(server: Server, hooks: AcceptorHooks): Acceptor |
  * Node's server makes one where the running Node allows it: `{ fd }` alone costs four syscalls
  * to learn that the descriptor is a TCP socket.
  */
-function wrapAccepted(fd: number, makeHandle: ((fd: number) => object | undefined) | undefined): Socket {
-  const handle = makeHandle?.(fd);
+function wrapAccepted(fd: number): Socket {
+  const handle = openTcpHandle(fd);
   const options: SocketConstructorOpts & { pauseOnCreate: boolean; handle?: object } = {
     ...(handle ? { handle } : { fd }),
     allowHalfOpen: true,
