@@ -23,6 +23,7 @@
             "native/splice-pump.cc",
             "native/splice-relay.cc",
             "native/acceptor.cc",
+            "native/local-route.cc",
             "native/reuseport-listener.cc"
           ]
         }],

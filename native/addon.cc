@@ -7,6 +7,7 @@
 #if defined(__linux__)
 #include "acceptor.h"
 #include "capabilities.h"
+#include "local-route.h"
 #include "marked-socket.h"
 #include "original-destination.h"
 #include "reuseport-listener.h"
@@ -38,6 +39,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("pendingError", Napi::Function::New(env, rxredirect::PendingError, "pendingError"));
   exports.Set("resetOnClose", Napi::Function::New(env, rxredirect::ResetOnClose, "resetOnClose"));
   exports.Set("dupFd", Napi::Function::New(env, rxredirect::DupFd, "dupFd"));
+  exports.Set("isLocalRoute", Napi::Function::New(env, rxredirect::IsLocalRoute, "isLocalRoute"));
   exports.Set("setTransparent", Napi::Function::New(env, rxredirect::SetTransparent, "setTransparent"));
   exports.Set("isTransparent", Napi::Function::New(env, rxredirect::IsTransparent, "isTransparent"));
   exports.Set("createMarkedSocket", Napi::Function::New(env, rxredirect::CreateMarkedSocket, "createMarkedSocket"));

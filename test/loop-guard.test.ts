@@ -1,7 +1,13 @@
 import { networkInterfaces } from 'node:os';
 import test from 'ava';
 import { createRecord } from '../lib/index';
-import { flowKey, recordLoop, selfTargetLoop } from '../lib/common/loop-guard';
+import { flowKey, recordLoop, selfTargetLoop as selfTargetLoopOn } from '../lib/common/loop-guard';
+import { isHostAddress } from '../lib/platform/host-address';
+
+const selfTargetLoop = (
+  target: Parameters<typeof selfTargetLoopOn>[0],
+  listen: Parameters<typeof selfTargetLoopOn>[1],
+) => selfTargetLoopOn(target, listen, isHostAddress);
 
 const ours = { address: '127.0.0.1', port: 40001, family: 'IPv4' as const };
 const upstream = { address: '127.0.0.1', port: 8080, family: 'IPv4' as const };
@@ -47,4 +53,20 @@ test('a target that is this listener is a loop; the same port on another host is
   for (const info of Object.values(networkInterfaces()).flat()) {
     if (info?.family === 'IPv4') t.truthy(selfTargetLoop(target(info.address), wildcard), info.address);
   }
+});
+
+test('the host is asked about an address only when the port is a wildcard listener’s', (t) => {
+  const asked: string[] = [];
+  const ours = (address: string): boolean => {
+    asked.push(address);
+    return address === '10.1.1.1';
+  };
+  const wildcard = { address: '0.0.0.0', port: 443, family: 'IPv4' as const };
+  const target = (host: string, port: number) => ({ host, port, family: 'IPv4' as const });
+  t.is(selfTargetLoopOn(target('10.1.1.1', 80), wildcard, ours), undefined);
+  t.is(selfTargetLoopOn(target('10.1.1.1', 443), { ...wildcard, address: '10.2.2.2' }, ours), undefined);
+  t.deepEqual(asked, [], 'another port, or a bound listener: a comparison, no question');
+  t.truthy(selfTargetLoopOn(target('10.1.1.1', 443), wildcard, ours));
+  t.is(selfTargetLoopOn(target('10.9.9.9', 443), wildcard, ours), undefined);
+  t.deepEqual(asked, ['10.1.1.1', '10.9.9.9']);
 });

@@ -1,6 +1,7 @@
 import type { Server } from 'node:net';
 import { RedirectError } from '../common/errors';
 import { isListenerEndpoint } from '../common/loop-guard';
+import { isHostAddress } from '../platform/host-address';
 import { requireLinux } from '../platform/addon';
 import {
   acceptedFacts,
@@ -53,7 +54,7 @@ export function autoResolver(options?: AutoResolverOptions): Resolver {
       const listen = listenerEndpoint(ctx);
       const natted = originalDestinationOf(addon, facts);
       if (natted !== undefined) {
-        if (isListenerEndpoint(natted, listen)) {
+        if (isListenerEndpoint(natted, listen, isHostAddress)) {
           return notRedirectedResult(
             'auto',
             facts,
@@ -63,7 +64,7 @@ export function autoResolver(options?: AutoResolverOptions): Resolver {
         }
         return redirectedResult('netfilter', facts, natted, checked);
       }
-      if (!isListenerEndpoint(facts.local, listen)) {
+      if (!isListenerEndpoint(facts.local, listen, isHostAddress)) {
         return redirectedResult('tproxy', facts, facts.local, checked);
       }
       return notRedirectedResult('auto', facts, checked, 'no NAT entry and its local address is the listener');

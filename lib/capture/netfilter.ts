@@ -1,4 +1,5 @@
 import { isListenerEndpoint } from '../common/loop-guard';
+import { isHostAddress } from '../platform/host-address';
 import { requireLinux } from '../platform/addon';
 import { endpointKey } from '../common/record';
 import type { Resolver, ResolveResult, ResolverContext } from './types';
@@ -32,7 +33,7 @@ export function netfilterResolver(options?: NetfilterResolverOptions): Resolver 
       if (destination === undefined) return notRedirectedResult('netfilter', facts, checked, 'no NAT entry');
       // A catch-all rule also rewrites a dial of one of our own addresses (to loopback):
       // the original destination is then this listener, and relaying would dial ourselves.
-      if (isListenerEndpoint(destination, listenerEndpoint(ctx))) {
+      if (isListenerEndpoint(destination, listenerEndpoint(ctx), isHostAddress)) {
         return notRedirectedResult(
           'netfilter',
           facts,

@@ -2,6 +2,7 @@ import type { Server } from 'node:net';
 import { invalidOption } from '../common/errors';
 import { TRANSPARENT_PERMISSION_REMEDY } from '../common/marks';
 import { isListenerEndpoint } from '../common/loop-guard';
+import { isHostAddress } from '../platform/host-address';
 import { fdOf, nativeError, optionalLinux, requireLinux } from '../platform/addon';
 import {
   acceptedFacts,
@@ -41,7 +42,7 @@ export function tproxyResolver(options?: TproxyResolverOptions): Resolver {
     },
     async resolve(ctx: ResolverContext): Promise<ResolveResult> {
       const facts = acceptedFacts(ctx.socket, optionalLinux());
-      if (isListenerEndpoint(facts.local, listenerEndpoint(ctx))) {
+      if (isListenerEndpoint(facts.local, listenerEndpoint(ctx), isHostAddress)) {
         return notRedirectedResult('tproxy', facts, checked, 'its local address is the listener');
       }
       return redirectedResult('tproxy', facts, facts.local, checked);

@@ -1,6 +1,3 @@
-import { readFileSync } from 'node:fs';
-import { networkInterfaces } from 'node:os';
-import { formatIpAddress, isIPv4Mapped, parseIpAddress } from './ip-address';
 import { endpointKey } from './record';
 import type { Endpoint, RedirectRecord, ResolvedTarget } from './types';
 
@@ -39,63 +36,37 @@ export function recordLoop(
   return undefined;
 }
 
+/** Asks whether an address is one of this host's (lib/platform/host-address.ts: the kernel knows). */
+export type HostAddressCheck = (address: string) => boolean;
+
 /** Why connecting to `target` would reach this very listener; undefined when it would not. */
-export function selfTargetLoop(target: ResolvedTarget, listen: Endpoint | undefined): string | undefined {
+export function selfTargetLoop(
+  target: ResolvedTarget,
+  listen: Endpoint | undefined,
+  isHostAddress: HostAddressCheck,
+): string | undefined {
   const endpoint = { address: target.host, port: target.port, family: target.family };
-  return isListenerEndpoint(endpoint, listen) ? `the target ${endpointKey(endpoint)} is this server itself` : undefined;
+  return isListenerEndpoint(endpoint, listen, isHostAddress)
+    ? `the target ${endpointKey(endpoint)} is this server itself`
+    : undefined;
 }
 
 /**
  * Whether `endpoint` is the listener itself: the same port, and the listener's
  * address or, on a wildcard listener, any address of this host (its own
  * wildcard address, loopback, or an interface's: a client may dial any of them).
+ * Only then is the host asked, so most flows cost a port comparison.
  */
-export function isListenerEndpoint(endpoint: { address: string; port: number }, listen: Endpoint | undefined): boolean {
+export function isListenerEndpoint(
+  endpoint: { address: string; port: number },
+  listen: Endpoint | undefined,
+  isHostAddress: HostAddressCheck,
+): boolean {
   if (listen === undefined || endpoint.port !== listen.port) return false;
   if (!isWildcard(listen.address)) return endpoint.address === listen.address;
-  return isWildcard(endpoint.address) || isLocalAddress(endpoint.address);
-}
-
-/** An address of this host (in this network namespace), asked anew each time: interfaces change. */
-function isLocalAddress(address: string): boolean {
-  if (isLoopback(address)) return true;
-  const wanted = address.toLowerCase();
-  for (const list of Object.values(networkInterfaces())) {
-    for (const info of list ?? []) {
-      if (info.address.toLowerCase() === wanted) return true;
-    }
-  }
-  // libuv lists only interfaces that are up and running (a veth without carrier is left out,
-  // yet it may receive a connection): ask the kernel's own tables, which list every local address.
-  return process.platform === 'linux' && kernelHasAddress(address);
-}
-
-/** Linux: the address is in the local routing table (IPv4) or on an interface (IPv6). */
-function kernelHasAddress(address: string): boolean {
-  const parsed = parseIpAddress(address);
-  if (parsed === undefined) return false;
-  try {
-    if (parsed.family === 'IPv6' && !isIPv4Mapped(parsed.bytes)) {
-      const hex = Buffer.from(parsed.bytes).toString('hex');
-      return readFileSync('/proc/net/if_inet6', 'utf8')
-        .split('\n')
-        .some((line) => line.startsWith(hex));
-    }
-    const v4 = formatIpAddress(parsed.bytes.subarray(parsed.bytes.length - 4));
-    const lines = readFileSync('/proc/net/fib_trie', 'utf8').split('\n');
-    for (let i = 0; i + 1 < lines.length; i++) {
-      if (lines[i]?.trimEnd().endsWith(`|-- ${v4}`) && lines[i + 1]?.includes('/32 host LOCAL')) return true;
-    }
-  } catch {
-    // no procfs: the interface list above is all we know
-  }
-  return false;
+  return isWildcard(endpoint.address) || isHostAddress(endpoint.address);
 }
 
 function isWildcard(address: string): boolean {
   return address === '0.0.0.0' || address === '::';
-}
-
-function isLoopback(address: string): boolean {
-  return address.startsWith('127.') || address === '::1';
 }

@@ -3,6 +3,7 @@
 import { EventEmitter } from 'eventemitter3';
 import { RedirectError } from '../common/errors';
 import { recordLoop, selfTargetLoop } from '../common/loop-guard';
+import { isHostAddress } from '../platform/host-address';
 import type {
   BypassDirection,
   CloseReason,
@@ -264,7 +265,7 @@ export class Connection extends EventEmitter<ConnectionEvents> implements Direct
   }
 
   private targetResolved(target: ResolvedTarget, chain: Chain, leftover?: Buffer, deferred?: DeferredSink): void {
-    const selfLoop = selfTargetLoop(target, this.host.listenAddress);
+    const selfLoop = selfTargetLoop(target, this.host.listenAddress, isHostAddress);
     if (selfLoop) {
       this.terminate('loop-detected', new RedirectError('ERR_REDIRECT_LOOP_DETECTED', selfLoop), 'reset');
       return;

@@ -49,6 +49,8 @@ export interface LinuxAddon {
   resetOnClose(fd: number): void;
   /** F_DUPFD_CLOEXEC: a second descriptor of the same socket (the runner's listener across reloads). */
   dupFd(fd: number): number;
+  /** RTM_GETROUTE: whether the kernel routes the address as one of this host's own (RTN_LOCAL). */
+  isLocalRoute(address: string): boolean;
   /** IP_TRANSPARENT or IPV6_TRANSPARENT, by the socket's family. Needs CAP_NET_ADMIN. */
   setTransparent(fd: number): void;
   isTransparent(fd: number): boolean;
