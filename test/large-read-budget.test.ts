@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import test, { type ExecutionContext } from 'ava';
 import { type CloseSummary, configureLargeReads, largeReadStats, type RedirectServer } from '../lib/index';
+import { slabPool } from '../lib/net/slab-pool';
 import { zeroCopyTest } from './helpers/modes';
 import { dial, drain, echoUpstream, eachTurnUntil, readAtLeast, sendRandom, startRedirect } from './helpers/net';
 
@@ -172,3 +173,42 @@ zeroCopyTest("zeroCopy 'auto': request/response flows stay on the JS path while 
   }
   t.is(closed.filter((x) => x.upstream.bytesRead === 64).length, 20);
 });
+
+test.serial(
+  'a released slab serves the next lease; kept slabs go once no lease has been live for a while',
+  async (t) => {
+    restoreBudget(t);
+    // A budget of 0 drops what earlier tests left kept: the pool starts empty.
+    configureLargeReads({ maxBytes: 0 });
+    configureLargeReads({ maxBytes: 4 * MiB });
+    t.like(largeReadStats(), { pooledBytes: 0, leasedBytes: 0 });
+    const slab = slabPool.lease(MiB);
+    if (slab === undefined) return t.fail('a 1 MiB lease under a 4 MiB budget was refused');
+    slabPool.release(slab, true);
+    t.is(largeReadStats().pooledBytes, MiB, 'kept for the next lease');
+    const again = slabPool.lease(MiB);
+    t.is(again, slab, 'the next lease gets the kept slab instead of a new allocation');
+    t.is(largeReadStats().pooledBytes, 0);
+    // A slab whose bytes a chain may still hold is never reused: the pool forgets it.
+    slabPool.release(again as Buffer, false);
+    t.is(largeReadStats().pooledBytes, 0);
+    t.is(largeReadStats().leasedBytes, 0);
+    // The linger: kept slabs are dropped once no lease is live (after POOL_LINGER_MS; no bound asserted).
+    const third = slabPool.lease(MiB) as Buffer;
+    t.not(third, slab);
+    slabPool.release(third, true);
+    t.is(largeReadStats().pooledBytes, MiB);
+    await new Promise<void>((resolve) => {
+      const poll = setInterval(() => {
+        if (largeReadStats().pooledBytes !== 0) return;
+        clearInterval(poll);
+        resolve();
+      }, 50);
+    });
+    t.is(largeReadStats().slabs, 0);
+    // Lowering the budget under kept slabs drops what no longer fits, at once.
+    slabPool.release(slabPool.lease(MiB) as Buffer, true);
+    configureLargeReads({ maxBytes: 512 * 1024 });
+    t.is(largeReadStats().pooledBytes, 0);
+  },
+);
