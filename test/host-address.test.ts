@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import test from 'ava';
 import { optionalLinux } from '../lib/platform/addon';
+import { fibHasLocal } from '../lib/platform/host-address';
 import { gatedTest, Netns, netnsUnavailable } from './helpers/netns';
 
 // lib/platform/host-address.ts answers the loop guard's "is this one of our own addresses?" for a
@@ -70,6 +71,12 @@ nsTest('every address of the namespace is the host’s, one without carrier too;
     '2001:db8:77::1': { host: true },
     '2001:db8:77::2': { host: false },
   });
+});
+
+test('the procfs fallback finds loopback in the local table, and not an address of TEST-NET-1', (t) => {
+  if (process.platform !== 'linux') return t.pass('Linux only');
+  t.true(fibHasLocal('127.0.0.1'));
+  t.false(fibHasLocal('192.0.2.1'));
 });
 
 test('the addon answers from the kernel’s routes in this namespace', (t) => {
