@@ -43,31 +43,35 @@ int LookUp(int family, const void* address, size_t length, bool* local) {
   if (sendto(fd.get(), &request, request.header.nlmsg_len, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof kernel) < 0) {
     return errno;
   }
-  // The answer is one RTM_NEWROUTE (with the route's attributes) or one NLMSG_ERROR.
+  // rtnetlink answers a lookup inside sendto(): the reply (one RTM_NEWROUTE or one NLMSG_ERROR,
+  // about 150 bytes) is queued already, so one non-blocking read takes it; a missing or truncated
+  // reply is an error, never a wait on Node's thread.
   alignas(nlmsghdr) char reply[4096];
-  for (;;) {
-    ssize_t n = recv(fd.get(), reply, sizeof reply, 0);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return errno;
-    }
-    auto left = static_cast<unsigned int>(n);
-    for (auto* h = reinterpret_cast<nlmsghdr*>(reply); NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
-      if (h->nlmsg_seq != request.header.nlmsg_seq) continue;
-      if (h->nlmsg_type == NLMSG_ERROR) {
-        const int err = -static_cast<nlmsgerr*>(NLMSG_DATA(h))->error;
-        if (err == ENETUNREACH || err == EHOSTUNREACH) {
-          *local = false;
-          return 0;
-        }
-        return err == 0 ? EPROTO : err;
-      }
-      if (h->nlmsg_type == RTM_NEWROUTE) {
-        *local = static_cast<rtmsg*>(NLMSG_DATA(h))->rtm_type == RTN_LOCAL;
+  ssize_t n;
+  do {
+    n = recv(fd.get(), reply, sizeof reply, MSG_DONTWAIT | MSG_TRUNC);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return errno == EAGAIN ? EPROTO : errno;
+  if (static_cast<size_t>(n) > sizeof reply) return EMSGSIZE;
+  auto left = static_cast<unsigned int>(n);
+  for (auto* h = reinterpret_cast<nlmsghdr*>(reply); NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
+    if (h->nlmsg_seq != request.header.nlmsg_seq) continue;
+    if (h->nlmsg_type == NLMSG_ERROR && h->nlmsg_len >= NLMSG_LENGTH(sizeof(nlmsgerr))) {
+      const int err = -static_cast<nlmsgerr*>(NLMSG_DATA(h))->error;
+      // No route, or one that discards (unreachable, blackhole, prohibit, throw): not local. The
+      // local table is consulted before any of these, so they never hide a local address.
+      if (err == ENETUNREACH || err == EHOSTUNREACH || err == EINVAL || err == EACCES || err == EAGAIN) {
+        *local = false;
         return 0;
       }
+      return err == 0 ? EPROTO : err;
+    }
+    if (h->nlmsg_type == RTM_NEWROUTE && h->nlmsg_len >= NLMSG_LENGTH(sizeof(rtmsg))) {
+      *local = static_cast<rtmsg*>(NLMSG_DATA(h))->rtm_type == RTN_LOCAL;
+      return 0;
     }
   }
+  return EPROTO;
 }
 
 }  // namespace

@@ -27,7 +27,7 @@ export function isHostAddress(address: string): boolean {
         // netlink could not answer: ask procfs below
       }
     }
-    return listedInterface(address) || fibHasLocal(text);
+    return listedInterface(text) || fibHasLocal(text);
   }
   if (listedInterface(address)) return true;
   return process.platform === 'linux' && !v4 && inet6HasAddress(parsed.bytes);
