@@ -58,11 +58,14 @@ export function takeOverAccept(server: Server, hooks: AcceptorHooks): Acceptor |
     fdOf(server),
     (fd, address, port, family) => {
       const peer = peerEndpoint(address, port, family);
+      // Once a handle has opened the fd, the handle owns it: closing the handle closes the fd.
+      const handle = openTcpHandle(fd) as { close?(): void } | undefined;
       let socket: Socket;
       try {
-        socket = wrapAccepted(fd);
+        socket = wrapAccepted(fd, handle);
       } catch (err) {
-        closeSync(fd);
+        if (handle) handle.close?.();
+        else closeSync(fd);
         hooks.failed(errnoOf(err) ?? 'EUNKNOWN', 'dropped', peer);
         return;
       }
@@ -95,8 +98,7 @@ export function takeOverAccept(server: Server, hooks: AcceptorHooks): Acceptor |
  * Node's server makes one where the running Node allows it: `{ fd }` alone costs four syscalls
  * to learn that the descriptor is a TCP socket.
  */
-function wrapAccepted(fd: number): Socket {
-  const handle = openTcpHandle(fd);
+function wrapAccepted(fd: number, handle: object | undefined): Socket {
   const options: SocketConstructorOpts & { pauseOnCreate: boolean; handle?: object } = {
     ...(handle ? { handle } : { fd }),
     allowHalfOpen: true,
