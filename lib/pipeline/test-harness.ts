@@ -128,17 +128,20 @@ export async function testMiddleware(
   const gap = count('gapMs', options.gapMs, 0, 0, MAX_TIMER_MS);
   const wait = count('timeoutMs', options.timeoutMs, endUp && endDown ? 2000 : 0, 0, MAX_TIMER_MS);
   const state = stateEntries(options.state);
-  const flow = new MemoryFlow({
+  const upPace = checkPace('readPace.upstream', options.readPace?.upstream);
+  const downPace = checkPace('readPace.downstream', options.readPace?.downstream);
+  const settings = {
     id: count('id', options.id, 1, 0, Number.MAX_SAFE_INTEGER),
     record: createRecord(options.record ?? DEFAULT_RECORD),
     proxyId,
     highWaterMark: count('highWaterMark', options.highWaterMark, DEFAULT_HIGH_WATER_MARK, 1024),
     connectTimeoutMs: count('connectTimeoutMs', options.connectTimeoutMs, 0, 0, MAX_TIMER_MS),
-  });
+  };
+  const flow = new MemoryFlow(settings);
   const upOut: Buffer[] = [];
   const downOut: Buffer[] = [];
-  play(flow.destination, upOut, checkPace('readPace.upstream', options.readPace?.upstream));
-  play(flow.client, downOut, checkPace('readPace.downstream', options.readPace?.downstream));
+  play(flow.destination, upOut, upPace);
+  play(flow.client, downOut, downPace);
   for (const [key, value] of state) flow.ctx.state.set(key, value);
   flow.run(list);
 
