@@ -424,7 +424,11 @@ if (require.main === module) {
     .then(async () => {
       if (!withFaults) return;
       const log = (line: string): void => void process.stderr.write(`${line}\n`);
-      const { reportPath } = await runFaultsBench(FAULTS_QUICK, resolve('benchmarks', 'results'), log);
+      const { reportPath } = await runFaultsBench(
+        FAULTS_QUICK,
+        resolve(options.outDir ?? join('benchmarks', 'results')),
+        log,
+      );
       process.stdout.write(`${reportPath}\n`);
     })
     .then(
