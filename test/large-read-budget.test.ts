@@ -3,7 +3,16 @@ import test, { type ExecutionContext } from 'ava';
 import { type CloseSummary, configureLargeReads, largeReadStats, type RedirectServer } from '../lib/index';
 import { slabPool } from '../lib/net/slab-pool';
 import { zeroCopyTest } from './helpers/modes';
-import { dial, drain, echoUpstream, eachTurnUntil, readAtLeast, sendRandom, startRedirect } from './helpers/net';
+import {
+  dial,
+  drain,
+  echoUpstream,
+  eachTurnUntil,
+  pollUntil,
+  readAtLeast,
+  sendRandom,
+  startRedirect,
+} from './helpers/net';
 
 // The large-read slab pool (docs/design.md, "The slab budget") and splicing only bulk
 // directions under zeroCopy 'auto' (docs/zero-copy.md, "When to splice"). Serial: the pool
@@ -198,13 +207,7 @@ test.serial(
     t.not(third, slab);
     slabPool.release(third, true);
     t.is(largeReadStats().pooledBytes, MiB);
-    await new Promise<void>((resolve) => {
-      const poll = setInterval(() => {
-        if (largeReadStats().pooledBytes !== 0) return;
-        clearInterval(poll);
-        resolve();
-      }, 50);
-    });
+    await pollUntil(() => largeReadStats().pooledBytes === 0, 'the pool to drop its kept slabs');
     t.is(largeReadStats().slabs, 0);
     // Lowering the budget under kept slabs drops what no longer fits, at once.
     slabPool.release(slabPool.lease(MiB) as Buffer, true);

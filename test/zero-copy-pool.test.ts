@@ -2,7 +2,7 @@ import { closeSync, fstatSync, mkdtempSync, openSync, readdirSync, readlinkSync,
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { configureZeroCopy, DEFAULT_ZERO_COPY_BUDGET, type RedirectServer, zeroCopyStats } from '../lib/index';
 import { zeroCopyTest } from './helpers/modes';
 import {
@@ -13,6 +13,7 @@ import {
   echoUpstream,
   listenTcp,
   nextConnection,
+  pollUntil,
   readAtLeast,
   sendRandom,
   startRedirect,
@@ -59,6 +60,20 @@ function budgetWatch(): { peakPipes: number; peakBytes: number; over: string[]; 
   return w;
 }
 
+/**
+ * A 64 MiB download from a fresh source through a zeroCopy 'always' proxy: the source's socket
+ * once it is accepted, the hash of what it sends, the proxy and the client.
+ */
+async function splicedDownload(t: ExecutionContext) {
+  const source: { socket?: Socket; sent: Promise<string> } = { sent: Promise.resolve('') };
+  const listener = await listenTcp(t, (s) => {
+    source.socket = s;
+    source.sent = sendRandom(s, 64 * MiB, 256 * KiB);
+  });
+  const proxy = await startRedirect(t, { resolve: { host: '127.0.0.1', port: listener.port }, zeroCopy: 'always' });
+  return { source, proxy, client: await dial(proxy.port) };
+}
+
 /** Directions the engine took over (all of them 'zero-copy', or 'mixed' after a head in JS). */
 function handedOff(server: RedirectServer, direction: 'upstream' | 'downstream'): number {
   const paths = server.stats().dataPaths[direction];
@@ -91,13 +106,7 @@ zcTest(
     // The pool keeps the free pipes for the next relay, then closes the ones left unused (the
     // engine's trim, after about a second): wait for it, no bound asserted.
     t.true(stats().pooledPipes >= 1, 'the last relay gave its pipes back to the pool');
-    await new Promise<void>((resolve) => {
-      const poll = setInterval(() => {
-        if (stats().pipes !== 0) return;
-        clearInterval(poll);
-        resolve();
-      }, 50);
-    });
+    await pollUntil(() => stats().pipes === 0, "the engine's trim to close the free pipes");
     t.is(stats().pipeBytes, 0);
   },
 );
@@ -214,17 +223,10 @@ zcTest('with the only pipe held by a stalled reader, another connection copies a
   configureZeroCopy({ maxPipes: 1 });
   const watch = budgetWatch();
   // A: a 64 MiB download whose client does not read: its relay keeps the one pipe full.
-  let sentA: Promise<string> = Promise.resolve('');
-  let upA: Socket | undefined;
-  const sourceA = await listenTcp(t, (s) => {
-    upA = s;
-    sentA = sendRandom(s, 64 * MiB, 256 * KiB);
-  });
-  const proxyA = await startRedirect(t, { resolve: { host: '127.0.0.1', port: sourceA.port }, zeroCopy: 'always' });
-  const a = await dial(proxyA.port);
+  const { source: sourceA, client: a } = await splicedDownload(t);
   a.pause();
   const gotA = drain(a);
-  await eachTurnUntil(() => (upA?.writableLength ?? 0) > 0 && stats().pipesInUse === 1);
+  await eachTurnUntil(() => (sourceA.socket?.writableLength ?? 0) > 0 && stats().pipesInUse === 1);
   // B: an echo through another proxy; no pipe is to be had, so its relays copy
   const copied0 = stats().copiedBytes;
   const up = await echoUpstream(t);
@@ -241,7 +243,7 @@ zcTest('with the only pipe held by a stalled reader, another connection copies a
   // A resumes and gets every byte, in order
   a.resume();
   const ra = await gotA;
-  t.is(ra.sha256, await sentA);
+  t.is(ra.sha256, await sourceA.sent);
   watch.stop();
   t.deepEqual(watch.over, []);
   t.is(watch.peakPipes, 1);
@@ -308,14 +310,7 @@ zcTest(
   async (t) => {
     t.timeout(60_000);
     configureZeroCopy({});
-    let sent: Promise<string> = Promise.resolve('');
-    let upstream: Socket | undefined;
-    const source = await listenTcp(t, (s) => {
-      upstream = s;
-      sent = sendRandom(s, 64 * MiB, 256 * KiB);
-    });
-    const proxy = await startRedirect(t, { resolve: { host: '127.0.0.1', port: source.port }, zeroCopy: 'always' });
-    const client = await dial(proxy.port);
+    const { source, proxy, client } = await splicedDownload(t);
     let got = 0;
     client.on('data', (d: Buffer) => {
       got += d.length;
@@ -324,11 +319,11 @@ zcTest(
     // A bulk download grows its pipe; then the client stops reading and the relay holds it full.
     await eachTurnUntil(() => stats().grownBytes > 0 && got >= 8 * MiB);
     client.pause();
-    await eachTurnUntil(() => (upstream?.writableLength ?? 0) > 0 && stats().pipesInUse >= 1);
+    await eachTurnUntil(() => (source.socket?.writableLength ?? 0) > 0 && stats().pipesInUse >= 1);
     configureZeroCopy({ pipeSize: 64 * KiB, maxPipeSize: 64 * KiB });
     client.resume();
     const result = await all;
-    t.is(result.sha256, await sent);
+    t.is(result.sha256, await source.sent);
     client.end();
     await closedAtLeast(proxy.server, 1);
     await eachTurnUntil(() => stats().pipesInUse === 0);

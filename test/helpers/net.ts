@@ -142,6 +142,26 @@ export function eachTurnUntil(condition: () => boolean): Promise<void> {
   });
 }
 
+/**
+ * Resolves once `condition()` holds, checked every `everyMs` (for state that changes on a timer, such
+ * as a pool's linger, where a check every turn would only spin); rejects naming `what` after
+ * `timeoutMs`, a bound for a hang, not for speed.
+ */
+export function pollUntil(condition: () => boolean, what: string, everyMs = 50, timeoutMs = 30_000): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const started = Date.now();
+    const poll = setInterval(() => {
+      if (condition()) {
+        clearInterval(poll);
+        resolve();
+      } else if (Date.now() - started > timeoutMs) {
+        clearInterval(poll);
+        reject(new Error(`still waiting after ${timeoutMs} ms: ${what}`));
+      }
+    }, everyMs);
+  });
+}
+
 /** Resolves once `bytes` more bytes have been read from the socket, or it closed first. */
 export function readAtLeast(socket: Socket, bytes: number): Promise<void> {
   return new Promise((resolve) => {
